@@ -1,0 +1,131 @@
+using Bastion.Hosting;
+using Bastion.Policy;
+
+namespace Bastion.Configuration;
+
+/// <summary>Checks across the whole configuration: dangling names, port clashes, files, what this build can run.</summary>
+public static class ConfigValidator
+{
+    public static List<ConfigError> Validate(BastionConfig c)
+    {
+        var errors = new List<ConfigError>();
+        void Err(SourcePos p, string m) => errors.Add(new ConfigError(p, m));
+
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var binds = new Dictionary<(string, int), string>();
+        if (c.Admin is { } admin)
+        {
+            if (admin.Listen.Port != 0) binds[(admin.Listen.Host, admin.Listen.Port)] = "admin";
+            if (admin.TokenFile is { } tf && !File.Exists(c.Resolve(tf))) Err(admin.Pos, $"admin.token_file: cannot read {c.Resolve(tf)}");
+            if (admin.TokenFile is null && admin.Listen.ToIPEndPoint() is { } ep && !System.Net.IPAddress.IsLoopback(ep.Address))
+                Err(admin.Pos, "admin listens on a non-loopback address: set admin.token_file so that the API needs a bearer token");
+        }
+
+        foreach (var l in c.Listeners)
+        {
+            if (!names.Add(l.Name)) Err(l.Pos, $"duplicate listener name '{l.Name}'");
+            if (!ListenerTypes.IsBuilt(l.Type))
+                Err(l.Pos, $"listener '{l.Name}': type '{ListenerTypes.Name(l.Type)}' is not built yet in this version of bastion (available: http-proxy, http-reverse, socks5, tcp)");
+            if (l.Listen.Port != 0)
+            {
+                var key = (l.Listen.Host, l.Listen.Port);
+                if (binds.TryGetValue(key, out var other)) Err(l.Pos, $"listener '{l.Name}': {l.Listen} is already used by '{other}'");
+                else
+                {
+                    // A wildcard bind clashes with every address on the same port.
+                    foreach (var ((h, p), o) in binds)
+                        if (p == l.Listen.Port && (IsWildcard(h) || IsWildcard(l.Listen.Host)))
+                            Err(l.Pos, $"listener '{l.Name}': port {p} clashes with '{o}' ({h}:{p})");
+                    binds[key] = l.Name;
+                }
+            }
+            if (l.Policy is { } pol && !c.Policies.ContainsKey(pol))
+                Err(l.Pos, $"listener '{l.Name}': unknown policy '{pol}'");
+            if (l.Authenticate && c.Identity?.UsersFile is null)
+                Err(l.Pos, $"listener '{l.Name}': authenticate is on but identity.users names no htpasswd file");
+            if (l.TlsInspection is { } ti)
+                Err(ti.Pos, $"listener '{l.Name}': tls_inspection is not built yet in this version of bastion; CONNECT tunnels are relayed without decryption");
+            foreach (var t in l.Tls)
+            {
+                if (!File.Exists(c.Resolve(t.Cert))) Err(t.Pos, $"listener '{l.Name}': cannot read certificate {c.Resolve(t.Cert)}");
+                if (!File.Exists(c.Resolve(t.Key))) Err(t.Pos, $"listener '{l.Name}': cannot read key {c.Resolve(t.Key)}");
+            }
+            switch (l.Type)
+            {
+                case ListenerType.HttpReverse:
+                    if (l.Routes.IsEmpty) Err(l.Pos, $"listener '{l.Name}': http-reverse needs at least one route");
+                    foreach (var r in l.Routes)
+                        if (!c.Upstreams.ContainsKey(r.Upstream) && !LooksLikeUrl(r.Upstream))
+                            Err(r.Pos, $"route: unknown upstream '{r.Upstream}' (define it under 'upstreams:' or give a URL)");
+                    break;
+                case ListenerType.Tcp:
+                    if (l.Upstream is null) Err(l.Pos, $"listener '{l.Name}': tcp needs 'upstream: host:port' or an upstream group name");
+                    else if (!c.Upstreams.ContainsKey(l.Upstream) && !HostPort.TryParse(l.Upstream, out _))
+                        Err(l.Pos, $"listener '{l.Name}': upstream '{l.Upstream}' is neither host:port nor a group under 'upstreams:'");
+                    break;
+                case ListenerType.Ftp or ListenerType.Smtp:
+                    if (l.Upstream is { } u && !HostPort.TryParse(u, out _))
+                        Err(l.Pos, $"listener '{l.Name}': upstream '{u}' is not host:port");
+                    break;
+            }
+            if (l.Type != ListenerType.HttpReverse && !l.Routes.IsEmpty)
+                Err(l.Pos, $"listener '{l.Name}': routes are for http-reverse listeners");
+            if (l.Type != ListenerType.Tcp && l.ProxyProtocol != ProxyProtocolVersion.None)
+                Err(l.Pos, $"listener '{l.Name}': proxy_protocol (towards the upstream) is for tcp listeners");
+        }
+
+        foreach (var (name, u) in c.Upstreams)
+        {
+            if (u.Targets.IsEmpty) Err(u.Pos, $"upstream '{name}' has no targets");
+            foreach (var t in u.Targets)
+                if (!LooksLikeUrl(t) && !HostPort.TryParse(t, out _))
+                    Err(u.Pos, $"upstream '{name}': target '{t}' is neither a URL (http://host:port) nor host:port");
+            if (u.CaFile is { } ca && !File.Exists(c.Resolve(ca))) Err(u.Pos, $"upstream '{name}': cannot read ca {c.Resolve(ca)}");
+        }
+        return errors;
+    }
+
+    static bool IsWildcard(string host) => host is "*" or "0.0.0.0" or "::" or "[::]";
+
+    static bool LooksLikeUrl(string s) =>
+        Uri.TryCreate(s, UriKind.Absolute, out var u) && (u.Scheme == "http" || u.Scheme == "https");
+
+    /// <summary>Attributes each listener type supplies to the policy (SPEC 2.1), for "can never match" warnings.</summary>
+    public static readonly Dictionary<ListenerType, HashSet<string>> Supplied = new()
+    {
+        [ListenerType.HttpProxy] = ["source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "sni", "not"],
+        [ListenerType.HttpReverse] = ["source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "not"],
+        [ListenerType.Ftp] = ["source", "user", "group", "host", "port", "command", "path", "time", "not"],
+        [ListenerType.Smtp] = ["source", "user", "group", "host", "port", "command", "mail_from", "rcpt_to", "size", "time", "not"],
+        [ListenerType.Socks5] = ["source", "user", "group", "host", "port", "time", "not"],
+        [ListenerType.Tcp] = ["source", "user", "group", "port", "time", "not"],
+    };
+
+    public static List<ConfigError> Warnings(Runtime rt)
+    {
+        var warnings = new List<ConfigError>();
+        foreach (var l in rt.Config.Listeners)
+        {
+            if (l.Policy is null)
+            {
+                warnings.Add(new ConfigError(l.Pos, $"listener '{l.Name}' names no policy: it denies everything", IsWarning: true));
+                continue;
+            }
+            if (!rt.Policies.TryGetValue(l.Policy, out var p)) continue;
+            var supplied = Supplied[l.Type];
+            bool hasUser = l.Authenticate || l.Type is ListenerType.Ftp || !l.AcceptProxyProtocol.IsEmpty;
+            foreach (var r in p.AllRules)
+            {
+                foreach (var cond in r.Conditions)
+                {
+                    var attr = cond.Attribute;
+                    if (!supplied.Contains(attr))
+                        warnings.Add(new ConfigError(r.Pos, $"rule {r.Name} can never match on listener '{l.Name}' ({ListenerTypes.Name(l.Type)} does not supply '{attr}')", IsWarning: true));
+                    else if (attr is "user" or "group" && !hasUser)
+                        warnings.Add(new ConfigError(r.Pos, $"rule {r.Name} can never match on listener '{l.Name}': it asks about '{attr}' but the listener does not authenticate", IsWarning: true));
+                }
+            }
+        }
+        return warnings;
+    }
+}

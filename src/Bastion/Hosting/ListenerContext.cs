@@ -1,0 +1,60 @@
+using System.Net;
+using Bastion.Configuration;
+using Bastion.Observability;
+using Bastion.Policy;
+
+namespace Bastion.Hosting;
+
+/// <summary>A running listener: bound, serving, stoppable. One class per protocol implements it.</summary>
+public interface IGatewayListener : IAsyncDisposable
+{
+    string Name { get; }
+    ListenerType Type { get; }
+    /// <summary>The address actually bound (the port the OS chose when `listen:` said 0).</summary>
+    IPEndPoint? BoundEndPoint { get; }
+    bool IsRunning { get; }
+    Task StartAsync(CancellationToken ct);
+    /// <summary>Stops accepting, lets open exchanges finish until <paramref name="drain"/> is cancelled, then closes the rest.</summary>
+    Task StopAsync(CancellationToken drain);
+}
+
+/// <summary>
+/// What a listener gets from the host: the current configuration snapshot (swapped on reload), the policy it
+/// answers to, and the one place where decisions are logged and counted.
+/// </summary>
+public sealed class ListenerContext(GatewayHost host, string name, ListenerType type)
+{
+    public string Name { get; } = name;
+    public ListenerType Type { get; } = type;
+    public string TypeName { get; } = ListenerTypes.Name(type);
+    public GatewayHost Host { get; } = host;
+
+    public Runtime Runtime => Host.Current;
+
+    /// <summary>This listener's configuration in the current snapshot (the one it started with if reload removed it).</summary>
+    public ListenerConfig Config => Host.Current.Listener(Name) ?? _lastConfig ?? throw new InvalidOperationException($"listener {Name} not configured");
+
+    ListenerConfig? _lastConfig = host.Current.Listener(name);
+
+    internal void Remember(ListenerConfig c) => _lastConfig = c;
+
+    public CompiledPolicy Policy => Runtime.PolicyFor(Config);
+
+    public AccessLog Log => Host.Log;
+    public GatewayMetrics Metrics => Host.Metrics;
+    public ConnectionRegistry Connections => Host.Connections;
+
+    /// <summary>Logs a decision or closed connection and counts it: one event, one metric, from one place.</summary>
+    public void Record(AccessEvent e)
+    {
+        Log.Write(e);
+        if (e.Event == "request" && e.Verdict is not null)
+        {
+            Metrics.Decision(Name, TypeName, e.Verdict, e.Rule ?? "");
+            if (e.Verdict == "deny") Host.RecentDenials.Add(e);
+        }
+    }
+
+    public bool TrustsProxyProtocolFrom(IPAddress peer) =>
+        Runtime.ProxyProtocolFronts.TryGetValue(Name, out var set) && set.Contains(peer);
+}

@@ -1,0 +1,97 @@
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Bastion.Identity;
+
+/// <summary>
+/// Users from the htpasswd file, with a cache of verified credentials so that authenticated traffic does not
+/// pay bcrypt on every request. Keys are a salted SHA-256 of user and password (no password is kept);
+/// entries expire; the cache is bounded. bcrypt checks that miss the cache run a few at a time, so that a
+/// flood of bad passwords queues behind itself instead of taking every core from the traffic.
+/// </summary>
+public sealed class IdentityStore
+{
+    readonly Dictionary<string, string> _hashes;
+    readonly ConcurrentDictionary<Key, long> _verified = new();
+    readonly ConcurrentDictionary<Key, long> _rejected = new();
+    readonly SemaphoreSlim _bcryptGate = new(Math.Max(1, Environment.ProcessorCount / 2));
+    readonly byte[] _salt = RandomNumberGenerator.GetBytes(16);
+    static readonly long TtlTicks = TimeSpan.FromMinutes(5).Ticks;
+    static readonly long NegativeTtlTicks = TimeSpan.FromSeconds(10).Ticks;
+    const int MaxEntries = 10_000;
+
+    public int UserCount => _hashes.Count;
+
+    public long FailureCount;
+
+    public IdentityStore(Dictionary<string, string> hashes) => _hashes = hashes;
+
+    public static readonly IdentityStore Empty = new([]);
+
+    public bool HasUser(string user) => _hashes.ContainsKey(user);
+
+    readonly record struct Key(Int128 A, Int128 B);
+
+    Key MakeKey(string user, string password)
+    {
+        Span<byte> digest = stackalloc byte[32];
+        var bytes = Encoding.UTF8.GetBytes($"{user}\0{password}");
+        using var h = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, _salt);
+        h.AppendData(bytes);
+        h.GetHashAndReset(digest);
+        CryptographicOperations.ZeroMemory(bytes);
+        return new Key(System.Buffers.Binary.BinaryPrimitives.ReadInt128LittleEndian(digest),
+            System.Buffers.Binary.BinaryPrimitives.ReadInt128LittleEndian(digest[16..]));
+    }
+
+    public async ValueTask<bool> VerifyAsync(string user, string password, CancellationToken ct = default)
+    {
+        if (!_hashes.TryGetValue(user, out var hash))
+        {
+            Interlocked.Increment(ref FailureCount);
+            return false;
+        }
+        var key = MakeKey(user, password);
+        long now = DateTime.UtcNow.Ticks;
+        if (_verified.TryGetValue(key, out var exp) && exp > now) return true;
+        if (_rejected.TryGetValue(key, out var rexp) && rexp > now)
+        {
+            Interlocked.Increment(ref FailureCount);
+            return false;
+        }
+        await _bcryptGate.WaitAsync(ct).ConfigureAwait(false);
+        bool ok;
+        try { ok = Htpasswd.Verify(password, hash); }
+        finally { _bcryptGate.Release(); }
+        var cache = ok ? _verified : _rejected;
+        if (cache.Count >= MaxEntries) Prune(cache, now);
+        cache[key] = now + (ok ? TtlTicks : NegativeTtlTicks);
+        if (!ok) Interlocked.Increment(ref FailureCount);
+        return ok;
+    }
+
+    static void Prune(ConcurrentDictionary<Key, long> cache, long now)
+    {
+        foreach (var (k, exp) in cache)
+            if (exp <= now) cache.TryRemove(k, out _);
+        if (cache.Count >= MaxEntries) cache.Clear();
+    }
+
+    /// <summary>Parses an HTTP Basic credential (`Basic base64(user:pass)`).</summary>
+    public static bool TryParseBasic(string? header, out string user, out string password)
+    {
+        user = password = "";
+        if (header is null || !header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase)) return false;
+        try
+        {
+            var text = Encoding.UTF8.GetString(Convert.FromBase64String(header[6..].Trim()));
+            int colon = text.IndexOf(':');
+            if (colon < 0) return false;
+            user = text[..colon];
+            password = text[(colon + 1)..];
+            return true;
+        }
+        catch (FormatException) { return false; }
+    }
+}

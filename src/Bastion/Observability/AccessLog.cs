@@ -1,0 +1,142 @@
+using System.Buffers;
+using System.Text.Json;
+using System.Threading.Channels;
+
+namespace Bastion.Observability;
+
+/// <summary>One access-log line (SPEC 5): a request/command decision, or a closed connection.</summary>
+public sealed record AccessEvent
+{
+    public DateTime Ts { get; init; } = DateTime.UtcNow;
+    /// <summary>"request" for a decision, "connection" for a closed connection.</summary>
+    public string Event { get; init; } = "request";
+    public required string Id { get; init; }
+    public required string Listener { get; init; }
+    public required string Type { get; init; }
+    public string? Client { get; init; }
+    public string? User { get; init; }
+    public string? Request { get; init; }
+    public string? Verdict { get; init; }
+    public string? Rule { get; init; }
+    public string? Reason { get; init; }
+    public int Status { get; init; }
+    public long BytesIn { get; init; }
+    public long BytesOut { get; init; }
+    public double DurationMs { get; init; }
+}
+
+/// <summary>
+/// JSON lines to stdout or a file, written by one background task. Traffic never waits for the log: events go
+/// through a bounded queue, and when the writer falls behind (or its disk fails) events are dropped and counted.
+/// </summary>
+public sealed class AccessLog : IAsyncDisposable
+{
+    readonly Channel<AccessEvent> _queue = Channel.CreateBounded<AccessEvent>(
+        new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+    readonly Stream _out;
+    readonly bool _ownsStream;
+    readonly Task _writer;
+    long _dropped;
+    long _written;
+
+    public string Target { get; }
+    public long Dropped => Interlocked.Read(ref _dropped);
+    public long Written => Interlocked.Read(ref _written);
+
+    /// <summary>Optional watchers (metrics, dashboard's recent denials) called on the writer's thread.</summary>
+    public event Action<AccessEvent>? Observed;
+
+    public AccessLog(string target)
+    {
+        Target = target;
+        if (target is "stdout" or "-")
+        {
+            _out = Console.OpenStandardOutput();
+            _ownsStream = false;
+        }
+        else if (target is "off" or "none")
+        {
+            _out = Stream.Null;
+        }
+        else
+        {
+            var dir = Path.GetDirectoryName(Path.GetFullPath(target));
+            if (dir is not null) Directory.CreateDirectory(dir);
+            _out = new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 64 * 1024);
+            _ownsStream = true;
+        }
+        _writer = Task.Run(WriteLoop);
+    }
+
+    public void Write(AccessEvent e)
+    {
+        if (!_queue.Writer.TryWrite(e)) Interlocked.Increment(ref _dropped);
+    }
+
+    async Task WriteLoop()
+    {
+        var buffer = new ArrayBufferWriter<byte>(16 * 1024);
+        using var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        var reader = _queue.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (reader.TryRead(out var e))
+            {
+                json.Reset(buffer);
+                Serialize(json, e);
+                json.Flush();
+                buffer.Write("\n"u8);
+                try { Observed?.Invoke(e); }
+                catch (Exception) { /* a watcher's failure must not stop the log */ }
+                if (buffer.WrittenCount > 32 * 1024) await Flush(buffer, false).ConfigureAwait(false);
+            }
+            await Flush(buffer, true).ConfigureAwait(false);
+        }
+        await Flush(buffer, true).ConfigureAwait(false);
+    }
+
+    async Task Flush(ArrayBufferWriter<byte> buffer, bool flushStream)
+    {
+        if (buffer.WrittenCount == 0) return;
+        try
+        {
+            await _out.WriteAsync(buffer.WrittenMemory).ConfigureAwait(false);
+            if (flushStream) await _out.FlushAsync().ConfigureAwait(false);
+            Interlocked.Increment(ref _written);
+        }
+        catch (Exception)
+        {
+            Interlocked.Increment(ref _dropped);
+        }
+        buffer.ResetWrittenCount();
+    }
+
+    static void Serialize(Utf8JsonWriter w, AccessEvent e)
+    {
+        w.WriteStartObject();
+        w.WriteString("ts", e.Ts.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'"));
+        w.WriteString("event", e.Event);
+        w.WriteString("id", e.Id);
+        w.WriteString("listener", e.Listener);
+        w.WriteString("type", e.Type);
+        w.WriteString("client", e.Client);
+        w.WriteString("user", e.User);
+        w.WriteString("request", e.Request);
+        w.WriteString("verdict", e.Verdict);
+        w.WriteString("rule", e.Rule);
+        w.WriteString("reason", e.Reason);
+        w.WriteNumber("status", e.Status);
+        w.WriteNumber("bytes_in", e.BytesIn);
+        w.WriteNumber("bytes_out", e.BytesOut);
+        w.WriteNumber("duration_ms", Math.Round(e.DurationMs, 3));
+        w.WriteEndObject();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        try { await _writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
+        catch (TimeoutException) { }
+        if (_ownsStream) await _out.DisposeAsync().ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,81 @@
+using System.Collections.Concurrent;
+using Prometheus;
+
+namespace Bastion.Observability;
+
+/// <summary>
+/// Prometheus metrics for one gateway host (its own registry, so that hosts in one process do not mix).
+/// Label children are cached so that the hot path does a dictionary probe, not an allocation.
+/// </summary>
+public sealed class GatewayMetrics
+{
+    public CollectorRegistry Registry { get; } = Prometheus.Metrics.NewCustomRegistry();
+    readonly Counter _decisions;
+    readonly Gauge _active;
+    readonly Counter _connections;
+    readonly Counter _bytes;
+    readonly Histogram _upstreamLatency;
+    readonly Counter _authFailures;
+    public Counter Reloads { get; }
+    public Gauge LastReloadSuccess { get; }
+    public Gauge LastReloadTimestamp { get; }
+
+    readonly ConcurrentDictionary<(string, string, string, string), Counter.Child> _decisionChildren = new();
+    readonly ConcurrentDictionary<string, (Gauge.Child Active, Counter.Child Total, Counter.Child In, Counter.Child Out, Histogram.Child Latency, Counter.Child Auth)> _perListener = new();
+
+    public GatewayMetrics()
+    {
+        var f = Prometheus.Metrics.WithCustomRegistry(Registry);
+        _decisions = f.CreateCounter("bastion_decisions_total", "Policy decisions on requests, commands and connections.",
+            new CounterConfiguration { LabelNames = ["listener", "type", "verdict", "rule"] });
+        _active = f.CreateGauge("bastion_connections_active", "Client connections open now.",
+            new GaugeConfiguration { LabelNames = ["listener"] });
+        _connections = f.CreateCounter("bastion_connections_total", "Client connections accepted.",
+            new CounterConfiguration { LabelNames = ["listener"] });
+        _bytes = f.CreateCounter("bastion_bytes_total", "Bytes relayed; direction in = from clients, out = to clients.",
+            new CounterConfiguration { LabelNames = ["listener", "direction"] });
+        _upstreamLatency = f.CreateHistogram("bastion_upstream_latency_seconds", "Time from sending a request upstream to its response head.",
+            new HistogramConfiguration { LabelNames = ["listener"], Buckets = Histogram.ExponentialBuckets(0.0005, 2, 16) });
+        _authFailures = f.CreateCounter("bastion_auth_failures_total", "Failed authentications.",
+            new CounterConfiguration { LabelNames = ["listener"] });
+        Reloads = f.CreateCounter("bastion_reloads_total", "Configuration reloads.", new CounterConfiguration { LabelNames = ["result"] });
+        LastReloadSuccess = f.CreateGauge("bastion_config_last_reload_successful", "1 if the last reload succeeded.");
+        LastReloadTimestamp = f.CreateGauge("bastion_config_last_reload_timestamp_seconds", "When the configuration in force was loaded.");
+        LastReloadSuccess.Set(1);
+        LastReloadTimestamp.SetToCurrentTimeUtc();
+    }
+
+    (Gauge.Child Active, Counter.Child Total, Counter.Child In, Counter.Child Out, Histogram.Child Latency, Counter.Child Auth) L(string listener) =>
+        _perListener.GetOrAdd(listener, l => (_active.WithLabels(l), _connections.WithLabels(l), _bytes.WithLabels(l, "in"),
+            _bytes.WithLabels(l, "out"), _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l)));
+
+    public void Decision(string listener, string type, string verdict, string rule) =>
+        _decisionChildren.GetOrAdd((listener, type, verdict, rule), k => _decisions.WithLabels(k.Item1, k.Item2, k.Item3, k.Item4)).Inc();
+
+    public void ConnectionOpened(string listener)
+    {
+        var l = L(listener);
+        l.Active.Inc();
+        l.Total.Inc();
+    }
+
+    public void ConnectionClosed(string listener) => L(listener).Active.Dec();
+
+    public void Bytes(string listener, long fromClient, long toClient)
+    {
+        var l = L(listener);
+        if (fromClient > 0) l.In.Inc(fromClient);
+        if (toClient > 0) l.Out.Inc(toClient);
+    }
+
+    public void UpstreamLatency(string listener, TimeSpan t) => L(listener).Latency.Observe(t.TotalSeconds);
+
+    public void AuthFailure(string listener) => L(listener).Auth.Inc();
+
+    public async Task<string> ExportAsync()
+    {
+        using var ms = new MemoryStream();
+        await Registry.CollectAndExportAsTextAsync(ms).ConfigureAwait(false);
+        return System.Text.Encoding.UTF8.GetString(ms.ToArray());
+    }
+}

@@ -1,0 +1,223 @@
+using System.Net;
+
+namespace Bastion.Policy;
+
+/// <summary>A compiled condition. Evaluation must not allocate: everything is prepared by <see cref="PolicyCompiler"/>.</summary>
+public abstract class Condition
+{
+    /// <summary>The attribute it asks about (`source`, `host`...), for `check` warnings and traces.</summary>
+    public abstract string Attribute { get; }
+    public abstract bool Matches(RequestAttributes a);
+    public abstract string Describe();
+    /// <summary>Conditions on the response (content_type, size) make a rule a response rule.</summary>
+    public virtual bool IsResponse => false;
+}
+
+sealed class SourceCondition(CidrSet set, string text) : Condition
+{
+    public override string Attribute => "source";
+    public override bool Matches(RequestAttributes a) => a.Source is { } ip && set.Contains(ip);
+    public override string Describe() => $"source in {text}";
+}
+
+sealed class UserCondition(HashSet<string> users, string text, string attribute) : Condition
+{
+    public override string Attribute => attribute;
+    public override bool Matches(RequestAttributes a) => a.User is { } u && users.Contains(u);
+    public override string Describe() => $"{attribute} {text}";
+}
+
+/// <summary>Hosts: exact names, `*.suffix` (subdomains), `@list` (name and subdomains), `~regex`, and IP/CIDR for IP-literal targets.</summary>
+public sealed class HostMatcher
+{
+    readonly DomainSet? _exact, _parents, _selfOrParent;
+    readonly StringPattern[] _regexes;
+    readonly CidrSet? _cidrs;
+
+    public HostMatcher(IEnumerable<string> exact, IEnumerable<string> subdomainsOf, IEnumerable<string> selfOrSubdomains,
+        IEnumerable<StringPattern> regexes, CidrSet? cidrs)
+    {
+        var e = new DomainSet(exact);
+        var p = new DomainSet(subdomainsOf);
+        var s = new DomainSet(selfOrSubdomains);
+        _exact = e.Count > 0 ? e : null;
+        _parents = p.Count > 0 ? p : null;
+        _selfOrParent = s.Count > 0 ? s : null;
+        _regexes = [.. regexes];
+        _cidrs = cidrs is { Count: > 0 } ? cidrs : null;
+    }
+
+    public bool Matches(string host)
+    {
+        var h = host.AsSpan();
+        if (h.Length > 2 && h[0] == '[' && h[^1] == ']') h = h[1..^1];
+        if (_exact is not null && _exact.ContainsExact(h)) return true;
+        if (_parents is not null && _parents.MatchesParentOnly(h)) return true;
+        if (_selfOrParent is not null && _selfOrParent.MatchesSelfOrParent(h)) return true;
+        foreach (var r in _regexes)
+            if (r.IsMatch(h)) return true;
+        if (_cidrs is not null && IPAddress.TryParse(h, out var ip) && _cidrs.Contains(ip)) return true;
+        return false;
+    }
+}
+
+sealed class HostCondition(HostMatcher m, string text, bool sni) : Condition
+{
+    public override string Attribute => sni ? "sni" : "host";
+    public override bool Matches(RequestAttributes a) => (sni ? a.Sni : a.Host) is { } h && m.Matches(h);
+    public override string Describe() => $"{Attribute} matches {text}";
+}
+
+sealed class PortCondition((int From, int To)[] ranges, string text) : Condition
+{
+    public override string Attribute => "port";
+    public override bool Matches(RequestAttributes a)
+    {
+        if (a.Port < 0) return false;
+        foreach (var (f, t) in ranges)
+            if (a.Port >= f && a.Port <= t) return true;
+        return false;
+    }
+    public override string Describe() => $"port in {text}";
+}
+
+/// <summary>An exact, case-sensitive word among a few (method, command).</summary>
+sealed class WordCondition(string[] words, string attribute, Func<RequestAttributes, string?> get) : Condition
+{
+    public override string Attribute => attribute;
+    public override bool Matches(RequestAttributes a)
+    {
+        var v = get(a);
+        if (v is null) return false;
+        foreach (var w in words)
+            if (string.Equals(v, w, StringComparison.OrdinalIgnoreCase)) return true;
+        return false;
+    }
+    public override string Describe() => $"{attribute} in [{string.Join(", ", words)}]";
+}
+
+sealed class PatternCondition(StringPattern[] patterns, string attribute, Func<RequestAttributes, string?> get, bool response = false) : Condition
+{
+    public override string Attribute => attribute;
+    public override bool IsResponse => response;
+    public override bool Matches(RequestAttributes a)
+    {
+        var v = get(a);
+        if (v is null) return false;
+        var span = v.AsSpan();
+        if (response)
+        {
+            // Media type only: "text/html; charset=utf-8" → "text/html".
+            int semi = span.IndexOf(';');
+            if (semi >= 0) span = span[..semi];
+            span = span.Trim();
+        }
+        foreach (var p in patterns)
+            if (p.IsMatch(span)) return true;
+        return false;
+    }
+    public override string Describe() => $"{attribute} matches [{string.Join(", ", patterns.Select(p => p.Text))}]";
+}
+
+sealed class HeaderCondition((string Name, StringPattern[] Patterns)[] headers) : Condition
+{
+    public override string Attribute => "header";
+    public override bool Matches(RequestAttributes a)
+    {
+        if (a.Headers is not { } src) return false;
+        foreach (var (name, patterns) in headers)
+        {
+            var v = src.Get(name);
+            if (v is null) return false;
+            bool any = false;
+            foreach (var p in patterns)
+                if (p.IsMatch(v)) { any = true; break; }
+            if (!any) return false;
+        }
+        return true;
+    }
+    public override string Describe() => "header " + string.Join(", ", headers.Select(h => $"{h.Name} matches [{string.Join(", ", h.Patterns.Select(p => p.Text))}]"));
+}
+
+/// <summary>Mail addresses: exact (case-insensitive), `*@domain`, or `@list` of addresses and domains.</summary>
+public sealed class AddressMatcher(HashSet<string> addresses, DomainSet domains)
+{
+    public bool Matches(string address)
+    {
+        var a = address.AsSpan().Trim().Trim("<>");
+        if (addresses.GetAlternateLookup<ReadOnlySpan<char>>().Contains(a)) return true;
+        int at = a.LastIndexOf('@');
+        return at >= 0 && domains.ContainsExact(a[(at + 1)..]);
+    }
+}
+
+sealed class MailFromCondition(AddressMatcher m, string text) : Condition
+{
+    public override string Attribute => "mail_from";
+    public override bool Matches(RequestAttributes a) => a.MailFrom is { } f && m.Matches(f);
+    public override string Describe() => $"mail_from matches {text}";
+}
+
+sealed class RcptToCondition(AddressMatcher m, string text) : Condition
+{
+    public override string Attribute => "rcpt_to";
+    public override bool Matches(RequestAttributes a)
+    {
+        if (a.RcptTo is not { } list) return false;
+        for (int i = 0; i < list.Count; i++)
+            if (m.Matches(list[i])) return true;
+        return false;
+    }
+    public override string Describe() => $"rcpt_to matches {text}";
+}
+
+sealed class SizeCondition((char Op, long Bound)[] bounds, string text) : Condition
+{
+    public override string Attribute => "size";
+    public override bool IsResponse => true;
+    public override bool Matches(RequestAttributes a)
+    {
+        if (a.Size < 0) return false;
+        foreach (var (op, bound) in bounds)
+        {
+            bool ok = op switch
+            {
+                '>' => a.Size > bound,
+                'g' => a.Size >= bound,
+                '<' => a.Size < bound,
+                'l' => a.Size <= bound,
+                _ => a.Size == bound,
+            };
+            if (ok) return true;
+        }
+        return false;
+    }
+    public override string Describe() => $"size {text}";
+}
+
+sealed class TimeCondition(TimeWindow[] windows) : Condition
+{
+    public override string Attribute => "time";
+    public override bool Matches(RequestAttributes a)
+    {
+        var now = a.Time ?? DateTime.Now;
+        foreach (var w in windows)
+            if (w.Contains(now)) return true;
+        return false;
+    }
+    public override string Describe() => $"time in [{string.Join(", ", windows.Select(w => w.Text))}]";
+}
+
+sealed class NotCondition(Condition[] inner) : Condition
+{
+    public override string Attribute => "not";
+    public override bool IsResponse => inner.Any(c => c.IsResponse);
+    public Condition[] Inner => inner;
+    public override bool Matches(RequestAttributes a)
+    {
+        foreach (var c in inner)
+            if (!c.Matches(a)) return true;
+        return false;
+    }
+    public override string Describe() => $"not ({string.Join(" and ", inner.Select(c => c.Describe()))})";
+}

@@ -1,0 +1,3 @@
+using Bastion.Cli;
+
+return await Commands.MainAsync(args);
