@@ -54,7 +54,7 @@ public sealed class TestOrigin : IAsyncDisposable
             await next(ctx);
         });
         app.MapGet("/100b", () => Results.Text(new string('x', 99) + "\n", "text/plain"));
-        app.MapGet("/bytes/{n:long}", async (HttpContext ctx, long n) =>
+        app.MapMethods("/bytes/{n:long}", ["GET", "HEAD"], async (HttpContext ctx, long n) =>
         {
             ctx.Response.ContentType = "application/octet-stream";
             ctx.Response.ContentLength = n;

@@ -1,9 +1,54 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
 using Bastion.Hosting;
 
 namespace Bastion.Http.Forward;
 
-/// <summary>The forward proxy (SPEC 3, http-proxy).</summary>
-public sealed class HttpProxyListener(ListenerContext ctx) : StreamListener(ctx)
+/// <summary>
+/// The forward proxy (SPEC 3, http-proxy). Its own HTTP/1.1 front end on a plain socket, so that CONNECT and
+/// ordinary requests are equally first-class on one keep-alive connection; forwarding goes through one pooled
+/// SocketsHttpHandler per listener.
+/// </summary>
+public sealed class HttpProxyListener : StreamListener
 {
-    protected override Task HandleAsync(ClientConnection conn) => Task.CompletedTask;
+    readonly HttpMessageInvoker _upstream;
+
+    public HttpProxyListener(ListenerContext ctx) : base(ctx)
+    {
+        var limits = ctx.Config.Limits;
+        var handler = new SocketsHttpHandler
+        {
+            UseProxy = false,
+            UseCookies = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            ConnectTimeout = limits.ConnectTimeout,
+            PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
+            PooledConnectionLifetime = TimeSpan.FromMinutes(10),
+            MaxConnectionsPerServer = int.MaxValue,
+            ActivityHeadersPropagator = null,
+            EnableMultipleHttp2Connections = false,
+            MaxResponseHeadersLength = 64,
+            ConnectCallback = async (context, ct) =>
+            {
+                var s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+                try
+                {
+                    await s.ConnectAsync(context.DnsEndPoint, ct).ConfigureAwait(false);
+                    return new NetworkStream(s, ownsSocket: true);
+                }
+                catch
+                {
+                    s.Dispose();
+                    throw;
+                }
+            },
+            SslOptions = new SslClientAuthenticationOptions(),
+        };
+        _upstream = new HttpMessageInvoker(handler, disposeHandler: true);
+    }
+
+    protected override Task HandleAsync(ClientConnection conn) =>
+        new HttpProxySession(Ctx, conn, _upstream).RunAsync();
 }
