@@ -62,7 +62,8 @@ public sealed class IdentityStore
         }
         await _bcryptGate.WaitAsync(ct).ConfigureAwait(false);
         bool ok;
-        try { ok = Htpasswd.Verify(password, hash); }
+        // Off the I/O threads: a 100 ms hash must never run on a socket completion.
+        try { ok = await Task.Run(() => Htpasswd.Verify(password, hash), ct).ConfigureAwait(false); }
         finally { _bcryptGate.Release(); }
         var cache = ok ? _verified : _rejected;
         if (cache.Count >= MaxEntries) Prune(cache, now);
