@@ -178,6 +178,11 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
         var big = await Proc.CurlAsync("-i", "-x", gw.Url("web"), $"{O}/bytes/{60L * 1024 * 1024}");
         Assert.StartsWith("HTTP/1.1 403", big.Stdout);
         Assert.Contains("response too big", big.Stdout);
+        // Unknown length: the transfer is cut once it passes the bound, and the denial logged.
+        var chunked = await Proc.CurlAsync("-o", "/dev/null", "-w", "%{size_download}", "-x", gw.Url("web"), $"{O}/chunked/{60L * 1024 * 1024}");
+        Assert.NotEqual(0, chunked.ExitCode);
+        Assert.True(long.Parse(chunked.Stdout) < 60L * 1024 * 1024);
+        await gw.WaitForLogAsync(l => l.Str("rule") == "too-big" && l.Str("reason")!.Contains("unknown length"));
         var ok = await Proc.CurlAsync("-i", "-x", gw.Url("web"), $"{O}/type/text/html");
         Assert.StartsWith("HTTP/1.1 200", ok.Stdout);
         await gw.WaitForLogAsync(l => l.Str("rule") == "too-big" && l.Num("status") == 403);

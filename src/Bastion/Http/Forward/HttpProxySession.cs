@@ -363,6 +363,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         bool noBody = _head.Method == "HEAD" || status is 204 or 304 || (status >= 100 && status < 200);
         bool chunkedOut = !noBody && length is null && _head.MinorVersion == 1;
         bool closeDelimited = !noBody && length is null && _head.MinorVersion == 0;
+        bool sizeWatch = !noBody && length is null && policy.HasResponseRules && policy.ResponseRules.Any(r => r.Conditions.Any(c => c.Attribute == "size"));
         if (closeDelimited) _keepAlive = false;
         if (body is not null && !body.Complete) _keepAlive = false;
 
@@ -411,6 +412,13 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                     if (chunkedOut) FrameChunk(mem.Span, n);
                     _out.Advance(chunkedOut ? ChunkPrefix + n + 2 : n);
                     written += n;
+                    if (sizeWatch && policy.EvaluateResponse(SizeSoFar(written)) is { Allowed: false } late)
+                    {
+                        // Unknown length, now over a size bound: like Squid's reply_body_max_size, cut the transfer.
+                        _decision = late;
+                        LogExchange(status, late.RuleName, $"{late.Reason ?? "response denied by policy"} (after {written} bytes of a response of unknown length)", "deny");
+                        return false;
+                    }
                     var flush = await FlushAsync().ConfigureAwait(false);
                     if (flush.IsCompleted) return false;
                 }
@@ -433,6 +441,12 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         _bytesIn += body?.Total ?? 0;
         LogExchange(status, _decision.RuleName, _decision.Reason, "allow");
         return _keepAlive;
+    }
+
+    RequestAttributes SizeSoFar(long written)
+    {
+        _attrs.Size = written;
+        return _attrs;
     }
 
     const int ChunkPrefix = 10;
