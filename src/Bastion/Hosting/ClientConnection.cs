@@ -39,6 +39,9 @@ public sealed class ClientConnection
 
     public CancellationToken Aborted => _abort.Token;
 
+    /// <summary>Cancelled when the gateway starts to stop: idle connections close now, busy ones finish first.</summary>
+    public CancellationToken Draining { get; init; }
+
     public void Abort()
     {
         try { _abort.Cancel(); }

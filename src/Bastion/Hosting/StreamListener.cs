@@ -80,6 +80,7 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
             Client = (IPEndPoint)socket.RemoteEndPoint!,
             Local = (IPEndPoint)socket.LocalEndPoint!,
             Socket = socket,
+            Draining = _stopAccepting.Token,
         };
         Ctx.Connections.Add(conn);
         Ctx.Metrics.ConnectionOpened(Name);
@@ -115,7 +116,7 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
             Client = socket.RemoteEndPoint?.ToString(), Verdict = "deny", Rule = "limits.max_connections",
             Reason = "connection limit reached",
         });
-        try { socket.Close(0); } catch (ObjectDisposedException) { }
+        try { socket.Close(1); } catch (ObjectDisposedException) { }
     }
 
     /// <summary>Serves one client connection until it is done. Exceptions from a vanished peer are expected.</summary>

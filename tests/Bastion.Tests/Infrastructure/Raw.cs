@@ -11,8 +11,11 @@ public static class Raw
     public static async Task<string> ExchangeAsync(int port, string request, TimeSpan? timeout = null, bool halfClose = false)
     {
         using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await s.ConnectAsync(IPAddress.Loopback, port);
-        try { await s.SendAsync(Encoding.Latin1.GetBytes(request), SocketFlags.None); }
+        try
+        {
+            await s.ConnectAsync(IPAddress.Loopback, port);
+            await s.SendAsync(Encoding.Latin1.GetBytes(request), SocketFlags.None);
+        }
         catch (SocketException) { return "<<reset>>"; }
         if (halfClose) s.Shutdown(SocketShutdown.Send);
         return await ReadUntilCloseAsync(s, timeout ?? TimeSpan.FromSeconds(10));

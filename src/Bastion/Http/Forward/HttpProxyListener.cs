@@ -49,6 +49,21 @@ public sealed class HttpProxyListener : StreamListener
         _upstream = new HttpMessageInvoker(handler, disposeHandler: true);
     }
 
+    static readonly byte[] Busy = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 31\r\nConnection: close\r\n\r\nbastion: too many connections\r\n"u8.ToArray();
+
+    /// <summary>Over max_connections: a 503 that clients can show, rather than a bare reset.</summary>
+    protected override void RejectOverLimit(Socket socket)
+    {
+        try
+        {
+            socket.Blocking = false;
+            socket.Send(Busy);
+            socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException) { }
+        base.RejectOverLimit(socket);
+    }
+
     protected override Task HandleAsync(ClientConnection conn) =>
         new HttpProxySession(Ctx, conn, _upstream).RunAsync();
 }

@@ -76,6 +76,9 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         // Between keep-alive requests the idle timeout applies; once a byte arrives, the header timeout.
         timeout.CancelAfter(first ? limits.HeaderTimeout : limits.IdleTimeout);
         bool started = false;
+        // While no request has begun, a stopping gateway closes the connection instead of waiting.
+        using var drain = conn.Draining.Register(static t => ((CancellationTokenSource)t!).Cancel(), timeout);
+        if (conn.Draining.IsCancellationRequested) return false;
         try
         {
             while (true)
@@ -85,6 +88,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 if (!started && !buf.IsEmpty)
                 {
                     started = true;
+                    drain.Unregister();
                     BeginExchange();
                     if (!first)
                     {
@@ -270,7 +274,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     async Task<bool> ForwardAsync(Uri uri, bool hasBody, bool chunked, long contentLength, Limits limits)
     {
         var h = _head;
-        using var request = new HttpRequestMessage(new HttpMethod(h.Method), uri)
+        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), uri)
         {
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
