@@ -78,12 +78,15 @@ public static class ConfigValidator
         {
             if (u.Targets.IsEmpty) Err(u.Pos, $"upstream '{name}' has no targets");
             foreach (var t in u.Targets)
-                if (!LooksLikeUrl(t) && !HostPort.TryParse(t, out _))
-                    Err(u.Pos, $"upstream '{name}': target '{t}' is neither a URL (http://host:port) nor host:port");
+                if (!LooksLikeUrl(t) && !HostPort.TryParse(t, out _) && !IsTcpUrl(t))
+                    Err(u.Pos, $"upstream '{name}': target '{t}' is neither a URL (http://host:port, tcp://host:port) nor host:port");
             if (u.CaFile is { } ca && !File.Exists(c.Resolve(ca))) Err(u.Pos, $"upstream '{name}': cannot read ca {c.Resolve(ca)}");
         }
         return errors;
     }
+
+    static bool IsTcpUrl(string s) =>
+        s.StartsWith("tcp://", StringComparison.OrdinalIgnoreCase) && HostPort.TryParse(s[6..].TrimEnd('/'), out _);
 
     static bool IsWildcard(string host) => host is "*" or "0.0.0.0" or "::" or "[::]";
 

@@ -27,6 +27,8 @@ public sealed class ClientConnection
     /// <summary>The client; replaced by the address a trusted PROXY protocol header names.</summary>
     public required IPEndPoint Client { get; set; }
     public IPEndPoint? Local { get; init; }
+    /// <summary>The PROXY protocol header a trusted front sent, if any (its destination is the address the client dialled).</summary>
+    public ProxyHeader? ProxyHeader { get; set; }
     public Socket? Socket { get; init; }
     public DateTime Started { get; } = DateTime.UtcNow;
     public long StartTimestamp { get; } = System.Diagnostics.Stopwatch.GetTimestamp();

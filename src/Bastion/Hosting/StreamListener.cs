@@ -87,6 +87,8 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
         try
         {
             await using var reg = _draining.Token.Register(static c => ((ClientConnection)c!).Abort(), conn).ConfigureAwait(false);
+            if (Ctx.TrustsProxyProtocolFrom(conn.Client.Address) && !await AcceptProxyHeaderAsync(conn, socket).ConfigureAwait(false))
+                return;
             await HandleAsync(conn).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
@@ -105,6 +107,31 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
             try { socket.Dispose(); } catch (ObjectDisposedException) { }
             Interlocked.Decrement(ref _active);
         }
+    }
+
+    /// <summary>
+    /// A trusted front must open with a PROXY v1/v2 header; the client it names replaces the peer for policy and
+    /// logs (LOCAL/UNKNOWN keep the peer). Anything else is logged and the connection closed.
+    /// </summary>
+    async Task<bool> AcceptProxyHeaderAsync(ClientConnection conn, Socket socket)
+    {
+        var timeout = Ctx.Config.Limits.HeaderTimeout;
+        var (header, error) = await ProxyProtocol.ReadAsync(socket, timeout, conn.Aborted).ConfigureAwait(false);
+        if (header is null)
+        {
+            Ctx.Record(new AccessEvent
+            {
+                Event = "connection", Id = conn.Id, Listener = Name, Type = Ctx.TypeName, Client = conn.ClientText,
+                Verdict = "deny", Rule = "accept_proxy_protocol", Reason = error,
+                DurationMs = conn.Age.TotalMilliseconds,
+            });
+            try { socket.Close(0); } catch (ObjectDisposedException) { }
+            return false;
+        }
+        conn.ProxyHeader = header;
+        if (header.Source is { } src) conn.Client = src;
+        if (header.VerifiedClientCn is { } cn) conn.User ??= cn;
+        return true;
     }
 
     /// <summary>Over the connection limit: a protocol may answer (HTTP 503); the default just closes.</summary>

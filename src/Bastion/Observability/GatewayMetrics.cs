@@ -46,7 +46,8 @@ public sealed class GatewayMetrics
     }
 
     (Gauge.Child Active, Counter.Child Total, Counter.Child In, Counter.Child Out, Histogram.Child Latency, Counter.Child Auth) L(string listener) =>
-        _perListener.GetOrAdd(listener, l => (_active.WithLabels(l), _connections.WithLabels(l), _bytes.WithLabels(l, "in"),
+        // TryGetValue first: the factory lambda captures `this`, so GetOrAdd alone allocates a delegate per call (per relayed chunk).
+        _perListener.TryGetValue(listener, out var hit) ? hit : _perListener.GetOrAdd(listener, l => (_active.WithLabels(l), _connections.WithLabels(l), _bytes.WithLabels(l, "in"),
             _bytes.WithLabels(l, "out"), _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l)));
 
     public void Decision(string listener, string type, string verdict, string rule) =>
