@@ -555,84 +555,43 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     {
         var host = _attrs.Host!;
         var port = _attrs.Port;
-        Socket? up = null;
-        using (var cts = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted))
+        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (addresses.Length == 0)
         {
-            cts.CancelAfter(limits.ConnectTimeout);
-            try
-            {
-                up = await Connect(host, port, cts.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (!conn.Aborted.IsCancellationRequested)
-            {
+            return dnsError == SocketError.TimedOut
+                ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false)
+                : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
+        }
+        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (!connected.Ok)
+        {
+            if (connected.Error == SocketError.TimedOut)
                 return await RejectAsync(504, $"connecting to {host}:{port} timed out", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
-            }
-            catch (SocketException e)
-            {
-                var why = e.SocketErrorCode switch
-                {
-                    SocketError.ConnectionRefused => "connection refused",
-                    SocketError.HostNotFound or SocketError.NoData or SocketError.TryAgain => "host not found",
-                    _ => e.Message,
-                };
-                return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
-            }
+            var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
+            return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
         }
-        using (up)
-        {
-            conn.Target = $"{host}:{port}";
-            ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
-            await FlushAsync().ConfigureAwait(false);
-            _status = 200;
-            LogExchange(200, _decision.RuleName, _decision.Reason, "allow");
+        using var up = connected.Socket!;
+        conn.Target = $"{host}:{port}";
+        ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
+        await FlushAsync().ConfigureAwait(false);
+        LogExchange(200, _decision.RuleName, _decision.Reason, "allow");
 
-            // Bytes the client sent right behind the CONNECT head (TLS ClientHello, pipelined) go first.
-            if (_in.TryRead(out var pending))
-            {
-                foreach (var seg in pending.Buffer)
-                    await up.SendAsync(seg, SocketFlags.None, conn.Aborted).ConfigureAwait(false);
-                Interlocked.Add(ref conn.BytesIn, pending.Buffer.Length);
-                _in.AdvanceTo(pending.Buffer.End);
-            }
-            var started = Stopwatch.GetTimestamp();
-            var result = await SocketRelay.RunAsync(conn.Socket!, up, limits.IdleTimeout, (i, o) =>
-            {
-                Interlocked.Add(ref conn.BytesIn, i);
-                Interlocked.Add(ref conn.BytesOut, o);
-            }, conn.Aborted).ConfigureAwait(false);
-            ctx.Metrics.Bytes(ctx.Name, result.BytesFromClient, result.BytesToClient);
-            _ = started;
+        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first.
+        ReadOnlyMemory<byte> pending = default;
+        if (_in.TryRead(out var early))
+        {
+            pending = early.Buffer.ToArray();
+            _in.AdvanceTo(early.Buffer.End);
         }
+        var listener = ctx.Name;
+        var metrics = ctx.Metrics;
+        await SocketRelay.RunAsync(conn.Socket!, up, limits.IdleTimeout, (i, o) =>
+        {
+            Interlocked.Add(ref conn.BytesIn, i);
+            Interlocked.Add(ref conn.BytesOut, o);
+            metrics.Bytes(listener, i, o);
+        }, pending, default, conn.Aborted).ConfigureAwait(false);
         return false;
-    }
-
-    static async Task<Socket> Connect(string host, int port, CancellationToken ct)
-    {
-        IPAddress[] addresses = IPAddress.TryParse(host.Trim('[', ']'), out var literal)
-            ? [literal]
-            : await Dns.GetHostAddressesAsync(host, ct).ConfigureAwait(false);
-        if (addresses.Length == 0) throw new SocketException((int)SocketError.HostNotFound);
-        SocketException? last = null;
-        foreach (var a in addresses)
-        {
-            var s = new Socket(a.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            try
-            {
-                await s.ConnectAsync(a, port, ct).ConfigureAwait(false);
-                return s;
-            }
-            catch (SocketException e)
-            {
-                last = e;
-                s.Dispose();
-            }
-            catch
-            {
-                s.Dispose();
-                throw;
-            }
-        }
-        throw last!;
     }
 
     /// <summary>Answers with the gateway's own page (403, 407, 4xx, 5xx), logs it, and says whether to keep going.</summary>
