@@ -23,7 +23,8 @@ public sealed class DomainSet
         _lookup = _names.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
-    static string Normalize(string n) => n.Trim().TrimEnd('.');
+    // `.example.com` (Squid's dstdomain form) means the same as `example.com` here.
+    static string Normalize(string n) => n.Trim().Trim('.');
 
     /// <summary>True when the host or one of its parent domains is in the set.</summary>
     public bool MatchesSelfOrParent(ReadOnlySpan<char> host)

@@ -12,7 +12,7 @@ public sealed class NamedLists
 {
     readonly Dictionary<string, string[]> _entries = new(StringComparer.Ordinal);
     readonly Dictionary<string, CidrSet> _cidrs = new(StringComparer.Ordinal);
-    readonly Dictionary<string, DomainSet> _domains = new(StringComparer.Ordinal);
+    readonly Dictionary<string, (DomainSet, CidrSet?)> _hosts = new(StringComparer.Ordinal);
     readonly Dictionary<string, List<string>> _badCidrs = new(StringComparer.Ordinal);
 
     static readonly HashSet<string> HostsFileNoise = new(StringComparer.OrdinalIgnoreCase)
@@ -91,13 +91,34 @@ public sealed class NamedLists
         }
     }
 
-    public DomainSet Domains(string name)
+    /// <summary>
+    /// A list as hosts: names (each matching itself and its subdomains; `*.x` and `.x` read as `x`) and IPs/CIDRs
+    /// for IP-literal targets. Built once per configuration and shared by every rule that names the list.
+    /// </summary>
+    public (DomainSet Names, CidrSet? Addresses) Hosts(string name)
     {
-        lock (_domains)
+        lock (_hosts)
         {
-            if (!_domains.TryGetValue(name, out var set))
-                _domains[name] = set = new DomainSet(_entries[name].Select(e => e.StartsWith("*.") ? e[2..] : e));
-            return set;
+            if (!_hosts.TryGetValue(name, out var h))
+            {
+                var names = new List<string>();
+                var cidrs = new List<string>();
+                foreach (var e in _entries[name])
+                {
+                    // Only entries that could be an address pay for IP parsing (a big domain list has none).
+                    if (MaybeAddress(e) && CidrSet.TryParsePrefix(e, out _, out _)) cidrs.Add(e);
+                    else names.Add(e.StartsWith("*.", StringComparison.Ordinal) ? e[2..] : e);
+                }
+                _hosts[name] = h = (new DomainSet(names), cidrs.Count > 0 ? CidrSet.Build(cidrs) : null);
+            }
+            return h;
         }
+    }
+
+    static bool MaybeAddress(string e)
+    {
+        foreach (var c in e)
+            if (!(char.IsAsciiDigit(c) || c is '.' or ':' or '/' || char.IsAsciiHexDigit(c))) return false;
+        return e.Length > 0;
     }
 }
