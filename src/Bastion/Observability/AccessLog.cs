@@ -32,8 +32,10 @@ public sealed record AccessEvent
 /// </summary>
 public sealed class AccessLog : IAsyncDisposable
 {
+    // Wait mode with TryWrite never waits: it returns false when full, so the drop is seen and counted
+    // (DropWrite would make TryWrite return true and lose the event silently).
     readonly Channel<AccessEvent> _queue = Channel.CreateBounded<AccessEvent>(
-        new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+        new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
     readonly Stream _out;
     readonly bool _ownsStream;
     readonly Task _writer;
@@ -65,7 +67,8 @@ public sealed class AccessLog : IAsyncDisposable
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(target));
             if (dir is not null) Directory.CreateDirectory(dir);
-            _out = new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 64 * 1024);
+            // Unbuffered: lines are batched above, and a failing disk then fails the write we count, not a later dispose.
+            _out = new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
             _ownsStream = true;
         }
         _writer = Task.Run(WriteLoop);
@@ -149,6 +152,8 @@ public sealed class AccessLog : IAsyncDisposable
         _queue.Writer.TryComplete();
         try { await _writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
         catch (TimeoutException) { }
-        if (_ownsStream) await _out.DisposeAsync().ConfigureAwait(false);
+        if (!_ownsStream) return;
+        try { await _out.DisposeAsync().ConfigureAwait(false); }
+        catch (IOException) { /* the disk failed; lines were already counted as dropped */ }
     }
 }
