@@ -124,7 +124,12 @@ public static class Commands
             Console.Error.WriteLine("bastion: empty password refused");
             return ExitUsage;
         }
-        Htpasswd.Upsert(file, user, Htpasswd.HashBcrypt(password));
+        try { Htpasswd.Upsert(file, user, Htpasswd.HashBcrypt(password)); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Console.Error.WriteLine($"bastion: cannot write {file}: {e.Message}");
+            return ExitUsage;
+        }
         Console.Error.WriteLine($"bastion: {user} saved in {file}");
         return ExitOk;
     }

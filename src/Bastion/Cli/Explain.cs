@@ -62,18 +62,27 @@ public static class Explain
         var trace = new PolicyTrace();
         Console.WriteLine($"listener {listener.Name} ({ListenerTypes.Name(listener.Type)}), policy {policy.Name}, default {(policy.Default == Verdict.Allow ? "allow" : "deny")}");
         Console.WriteLine($"request: {request}  source={a.Source}{(a.User is null ? "" : $" user={a.User}")}");
-        var d = policy.Evaluate(a, trace);
-        if (d.Allowed && (contentType is not null || size is not null))
+        long sizeValue = -1;
+        if (size is not null && !Units.TryParseSize(size, out sizeValue))
+            throw new Commands.UsageException($"--size '{size}' is not a size");
+        Decision d;
+        if (listener.Type == ListenerType.Smtp)
         {
-            a.ContentType = contentType;
-            if (size is not null)
+            // smtp decides once per command; `size` is the message's own (SPEC 2.1).
+            a.Size = sizeValue;
+            d = policy.EvaluateAll(a, trace);
+        }
+        else
+        {
+            d = policy.Evaluate(a, trace);
+            if (d.Allowed && (contentType is not null || size is not null))
             {
-                if (!Units.TryParseSize(size, out var n)) throw new Commands.UsageException($"--size '{size}' is not a size");
-                a.Size = n;
+                a.ContentType = contentType;
+                a.Size = sizeValue;
+                trace.Add("response:");
+                var rd = policy.EvaluateResponse(a, trace);
+                if (!rd.Allowed) d = rd;
             }
-            trace.Add("response:");
-            var rd = policy.EvaluateResponse(a, trace);
-            if (!rd.Allowed) d = rd;
         }
         foreach (var line in trace.Lines) Console.WriteLine("  " + line);
         Console.WriteLine($"verdict: {d.VerdictText} (rule {d.RuleName}{(d.Reason is null ? "" : $": {d.Reason}")})");

@@ -80,7 +80,8 @@ public static class ConfigLoader
                 foreach (var (name, (_, v)) in gm)
                     groups[name] = [.. w.ScalarOrList(v, $"group '{name}'").Select(x => x.Text)];
         }
-        return new IdentityConfig(users, groups.ToImmutable(), w.Pos(n));
+        // Errors about the users file point at its name.
+        return new IdentityConfig(users, groups.ToImmutable(), u.Value is { } uv ? w.Pos(uv) : w.Pos(n));
     }
 
     static ImmutableDictionary<string, ListConfig> ParseLists(YamlWalker w, YamlNode n)
@@ -131,7 +132,11 @@ public static class ConfigLoader
             if (!m.TryGetValue("listen", out var ln)) { w.Error(item, $"listener '{name}' needs 'listen: host:port'"); continue; }
             var listen = w.HostPort(ln.Value, "listen");
             if (listen is null) continue;
-            var l = new ListenerConfig { Name = name, Type = type, Listen = listen, Pos = w.Pos(item) };
+            var l = new ListenerConfig
+            {
+                Name = name, Type = type, Listen = listen, Pos = w.Pos(item),
+                KeyPos = m.ToImmutableDictionary(kv => kv.Key, kv => w.Pos(kv.Value.Value), StringComparer.Ordinal),
+            };
             foreach (var (key, (kn, v)) in m)
             {
                 switch (key)
@@ -388,14 +393,23 @@ public static class ConfigLoader
                 var hm = w.Map(v, "header");
                 if (hm is null) continue;
                 var pairs = ImmutableArray.CreateBuilder<(ValueSpec, ImmutableArray<ValueSpec>)>();
+                if (hm.Count == 0) { w.Error(v, "header needs at least one 'Name: pattern'"); continue; }
                 foreach (var (hname, (hk, hv)) in hm)
+                {
+                    if (hv is YamlSequenceNode { Children.Count: 0 }) { w.Error(hv, $"header '{hname}': the list is empty"); continue; }
                     pairs.Add((new ValueSpec(hname, w.Pos(hk)), [.. w.ScalarOrList(hv, $"header '{hname}'").Select(x => new ValueSpec(x.Text, w.Pos(x.Node)))]));
+                }
                 list.Add(new ConditionSpec(key, [], [], pairs.ToImmutable(), pos));
             }
             else
             {
                 var values = w.ScalarOrList(v, key);
-                if (values.Count == 0) continue;
+                if (values.Count == 0)
+                {
+                    // An empty list would silently drop the condition and widen the rule.
+                    if (v is YamlSequenceNode) w.Error(v, $"{key}: the list is empty (a rule without this condition would match more than meant)");
+                    continue;
+                }
                 list.Add(new ConditionSpec(key, [.. values.Select(x => new ValueSpec(x.Text, w.Pos(x.Node)))], [], [], pos));
             }
         }

@@ -142,6 +142,10 @@ public sealed record ListenerConfig
     /// <summary>http-reverse: fronts whose X-Forwarded-* are kept and appended to.</summary>
     public ImmutableArray<string> TrustedProxies { get; init; } = [];
     public SourcePos Pos { get; init; }
+    /// <summary>Where each key's value was written, so that errors found later point at it.</summary>
+    public ImmutableDictionary<string, SourcePos> KeyPos { get; init; } = ImmutableDictionary<string, SourcePos>.Empty;
+
+    public SourcePos PosOf(string key) => KeyPos.TryGetValue(key, out var p) ? p : Pos;
 }
 
 public sealed record HealthConfig(string Path, TimeSpan Interval, TimeSpan Timeout, int Fails, int Passes, SourcePos Pos);

@@ -15,7 +15,7 @@ public static class ConfigValidator
         var binds = new Dictionary<(string, int), string>();
         if (c.Admin is { } admin)
         {
-            if (admin.Listen.Port != 0) binds[(admin.Listen.Host, admin.Listen.Port)] = "admin";
+            if (admin.Listen.Port != 0) binds[(BindHost(admin.Listen), admin.Listen.Port)] = "admin";
             if (admin.TokenFile is { } tf && !File.Exists(c.Resolve(tf))) Err(admin.Pos, $"admin.token_file: cannot read {c.Resolve(tf)}");
             if (admin.TokenFile is null && admin.Listen.ToIPEndPoint() is { } ep && !System.Net.IPAddress.IsLoopback(ep.Address))
                 Err(admin.Pos, "admin listens on a non-loopback address: set admin.token_file so that the API needs a bearer token");
@@ -23,26 +23,28 @@ public static class ConfigValidator
 
         foreach (var l in c.Listeners)
         {
-            if (!names.Add(l.Name)) Err(l.Pos, $"duplicate listener name '{l.Name}'");
+            if (!names.Add(l.Name)) Err(l.PosOf("name"), $"duplicate listener name '{l.Name}'");
             if (!ListenerTypes.IsBuilt(l.Type))
-                Err(l.Pos, $"listener '{l.Name}': type '{ListenerTypes.Name(l.Type)}' is not built yet in this version of bastion (available: http-proxy, http-reverse, socks5, tcp)");
+                Err(l.PosOf("type"), $"listener '{l.Name}': type '{ListenerTypes.Name(l.Type)}' is not built yet in this version of bastion (available: http-proxy, http-reverse, socks5, tcp)");
+            if (l.Listen.ToIPEndPoint() is null)
+                Err(l.PosOf("listen"), $"listener '{l.Name}': listen host '{l.Listen.Host}' must be an IP address, localhost or *");
             if (l.Listen.Port != 0)
             {
-                var key = (l.Listen.Host, l.Listen.Port);
-                if (binds.TryGetValue(key, out var other)) Err(l.Pos, $"listener '{l.Name}': {l.Listen} is already used by '{other}'");
+                var key = (BindHost(l.Listen), l.Listen.Port);
+                if (binds.TryGetValue(key, out var other)) Err(l.PosOf("listen"), $"listener '{l.Name}': {l.Listen} is already used by '{other}'");
                 else
                 {
                     // A wildcard bind clashes with every address on the same port.
                     foreach (var ((h, p), o) in binds)
-                        if (p == l.Listen.Port && (IsWildcard(h) || IsWildcard(l.Listen.Host)))
-                            Err(l.Pos, $"listener '{l.Name}': port {p} clashes with '{o}' ({h}:{p})");
+                        if (p == l.Listen.Port && (IsWildcard(h) || IsWildcard(key.Item1)))
+                            Err(l.PosOf("listen"), $"listener '{l.Name}': port {p} clashes with '{o}' ({h}:{p})");
                     binds[key] = l.Name;
                 }
             }
             if (l.Policy is { } pol && !c.Policies.ContainsKey(pol))
-                Err(l.Pos, $"listener '{l.Name}': unknown policy '{pol}'");
+                Err(l.PosOf("policy"), $"listener '{l.Name}': unknown policy '{pol}' (defined: {Names(c.Policies.Keys)})");
             if (l.Authenticate && c.Identity?.UsersFile is null)
-                Err(l.Pos, $"listener '{l.Name}': authenticate is on but identity.users names no htpasswd file");
+                Err(l.PosOf("authenticate"), $"listener '{l.Name}': authenticate is on but identity.users names no htpasswd file");
             if (l.TlsInspection is { } ti)
                 Err(ti.Pos, $"listener '{l.Name}': tls_inspection is not built yet in this version of bastion; CONNECT tunnels are relayed without decryption");
             foreach (var t in l.Tls)
@@ -61,17 +63,17 @@ public static class ConfigValidator
                 case ListenerType.Tcp:
                     if (l.Upstream is null) Err(l.Pos, $"listener '{l.Name}': tcp needs 'upstream: host:port' or an upstream group name");
                     else if (!c.Upstreams.ContainsKey(l.Upstream) && !HostPort.TryParse(l.Upstream, out _))
-                        Err(l.Pos, $"listener '{l.Name}': upstream '{l.Upstream}' is neither host:port nor a group under 'upstreams:'");
+                        Err(l.PosOf("upstream"), $"listener '{l.Name}': upstream '{l.Upstream}' is neither host:port nor a group under 'upstreams:'");
                     break;
                 case ListenerType.Ftp or ListenerType.Smtp:
                     if (l.Upstream is { } u && !HostPort.TryParse(u, out _))
-                        Err(l.Pos, $"listener '{l.Name}': upstream '{u}' is not host:port");
+                        Err(l.PosOf("upstream"), $"listener '{l.Name}': upstream '{u}' is not host:port");
                     break;
             }
             if (l.Type != ListenerType.HttpReverse && !l.Routes.IsEmpty)
-                Err(l.Pos, $"listener '{l.Name}': routes are for http-reverse listeners");
+                Err(l.PosOf("routes"), $"listener '{l.Name}': routes are for http-reverse listeners");
             if (l.Type != ListenerType.Tcp && l.ProxyProtocol != ProxyProtocolVersion.None)
-                Err(l.Pos, $"listener '{l.Name}': proxy_protocol (towards the upstream) is for tcp listeners");
+                Err(l.PosOf("proxy_protocol"), $"listener '{l.Name}': proxy_protocol (towards the upstream) is for tcp listeners");
         }
 
         foreach (var (name, u) in c.Upstreams)
@@ -90,6 +92,11 @@ public static class ConfigValidator
 
     static bool IsWildcard(string host) => host is "*" or "0.0.0.0" or "::" or "[::]";
 
+    // localhost and 127.0.0.1 are the same socket.
+    static string BindHost(HostPort hp) => hp.ToIPEndPoint()?.Address.ToString() ?? hp.Host;
+
+    static string Names(IEnumerable<string> names) => names.Any() ? string.Join(", ", names.Order(StringComparer.Ordinal)) : "none";
+
     static bool LooksLikeUrl(string s) =>
         Uri.TryCreate(s, UriKind.Absolute, out var u) && (u.Scheme == "http" || u.Scheme == "https");
 
@@ -107,28 +114,43 @@ public static class ConfigValidator
     public static List<ConfigError> Warnings(Runtime rt)
     {
         var warnings = new List<ConfigError>();
+        void Warn(SourcePos p, string m) => warnings.Add(new ConfigError(p, m, IsWarning: true));
         foreach (var l in rt.Config.Listeners)
         {
             if (l.Policy is null)
             {
-                warnings.Add(new ConfigError(l.Pos, $"listener '{l.Name}' names no policy: it denies everything", IsWarning: true));
+                Warn(l.Pos, $"listener '{l.Name}' names no policy: it denies everything");
                 continue;
             }
             if (!rt.Policies.TryGetValue(l.Policy, out var p)) continue;
             var supplied = Supplied[l.Type];
-            bool hasUser = l.Authenticate || l.Type is ListenerType.Ftp || !l.AcceptProxyProtocol.IsEmpty;
+            bool hasUser = l.Authenticate || l.Type is ListenerType.Ftp;
             foreach (var r in p.AllRules)
             {
                 foreach (var cond in r.Conditions)
                 {
                     var attr = cond.Attribute;
                     if (!supplied.Contains(attr))
-                        warnings.Add(new ConfigError(r.Pos, $"rule {r.Name} can never match on listener '{l.Name}' ({ListenerTypes.Name(l.Type)} does not supply '{attr}')", IsWarning: true));
+                        Warn(r.Pos, $"rule {r.Name} can never match on listener '{l.Name}' ({ListenerTypes.Name(l.Type)} does not supply '{attr}')");
                     else if (attr is "user" or "group" && !hasUser)
-                        warnings.Add(new ConfigError(r.Pos, $"rule {r.Name} can never match on listener '{l.Name}': it asks about '{attr}' but the listener does not authenticate", IsWarning: true));
+                        Warn(r.Pos, $"rule {r.Name} can never match on listener '{l.Name}': it asks about '{attr}' but the listener does not authenticate");
                 }
             }
         }
+        foreach (var p in rt.Policies.Values)
+        {
+            // Rules after one that matches every request are dead (the first match decides).
+            var all = p.RequestRules.FirstOrDefault(r => r.Conditions.Length == 0);
+            if (all is null) continue;
+            foreach (var r in p.RequestRules)
+                if (r.Index > all.Index)
+                    Warn(r.Pos, $"rule {r.Name} is never reached: rule {all.Name} before it matches every request");
+        }
+        if (rt.Config.Identity is { UsersFile: not null } id && rt.Identity.UserCount > 0)
+            foreach (var (group, members) in id.Groups)
+                foreach (var m in members)
+                    if (!rt.Identity.HasUser(m))
+                        Warn(id.Pos, $"group '{group}' names '{m}', who is not in the users file");
         return warnings;
     }
 }

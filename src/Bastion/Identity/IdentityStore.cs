@@ -25,6 +25,10 @@ public sealed class IdentityStore
 
     public long FailureCount;
 
+    /// <summary>Password checks that missed the cache and paid for bcrypt/SHA (for tests and metrics).</summary>
+    public long HashChecks => Interlocked.Read(ref _hashChecks);
+    long _hashChecks;
+
     public IdentityStore(Dictionary<string, string> hashes) => _hashes = hashes;
 
     public static readonly IdentityStore Empty = new([]);
@@ -62,6 +66,7 @@ public sealed class IdentityStore
         }
         await _bcryptGate.WaitAsync(ct).ConfigureAwait(false);
         bool ok;
+        Interlocked.Increment(ref _hashChecks);
         // Off the I/O threads: a 100 ms hash must never run on a socket completion.
         try { ok = await Task.Run(() => Htpasswd.Verify(password, hash), ct).ConfigureAwait(false); }
         finally { _bcryptGate.Release(); }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Globalization;
 using System.Text.Json;
 using System.Threading.Channels;
 
@@ -31,16 +32,20 @@ public sealed record AccessEvent
 /// </summary>
 public sealed class AccessLog : IAsyncDisposable
 {
+    // Wait mode with TryWrite never waits: it returns false when full, so the drop is seen and counted
+    // (DropWrite would make TryWrite return true and lose the event silently).
     readonly Channel<AccessEvent> _queue = Channel.CreateBounded<AccessEvent>(
-        new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.DropWrite, SingleReader = true });
+        new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
     readonly Stream _out;
     readonly bool _ownsStream;
     readonly Task _writer;
     long _dropped;
     long _written;
+    int _pending; // events in the buffer, counted as written or dropped on flush
 
     public string Target { get; }
     public long Dropped => Interlocked.Read(ref _dropped);
+    /// <summary>Events written to the target.</summary>
     public long Written => Interlocked.Read(ref _written);
 
     /// <summary>Optional watchers (metrics, dashboard's recent denials) called on the writer's thread.</summary>
@@ -62,7 +67,8 @@ public sealed class AccessLog : IAsyncDisposable
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(target));
             if (dir is not null) Directory.CreateDirectory(dir);
-            _out = new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 64 * 1024);
+            // Unbuffered: lines are batched above, and a failing disk then fails the write we count, not a later dispose.
+            _out = new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
             _ownsStream = true;
         }
         _writer = Task.Run(WriteLoop);
@@ -76,7 +82,12 @@ public sealed class AccessLog : IAsyncDisposable
     async Task WriteLoop()
     {
         var buffer = new ArrayBufferWriter<byte>(16 * 1024);
-        using var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        // Relaxed escaping: a log line is not HTML, and "RCPT TO:<a@b>" should read as written.
+        using var json = new Utf8JsonWriter(buffer, new JsonWriterOptions
+        {
+            SkipValidation = true,
+            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
         var reader = _queue.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
@@ -86,6 +97,7 @@ public sealed class AccessLog : IAsyncDisposable
                 Serialize(json, e);
                 json.Flush();
                 buffer.Write("\n"u8);
+                _pending++;
                 try { Observed?.Invoke(e); }
                 catch (Exception) { /* a watcher's failure must not stop the log */ }
                 if (buffer.WrittenCount > 32 * 1024) await Flush(buffer, false).ConfigureAwait(false);
@@ -102,19 +114,22 @@ public sealed class AccessLog : IAsyncDisposable
         {
             await _out.WriteAsync(buffer.WrittenMemory).ConfigureAwait(false);
             if (flushStream) await _out.FlushAsync().ConfigureAwait(false);
-            Interlocked.Increment(ref _written);
+            Interlocked.Add(ref _written, _pending);
         }
         catch (Exception)
         {
-            Interlocked.Increment(ref _dropped);
+            Interlocked.Add(ref _dropped, _pending);
         }
+        _pending = 0;
         buffer.ResetWrittenCount();
     }
 
     static void Serialize(Utf8JsonWriter w, AccessEvent e)
     {
         w.WriteStartObject();
-        w.WriteString("ts", e.Ts.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'"));
+        Span<char> ts = stackalloc char[32];
+        e.Ts.ToUniversalTime().TryFormat(ts, out int n, "yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
+        w.WriteString("ts", ts[..n]);
         w.WriteString("event", e.Event);
         w.WriteString("id", e.Id);
         w.WriteString("listener", e.Listener);
@@ -137,6 +152,8 @@ public sealed class AccessLog : IAsyncDisposable
         _queue.Writer.TryComplete();
         try { await _writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
         catch (TimeoutException) { }
-        if (_ownsStream) await _out.DisposeAsync().ConfigureAwait(false);
+        if (!_ownsStream) return;
+        try { await _out.DisposeAsync().ConfigureAwait(false); }
+        catch (IOException) { /* the disk failed; lines were already counted as dropped */ }
     }
 }

@@ -52,11 +52,20 @@ public sealed class CidrSet
         prefix = -1;
         var slash = text.IndexOf('/');
         var ipText = slash < 0 ? text : text[..slash];
+        // IPAddress.TryParse takes inet_aton shorthands ("10", "10.1"): a typo like 10.0.0/8 must not pass as 10.0.0.0/8.
+        if (!ipText.Contains(':') && ipText.AsSpan().Count('.') != 3) return false;
         if (!IPAddress.TryParse(ipText, out var ip)) return false;
-        if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
+        bool mapped = ip.IsIPv4MappedToIPv6;
+        if (mapped) ip = ip.MapToIPv4();
         int max = ip.AddressFamily == AddressFamily.InterNetwork ? 32 : 128;
         if (slash < 0) prefix = max;
-        else if (!int.TryParse(text.AsSpan(slash + 1), out prefix) || prefix < 0 || prefix > max) return false;
+        else
+        {
+            if (!int.TryParse(text.AsSpan(slash + 1), System.Globalization.NumberStyles.None, null, out prefix)) return false;
+            // ::ffff:10.0.0.0/104 is 10.0.0.0/8.
+            if (mapped) prefix -= 96;
+            if (prefix < 0 || prefix > max) return false;
+        }
         address = ip;
         return true;
     }

@@ -61,6 +61,25 @@ public sealed class CompiledPolicy
         return _default;
     }
 
+    /// <summary>
+    /// Every rule, request and response alike, in order: for protocols with one moment of decision where a
+    /// `size` is the request's own (smtp: the message at end of data). The default decides when none matches.
+    /// </summary>
+    public Decision EvaluateAll(RequestAttributes a, PolicyTrace? trace = null)
+    {
+        foreach (var r in AllRules)
+        {
+            if (trace is not null) TraceRule(trace, r, a);
+            if (r.Matches(a))
+            {
+                trace?.Add($"=> {(r.Verdict == Verdict.Allow ? "allow" : "deny")} by {r.Name}{(r.Reason is null ? "" : $" ({r.Reason})")}");
+                return new Decision(r.Verdict, r.Name, r.Reason ?? (r.Verdict == Verdict.Deny ? "denied by policy" : null));
+            }
+        }
+        trace?.Add($"=> {(Default == Verdict.Allow ? "allow" : "deny")} by default of policy '{Name}'");
+        return _default;
+    }
+
     /// <summary>Response rules with the request's attributes plus the response's; none matching lets the response pass.</summary>
     public Decision EvaluateResponse(RequestAttributes a, PolicyTrace? trace = null)
     {

@@ -30,21 +30,21 @@ sealed class UserCondition(HashSet<string> users, string text, string attribute)
 /// <summary>Hosts: exact names, `*.suffix` (subdomains), `@list` (name and subdomains), `~regex`, and IP/CIDR for IP-literal targets.</summary>
 public sealed class HostMatcher
 {
-    readonly DomainSet? _exact, _parents, _selfOrParent;
+    readonly DomainSet? _exact, _parents;
+    readonly DomainSet[] _lists;
     readonly StringPattern[] _regexes;
-    readonly CidrSet? _cidrs;
+    readonly CidrSet[] _cidrs;
 
-    public HostMatcher(IEnumerable<string> exact, IEnumerable<string> subdomainsOf, IEnumerable<string> selfOrSubdomains,
-        IEnumerable<StringPattern> regexes, CidrSet? cidrs)
+    public HostMatcher(IEnumerable<string> exact, IEnumerable<string> subdomainsOf, IEnumerable<DomainSet> lists,
+        IEnumerable<StringPattern> regexes, IEnumerable<CidrSet> cidrs)
     {
         var e = new DomainSet(exact);
         var p = new DomainSet(subdomainsOf);
-        var s = new DomainSet(selfOrSubdomains);
         _exact = e.Count > 0 ? e : null;
         _parents = p.Count > 0 ? p : null;
-        _selfOrParent = s.Count > 0 ? s : null;
+        _lists = [.. lists.Where(l => l.Count > 0)];
         _regexes = [.. regexes];
-        _cidrs = cidrs is { Count: > 0 } ? cidrs : null;
+        _cidrs = [.. cidrs.Where(c => c.Count > 0)];
     }
 
     public bool Matches(string host)
@@ -53,10 +53,13 @@ public sealed class HostMatcher
         if (h.Length > 2 && h[0] == '[' && h[^1] == ']') h = h[1..^1];
         if (_exact is not null && _exact.ContainsExact(h)) return true;
         if (_parents is not null && _parents.MatchesParentOnly(h)) return true;
-        if (_selfOrParent is not null && _selfOrParent.MatchesSelfOrParent(h)) return true;
+        foreach (var l in _lists)
+            if (l.MatchesSelfOrParent(h)) return true;
         foreach (var r in _regexes)
             if (r.IsMatch(h)) return true;
-        if (_cidrs is not null && IPAddress.TryParse(h, out var ip) && _cidrs.Contains(ip)) return true;
+        if (_cidrs.Length > 0 && IPAddress.TryParse(h, out var ip))
+            foreach (var c in _cidrs)
+                if (c.Contains(ip)) return true;
         return false;
     }
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Runtime.CompilerServices;
 using Bastion.Configuration;
 
 namespace Bastion.Policy;
@@ -10,9 +11,12 @@ namespace Bastion.Policy;
 /// </summary>
 public sealed class NamedLists
 {
+    // Inline lists as written; file lists as their text, split into strings only when a use needs them
+    // (a million-line domain list goes straight from the text into a DomainSet).
     readonly Dictionary<string, string[]> _entries = new(StringComparer.Ordinal);
+    readonly Dictionary<string, string> _texts = new(StringComparer.Ordinal);
     readonly Dictionary<string, CidrSet> _cidrs = new(StringComparer.Ordinal);
-    readonly Dictionary<string, DomainSet> _domains = new(StringComparer.Ordinal);
+    readonly Dictionary<string, (DomainSet, CidrSet?)> _hosts = new(StringComparer.Ordinal);
     readonly Dictionary<string, List<string>> _badCidrs = new(StringComparer.Ordinal);
 
     static readonly HashSet<string> HostsFileNoise = new(StringComparer.OrdinalIgnoreCase)
@@ -20,6 +24,7 @@ public sealed class NamedLists
         "localhost", "localhost.localdomain", "local", "broadcasthost", "ip6-localhost", "ip6-loopback",
         "ip6-localnet", "ip6-mcastprefix", "ip6-allnodes", "ip6-allrouters", "ip6-allhosts", "0.0.0.0",
     };
+    static readonly HashSet<string>.AlternateLookup<ReadOnlySpan<char>> Noise = HostsFileNoise.GetAlternateLookup<ReadOnlySpan<char>>();
 
     public static NamedLists Load(BastionConfig config, List<ConfigError> errors)
     {
@@ -32,7 +37,7 @@ public sealed class NamedLists
                 continue;
             }
             var path = config.Resolve(l.File);
-            try { lists._entries[name] = ReadListFile(path); }
+            try { lists._texts[name] = File.ReadAllText(path); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 errors.Add(new ConfigError(l.Pos, $"list '{name}': cannot read {path}: {e.Message}"));
@@ -42,47 +47,79 @@ public sealed class NamedLists
         return lists;
     }
 
-    public static string[] ReadListFile(string path)
+    public static string[] ReadListFile(string path) => Split(File.ReadAllText(path));
+
+    static string[] Split(string text)
     {
         var result = new List<string>();
-        foreach (var raw in File.ReadLines(path))
-        {
-            var line = raw.AsSpan();
-            int hash = line.IndexOf('#');
-            if (hash >= 0) line = line[..hash];
-            line = line.Trim();
-            if (line.IsEmpty) continue;
-            int ws = line.IndexOfAny(' ', '\t');
-            if (ws < 0)
-            {
-                result.Add(line.ToString());
-                continue;
-            }
-            // Hosts-file line: an address then names.
-            var first = line[..ws];
-            if (!IPAddress.TryParse(first, out _))
-            {
-                result.Add(line.ToString());
-                continue;
-            }
-            foreach (var part in line[ws..].ToString().Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries))
-                if (!HostsFileNoise.Contains(part)) result.Add(part);
-        }
+        var en = new EntryEnumerator(text);
+        while (en.MoveNext()) result.Add(en.Current.ToString());
         return [.. result];
     }
 
-    public bool Has(string name) => _entries.ContainsKey(name);
+    /// <summary>
+    /// The entries of a list file: one a line, '#' comments, and hosts-file lines (`0.0.0.0 a.example b.example`)
+    /// read as their names, without the usual localhost noise.
+    /// </summary>
+    public ref struct EntryEnumerator(ReadOnlySpan<char> text)
+    {
+        ReadOnlySpan<char> _rest = text;
+        ReadOnlySpan<char> _names; // the rest of a hosts-file line
+        public ReadOnlySpan<char> Current { get; private set; }
 
-    public IReadOnlyList<string> Entries(string name) => _entries[name];
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public bool MoveNext()
+        {
+            while (true)
+            {
+                if (!_names.IsEmpty)
+                {
+                    int ws = _names.IndexOfAny(' ', '\t');
+                    var name = ws < 0 ? _names : _names[..ws];
+                    _names = ws < 0 ? default : _names[(ws + 1)..].TrimStart();
+                    if (!name.IsEmpty && !Noise.Contains(name)) { Current = name; return true; }
+                    continue;
+                }
+                if (_rest.IsEmpty) return false;
+                int nl = _rest.IndexOf('\n');
+                var line = nl < 0 ? _rest : _rest[..nl];
+                _rest = nl < 0 ? default : _rest[(nl + 1)..];
+                int hash = line.IndexOf('#');
+                if (hash >= 0) line = line[..hash];
+                line = line.Trim();
+                if (line.IsEmpty) continue;
+                int sp = line.IndexOfAny(' ', '\t');
+                if (sp >= 0 && MaybeAddress(line[..sp]) && IPAddress.TryParse(line[..sp], out _))
+                {
+                    _names = line[sp..].TrimStart();
+                    continue;
+                }
+                Current = line;
+                return true;
+            }
+        }
+    }
+
+    public bool Has(string name) => _entries.ContainsKey(name) || _texts.ContainsKey(name);
+
+    public IReadOnlyList<string> Entries(string name)
+    {
+        lock (_entries)
+        {
+            if (!_entries.TryGetValue(name, out var e)) _entries[name] = e = Split(_texts[name]);
+            return e;
+        }
+    }
 
     public CidrSet Cidrs(string name, out List<string> bad)
     {
+        var entries = Entries(name);
         lock (_cidrs)
         {
             if (!_cidrs.TryGetValue(name, out var set))
             {
                 var b = new List<string>();
-                set = CidrSet.Build(_entries[name], b);
+                set = CidrSet.Build(entries, b);
                 _cidrs[name] = set;
                 _badCidrs[name] = b;
             }
@@ -91,13 +128,46 @@ public sealed class NamedLists
         }
     }
 
-    public DomainSet Domains(string name)
+    /// <summary>
+    /// A list as hosts: names (each matching itself and its subdomains; `*.x` and `.x` read as `x`) and IPs/CIDRs
+    /// for IP-literal targets. Built once per configuration and shared by every rule that names the list.
+    /// </summary>
+    public (DomainSet Names, CidrSet? Addresses) Hosts(string name)
     {
-        lock (_domains)
+        lock (_hosts)
         {
-            if (!_domains.TryGetValue(name, out var set))
-                _domains[name] = set = new DomainSet(_entries[name].Select(e => e.StartsWith("*.") ? e[2..] : e));
-            return set;
+            if (!_hosts.TryGetValue(name, out var h))
+            {
+                var names = new DomainSet();
+                var cidrs = new List<string>();
+                if (_texts.TryGetValue(name, out var text) && !_entries.ContainsKey(name)) AddHosts(text, names, cidrs);
+                else foreach (var e in _entries[name]) AddHost(e, names, cidrs);
+                _hosts[name] = h = (names, cidrs.Count > 0 ? CidrSet.Build(cidrs) : null);
+            }
+            return h;
         }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void AddHosts(string text, DomainSet names, List<string> cidrs)
+    {
+        var en = new EntryEnumerator(text);
+        while (en.MoveNext()) AddHost(en.Current, names, cidrs);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static void AddHost(ReadOnlySpan<char> e, DomainSet names, List<string> cidrs)
+    {
+        // Only entries that could be an address pay for IP parsing (a big domain list has none).
+        if (MaybeAddress(e) && CidrSet.TryParsePrefix(e.ToString(), out _, out _)) cidrs.Add(e.ToString());
+        else names.Add(e.StartsWith("*.") ? e[2..] : e);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    static bool MaybeAddress(ReadOnlySpan<char> e)
+    {
+        foreach (var c in e)
+            if (!(char.IsAsciiHexDigit(c) || c is '.' or ':' or '/')) return false;
+        return !e.IsEmpty;
     }
 }

@@ -195,33 +195,32 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
     {
         var exact = new List<string>();
         var parents = new List<string>();
-        var selfOrParent = new List<string>();
+        var listSets = new List<DomainSet>();
         var regexes = new List<StringPattern>();
         var cidrs = new List<string>();
+        var cidrSets = new List<CidrSet>();
         foreach (var v in values)
         {
             var t = v.Text.Trim();
             if (ListRef(v, out var name))
             {
                 if (!lists.Has(name)) continue;
-                foreach (var e in lists.Entries(name))
-                {
-                    if (CidrSet.TryParsePrefix(e, out _, out _)) cidrs.Add(e);
-                    else selfOrParent.Add(e.StartsWith("*.") ? e[2..] : e);
-                }
+                var (names, addresses) = lists.Hosts(name);
+                listSets.Add(names);
+                if (addresses is not null) cidrSets.Add(addresses);
             }
             else if (t.StartsWith('~')) { if (Pattern(v, false, true) is { } p) regexes.Add(p); }
-            else if (t.StartsWith("*.")) parents.Add(t[2..]);
-            else if (t.Contains('/') || IPAddress.TryParse(t.Trim('[', ']'), out _))
+            else if (t.StartsWith("*.", StringComparison.Ordinal) && !Bastion.Policy.Patterns.IsGlob(t[2..])) parents.Add(t[2..]);
+            else if (t.Contains('/') || t.Contains(':') || IPAddress.TryParse(t.Trim('[', ']'), out _))
             {
                 if (CidrSet.TryParsePrefix(t.Trim('[', ']'), out _, out _)) cidrs.Add(t.Trim('[', ']'));
                 else Error(v.Pos, $"host: '{t}' is not a host name, IP or CIDR");
             }
-            else if (Patterns_IsGlob(t)) { if (Pattern(v, false, true) is { } p) regexes.Add(p); }
+            else if (Bastion.Policy.Patterns.IsGlob(t)) { if (Pattern(v, false, true) is { } p) regexes.Add(p); }
             else exact.Add(t);
         }
-        return new HostMatcher(exact, parents, selfOrParent, regexes, cidrs.Count > 0 ? CidrSet.Build(cidrs) : null);
+        if (cidrs.Count > 0) cidrSets.Add(CidrSet.Build(cidrs));
+        return new HostMatcher(exact, parents, listSets, regexes, cidrSets);
     }
 
-    static bool Patterns_IsGlob(string t) => t.IndexOfAny(['*', '?']) >= 0;
 }

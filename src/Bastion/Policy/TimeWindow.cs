@@ -39,6 +39,11 @@ public sealed class TimeWindow
                 error = $"'{hours}' is not a range of hours (like 08:00-18:00)";
                 return null;
             }
+            if (from == to)
+            {
+                error = $"'{hours}' is an empty range of hours (leave the hours out for the whole day)";
+                return null;
+            }
         }
         var w = new TimeWindow(text, from, to);
         if (days is null) Array.Fill(w._days, true);
