@@ -10,6 +10,7 @@ public static class ListenerFactory
         ListenerType.HttpProxy => new Http.Forward.HttpProxyListener(ctx),
         ListenerType.Socks5 => new Socks.Socks5Listener(ctx),
         ListenerType.Tcp => new Tcp.TcpRelayListener(ctx),
+        ListenerType.HttpReverse => new Http.Reverse.ReverseProxyListener(ctx),
         _ => throw new NotSupportedException($"listener type '{ListenerTypes.Name(l.Type)}' is not built yet"),
     };
 }

@@ -1,0 +1,193 @@
+using System.Net;
+using System.Net.Security;
+using Bastion.Configuration;
+using Bastion.Hosting;
+using Bastion.Observability;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Yarp.ReverseProxy.Forwarder;
+
+namespace Bastion.Http.Reverse;
+
+/// <summary>
+/// The reverse proxy (SPEC 3, http-reverse). Each listener is its own Kestrel server, so that reload can start and
+/// stop one without touching the others. Kestrel parses HTTP/1.1 and HTTP/2 and terminates TLS (certificate by SNI);
+/// Bastion asks the policy, routes and balances (<see cref="ReverseHandler"/>); YARP's <see cref="IHttpForwarder"/>
+/// sends the request upstream and streams bodies and upgraded connections both ways.
+/// </summary>
+public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
+{
+    readonly ListenerContext _ctx = ctx;
+    WebApplication? _app;
+    ReverseHandler? _handler;
+    int _active;
+    bool _stopped;
+
+    public string Name => _ctx.Name;
+    public ListenerType Type => _ctx.Type;
+    public IPEndPoint? BoundEndPoint { get; private set; }
+    public bool IsRunning => _app is not null && !_stopped;
+    public int ActiveConnections => Volatile.Read(ref _active);
+
+    /// <summary>For tests and the admin API: the upstream groups in force and their targets' health.</summary>
+    public IReadOnlyDictionary<string, UpstreamGroup> Upstreams => _handler?.State().Groups ?? [];
+
+    public async Task StartAsync(CancellationToken ct)
+    {
+        var cfg = _ctx.Config;
+        var rt = _ctx.Runtime;
+        var limits = cfg.Limits;
+        var certs = cfg.Tls.IsEmpty ? null : new ServerCertificates(rt.Config, cfg.Tls);
+        var ep = cfg.Listen.ToIPEndPoint()
+            ?? new IPEndPoint((await Dns.GetHostAddressesAsync(cfg.Listen.Host, ct).ConfigureAwait(false)).First(), cfg.Listen.Port);
+
+        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "bastion" });
+        builder.Services.AddLogging(b => b.ClearProviders());
+        builder.Services.AddHttpForwarder();
+        builder.WebHost.UseKestrelCore();
+        ListenOptions? bound = null;
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Limits.MaxRequestBodySize = limits.MaxRequestBody > 0 ? limits.MaxRequestBody : null;
+            k.Limits.MaxRequestHeadersTotalSize = limits.MaxHeaderSize;
+            k.Limits.MaxRequestLineSize = limits.MaxHeaderSize;
+            k.Limits.Http2.MaxRequestHeaderFieldSize = Math.Max(4096, limits.MaxHeaderSize);
+            k.Limits.KeepAliveTimeout = limits.IdleTimeout;
+            k.Limits.RequestHeadersTimeout = limits.HeaderTimeout;
+            k.Listen(ep, lo =>
+            {
+                // h2c is not offered on plain listeners: HTTP/2 comes with TLS and ALPN.
+                lo.Protocols = certs is null ? HttpProtocols.Http1 : HttpProtocols.Http1AndHttp2;
+                // First on the raw transport, before TLS: connection registry, limit, and the PROXY protocol header.
+                lo.Use(next => c => OnConnectionAsync(c, next));
+                if (certs is not null)
+                {
+                    lo.UseHttps(new TlsHandshakeCallbackOptions
+                    {
+                        HandshakeTimeout = limits.HeaderTimeout,
+                        OnConnection = hello => ValueTask.FromResult(new SslServerAuthenticationOptions
+                        {
+                            ServerCertificateContext = certs.Select(hello.ClientHelloInfo.ServerName),
+                            ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+                        }),
+                    });
+                }
+                bound = lo;
+            });
+        });
+        var app = builder.Build();
+        var handler = new ReverseHandler(_ctx, app.Services.GetRequiredService<IHttpForwarder>());
+        app.Run(handler.HandleAsync);
+        await app.StartAsync(ct).ConfigureAwait(false);
+        _app = app;
+        _handler = handler;
+        BoundEndPoint = bound?.IPEndPoint ?? ep;
+        _ctx.Remember(cfg);
+    }
+
+    async Task OnConnectionAsync(ConnectionContext c, ConnectionDelegate next)
+    {
+        var cfg = _ctx.Config;
+        if (c.RemoteEndPoint is not IPEndPoint peer) { await next(c).ConfigureAwait(false); return; }
+        if (Interlocked.Increment(ref _active) > cfg.Limits.MaxConnections)
+        {
+            Interlocked.Decrement(ref _active);
+            _ctx.Record(new AccessEvent
+            {
+                Event = "connection", Id = Ids.Next(), Listener = Name, Type = _ctx.TypeName, Client = peer.ToString(),
+                Verdict = "deny", Rule = "limits.max_connections", Reason = "connection limit reached",
+            });
+            c.Abort();
+            return;
+        }
+        var conn = new ClientConnection
+        {
+            Listener = Name,
+            Type = _ctx.TypeName,
+            Client = peer,
+            Local = c.LocalEndPoint as IPEndPoint,
+        };
+        try
+        {
+            // PROXY protocol hook (accept_proxy_protocol): the header precedes TLS and HTTP, so it is read here on
+            // the raw transport. Setting c.RemoteEndPoint makes Kestrel report the named client to every request.
+            if (!cfg.AcceptProxyProtocol.IsEmpty && _ctx.TrustsProxyProtocolFrom(peer.Address)
+                && await ReadProxyProtocolAsync(c).ConfigureAwait(false) is { } named)
+            {
+                c.RemoteEndPoint = named;
+                conn.Client = named;
+            }
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or OperationCanceledException or FormatException)
+        {
+            _ctx.Record(new AccessEvent
+            {
+                Event = "connection", Id = conn.Id, Listener = Name, Type = _ctx.TypeName, Client = peer.ToString(),
+                Verdict = "deny", Rule = "accept_proxy_protocol", Reason = $"bad PROXY protocol header: {e.Message}",
+            });
+            Interlocked.Decrement(ref _active);
+            c.Abort();
+            return;
+        }
+        c.Features.Set(conn);
+        _ctx.Connections.Add(conn);
+        _ctx.Metrics.ConnectionOpened(Name);
+        try
+        {
+            using var reg = conn.Aborted.Register(static s => ((ConnectionContext)s!).Abort(), c);
+            await next(c).ConfigureAwait(false);
+        }
+        finally
+        {
+            _ctx.Connections.Remove(conn);
+            _ctx.Metrics.ConnectionClosed(Name);
+            Interlocked.Decrement(ref _active);
+            _ctx.Record(new AccessEvent
+            {
+                Event = "connection", Id = conn.Id, Listener = Name, Type = _ctx.TypeName, Client = conn.ClientText,
+                User = conn.User, BytesIn = Interlocked.Read(ref conn.BytesIn), BytesOut = Interlocked.Read(ref conn.BytesOut),
+                DurationMs = conn.Age.TotalMilliseconds,
+            });
+        }
+    }
+
+    static int _proxyProtocolWarned;
+
+    /// <summary>
+    /// Reads a PROXY v1/v2 header from <paramref name="c"/>.Transport.Input and returns the client it names (null for
+    /// LOCAL). The parser lives in Hosting/ProxyProtocol.cs (another branch); until it is merged this only warns.
+    /// </summary>
+    ValueTask<IPEndPoint?> ReadProxyProtocolAsync(ConnectionContext c)
+    {
+        _ = c;
+        if (Interlocked.Exchange(ref _proxyProtocolWarned, 1) == 0)
+            Console.Error.WriteLine($"bastion: listener {Name}: accept_proxy_protocol is not wired to the PROXY parser in this build; headers are not read");
+        return ValueTask.FromResult<IPEndPoint?>(null);
+    }
+
+    public async Task StopAsync(CancellationToken drain)
+    {
+        if (_stopped) return;
+        _stopped = true;
+        if (_app is { } app)
+        {
+            // Kestrel stops accepting, lets requests (and upgraded connections) finish until drain, then aborts them.
+            try { await app.StopAsync(drain).ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+            await app.DisposeAsync().ConfigureAwait(false);
+        }
+        _handler?.State().DisposeGroups();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.Zero);
+        await StopAsync(cts.Token).ConfigureAwait(false);
+    }
+}
