@@ -73,16 +73,18 @@ public sealed class CompiledRoute
         path.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) &&
         (path.Length == prefix.Length || prefix.EndsWith('/') || path[prefix.Length] == '/');
 
-    /// <summary>Specificity, higher first: host (exact over longer wildcard over any), then path, then method and headers.</summary>
-    internal (int Host, int PathLiterals, int PathSegments, int NoCatchAll, int Methods, int Headers) Rank =>
+    /// <summary>Specificity, higher first: host (exact over longer wildcard over any), then path (longer literal
+    /// prefix, more segments, no catch-all), then how many method and header conditions it has.</summary>
+    internal (int Host, int PathLiterals, int PathSegments, int NoCatchAll, int Constraints) Rank =>
         (Host is null ? 0 : HostWildcard ? 1 + Host.Length : 100_000,
          Path?.LiteralLength ?? -1, Path?.Segments ?? 0, Path?.HasCatchAll == false ? 1 : 0,
-         Methods.Length > 0 ? 1 : 0, Headers.Length);
+         (Methods.Length > 0 ? 1 : 0) + Headers.Length);
 }
 
 /// <summary>
 /// A path template as YARP and ASP.NET write them: literal segments, `{name}` for one segment and `{**name}` (or
-/// `{*name}`) for the rest, which may be empty. Literals compare case-insensitively.
+/// `{*name}`) for the rest, which may be empty; `*` and `**` are short for them (and need no quotes in YAML flow
+/// maps). Literals compare case-insensitively.
 /// </summary>
 public sealed class PathPattern
 {
@@ -112,9 +114,9 @@ public sealed class PathPattern
         {
             var p = parts[i];
             if (p.Length == 0 && i == parts.Length - 1) break; // trailing slash
-            if (p.StartsWith('{') && p.EndsWith('}'))
+            if ((p.StartsWith('{') && p.EndsWith('}')) || p is "*" or "**")
             {
-                if (p.StartsWith("{*", StringComparison.Ordinal))
+                if (p.StartsWith("{*", StringComparison.Ordinal) || p == "**")
                 {
                     if (i != parts.Length - 1) error = $"path '{text}': a catch-all {{**name}} must be the last segment";
                     catchAll = true;
@@ -122,7 +124,7 @@ public sealed class PathPattern
                 }
                 segs.Add(null);
             }
-            else if (p.Contains('{') || p.Contains('}')) error = $"path '{text}': a segment is either a literal or one {{parameter}}";
+            else if (p.Contains('{') || p.Contains('}') || p.Contains('*')) error = $"path '{text}': a segment is either a literal or one {{parameter}}";
             else segs.Add(Uri.UnescapeDataString(p));
         }
         return new PathPattern(text, [.. segs], catchAll);
@@ -178,10 +180,12 @@ public sealed class RouteTable(CompiledRoute[] routes)
                 wildcard = true;
             }
             PathPattern? path = null;
-            if (r.Path is { } p && p.Trim() is not ("/{**rest}" or "/{**catchall}" or "/{*rest}" or "/**" or "*"))
+            if (r.Path is { } p)
             {
                 path = PathPattern.Parse(p, out var err);
                 if (err is not null) errors.Add(err);
+                // `/{**rest}` matches every path: same as no path at all, and ranks as such.
+                if (path.Segments == 0 && path.HasCatchAll) path = null;
             }
             list.Add(new CompiledRoute
             {
