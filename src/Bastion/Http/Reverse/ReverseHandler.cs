@@ -239,7 +239,7 @@ sealed class ReverseHandler
                 status = err switch
                 {
                     ForwarderError.RequestTimedOut => 504,
-                    ForwarderError.RequestBodyClient when ex is BadHttpRequestException { StatusCode: 413 } => 413,
+                    ForwarderError.RequestBodyClient when TooLarge(ex) => 413,
                     ForwarderError.RequestBodyClient => 400,
                     _ when status < 400 => 502,
                     _ => status,
@@ -262,11 +262,19 @@ sealed class ReverseHandler
         return false;
     }
 
+    /// <summary>Kestrel's body limit hit while a chunked body streamed (YARP wraps the exception).</summary>
+    static bool TooLarge(Exception? e)
+    {
+        for (; e is not null; e = e.InnerException)
+            if (e is BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge }) return true;
+        return false;
+    }
+
     static string Describe(ForwarderError err, Exception? ex, UpstreamTarget t) => err switch
     {
         ForwarderError.RequestTimedOut => $"upstream {t.Prefix} did not answer in time",
         ForwarderError.Request or ForwarderError.RequestCanceled => $"upstream {t.Prefix} failed: {Innermost(ex)}",
-        ForwarderError.RequestBodyClient when ex is BadHttpRequestException { StatusCode: 413 } => "request body over the limit",
+        ForwarderError.RequestBodyClient when TooLarge(ex) => "request body over the limit",
         _ => $"{err}: {Innermost(ex)}",
     };
 
