@@ -59,6 +59,7 @@ public static class ConfigValidator
                     foreach (var r in l.Routes)
                         if (!c.Upstreams.ContainsKey(r.Upstream) && !LooksLikeUrl(r.Upstream))
                             Err(r.Pos, $"route: unknown upstream '{r.Upstream}' (define it under 'upstreams:' or give a URL)");
+                    Http.Reverse.ReverseConfigCheck.Validate(l, Err);
                     break;
                 case ListenerType.Tcp:
                     if (l.Upstream is null) Err(l.Pos, $"listener '{l.Name}': tcp needs 'upstream: host:port' or an upstream group name");

@@ -173,5 +173,34 @@ public class ReverseRoutingTests
         Assert.IsType<ReverseProxyListener>(listener);
     }
 
+    [Fact]
+    public async Task Example_configuration_passes_check()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bastion.slnx"))) dir = dir.Parent;
+        Assert.NotNull(dir);
+        var r = await Proc.BastionAsync(["check", "-c", Path.Combine(dir.FullName, "examples", "http-reverse.yaml")]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Equal("ok", r.Stdout.Trim());
+
+        // And a bad template or prefix is reported with its position.
+        var bad = Path.Combine(Scratch.NewDir("chk"), "bad.yaml");
+        await File.WriteAllTextAsync(bad, """
+            listeners:
+              - name: site
+                type: http-reverse
+                listen: 127.0.0.1:0
+                trusted_proxies: [10.0.0.0/33]
+                routes:
+                  - { path: "/a/{**rest}/b", upstream: "http://127.0.0.1:1", strip_prefix: api }
+            """);
+        r = await Proc.BastionAsync(["check", "-c", bad]);
+        Assert.Equal(2, r.ExitCode);
+        Assert.Contains("bad.yaml:7:", r.Stdout + r.Stderr);
+        Assert.Contains("catch-all", r.Stdout + r.Stderr);
+        Assert.Contains("strip_prefix", r.Stdout + r.Stderr);
+        Assert.Contains("10.0.0.0/33", r.Stdout + r.Stderr);
+    }
+
     internal static JsonElement Headers(string body) => Json.Parse(body).GetProperty("headers");
 }

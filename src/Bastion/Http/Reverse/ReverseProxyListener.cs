@@ -100,8 +100,14 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
             Interlocked.Decrement(ref _active);
             _ctx.Record(new AccessEvent
             {
-                Event = "connection", Id = Ids.Next(), Listener = Name, Type = _ctx.TypeName, Client = peer.ToString(),
-                Verdict = "deny", Rule = "limits.max_connections", Reason = "connection limit reached",
+                Event = "connection",
+                Id = Ids.Next(),
+                Listener = Name,
+                Type = _ctx.TypeName,
+                Client = peer.ToString(),
+                Verdict = "deny",
+                Rule = "limits.max_connections",
+                Reason = "connection limit reached",
             });
             c.Abort();
             return;
@@ -128,8 +134,14 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
         {
             _ctx.Record(new AccessEvent
             {
-                Event = "connection", Id = conn.Id, Listener = Name, Type = _ctx.TypeName, Client = peer.ToString(),
-                Verdict = "deny", Rule = "accept_proxy_protocol", Reason = $"bad PROXY protocol header: {e.Message}",
+                Event = "connection",
+                Id = conn.Id,
+                Listener = Name,
+                Type = _ctx.TypeName,
+                Client = peer.ToString(),
+                Verdict = "deny",
+                Rule = "accept_proxy_protocol",
+                Reason = $"bad PROXY protocol header: {e.Message}",
             });
             Interlocked.Decrement(ref _active);
             c.Abort();
@@ -150,8 +162,14 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
             Interlocked.Decrement(ref _active);
             _ctx.Record(new AccessEvent
             {
-                Event = "connection", Id = conn.Id, Listener = Name, Type = _ctx.TypeName, Client = conn.ClientText,
-                User = conn.User, BytesIn = Interlocked.Read(ref conn.BytesIn), BytesOut = Interlocked.Read(ref conn.BytesOut),
+                Event = "connection",
+                Id = conn.Id,
+                Listener = Name,
+                Type = _ctx.TypeName,
+                Client = conn.ClientText,
+                User = conn.User,
+                BytesIn = Interlocked.Read(ref conn.BytesIn),
+                BytesOut = Interlocked.Read(ref conn.BytesOut),
                 DurationMs = conn.Age.TotalMilliseconds,
             });
         }
