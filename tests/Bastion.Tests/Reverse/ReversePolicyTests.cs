@@ -50,6 +50,8 @@ public class ReversePolicyTests
         Assert.Equal(0, o.Requests);
 
         Assert.Equal(403, (await Get($"{url}/100b", "-X", "DELETE")).Status);
+        var head = await Proc.CurlAsync("-I", $"{url}/admin/");
+        Assert.StartsWith("HTTP/1.1 403", head.Stdout);
         (status, body) = await Get($"{url}/100b", "-A", "evilbot/2");
         Assert.Equal(403, status);
         Assert.Contains("bad bot (rule site-in#3)", body);

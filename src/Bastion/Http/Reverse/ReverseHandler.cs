@@ -288,6 +288,8 @@ sealed class ReverseHandler
     static string? NormalizeHost(string host)
     {
         if (host.Length == 0) return null;
+        // An IPv6 literal is judged without its brackets, as `source` and `host` lists write it.
+        if (host[0] == '[' && host[^1] == ']') host = host[1..^1];
         foreach (var ch in host)
             if (ch is >= 'A' and <= 'Z') return host.ToLowerInvariant();
         return host;
