@@ -143,6 +143,40 @@ public class ReverseRoutingTests
     }
 
     [Fact]
+    public async Task Proxy_protocol_from_a_trusted_front_names_the_client()
+    {
+        await using var o = await TestOrigin.StartAsync();
+        await using var gw = await TestGateway.StartAsync($$"""
+            listeners:
+              - name: site
+                type: http-reverse
+                listen: 127.0.0.1:0
+                policy: from-lb
+                accept_proxy_protocol: [127.0.0.1]
+                routes:
+                  - { path: "/{**rest}", upstream: {{o.Url}} }
+            policies:
+              from-lb:
+                rules:
+                  - allow: { source: 203.0.113.0/24 }
+            """);
+        int port = gw.Port("site");
+        var ok = await Raw.ExchangeAsync(port, "PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\nGET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        Assert.StartsWith("HTTP/1.1 200", ok);
+        Assert.Contains("\"X-Forwarded-For\":\"203.0.113.7\"", ok);
+        await gw.WaitForLogAsync(l => l.Str("client") == "203.0.113.7:5555" && l.Num("status") == 200);
+
+        // v2 too; and a trusted front that sends no header is refused.
+        var v2 = Bastion.Hosting.ProxyProtocol.BuildV2(new(System.Net.IPAddress.Parse("203.0.113.8"), 6000), new(System.Net.IPAddress.Loopback, port));
+        var ok2 = await Raw.ExchangeAsync(port, System.Text.Encoding.Latin1.GetString(v2) + "GET /100b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        Assert.StartsWith("HTTP/1.1 200", ok2);
+        var bad = await Raw.ExchangeAsync(port, "GET /100b HTTP/1.1\r\nHost: x\r\n\r\n");
+        Assert.DoesNotContain("200", bad);
+        var line = await gw.WaitForLogAsync(l => l.Str("rule") == "accept_proxy_protocol");
+        Assert.Equal("deny", line.Str("verdict"));
+    }
+
+    [Fact]
     public async Task Reload_swaps_routes_without_restarting_the_listener()
     {
         await using var a = await TestOrigin.StartAsync();

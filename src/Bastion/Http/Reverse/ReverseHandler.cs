@@ -163,6 +163,11 @@ sealed class ReverseHandler
             rs.StripAuthorization = true;
             if (rs.Conn is { } c) c.User = user;
         }
+        else if (rs.Conn?.User is { } fromFront)
+        {
+            // A verified client certificate name from a trusted PROXY v2 front.
+            a.User = fromFront;
+        }
 
         var d = st.Policy.Evaluate(a);
         rs.Decision = d;

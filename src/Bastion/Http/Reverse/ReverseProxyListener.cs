@@ -119,33 +119,37 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
             Client = peer,
             Local = c.LocalEndPoint as IPEndPoint,
         };
-        try
+        // PROXY protocol (accept_proxy_protocol): a trusted front must open with a v1/v2 header. It precedes TLS and
+        // HTTP, so it is read here on the raw transport; setting c.RemoteEndPoint makes Kestrel report the client it
+        // names to every request (policy `source`, X-Forwarded-For, logs).
+        if (_ctx.TrustsProxyProtocolFrom(peer.Address))
         {
-            // PROXY protocol hook (accept_proxy_protocol): the header precedes TLS and HTTP, so it is read here on
-            // the raw transport. Setting c.RemoteEndPoint makes Kestrel report the named client to every request.
-            if (!cfg.AcceptProxyProtocol.IsEmpty && _ctx.TrustsProxyProtocolFrom(peer.Address)
-                && await ReadProxyProtocolAsync(c).ConfigureAwait(false) is { } named)
+            var (header, error) = await ReadProxyHeaderAsync(c, cfg.Limits.HeaderTimeout, c.ConnectionClosed).ConfigureAwait(false);
+            if (header is null)
             {
-                c.RemoteEndPoint = named;
-                conn.Client = named;
+                Interlocked.Decrement(ref _active);
+                _ctx.Record(new AccessEvent
+                {
+                    Event = "connection",
+                    Id = conn.Id,
+                    Listener = Name,
+                    Type = _ctx.TypeName,
+                    Client = peer.ToString(),
+                    Verdict = "deny",
+                    Rule = "accept_proxy_protocol",
+                    Reason = error,
+                    DurationMs = conn.Age.TotalMilliseconds,
+                });
+                c.Abort();
+                return;
             }
-        }
-        catch (Exception e) when (e is IOException or InvalidDataException or OperationCanceledException or FormatException)
-        {
-            _ctx.Record(new AccessEvent
+            conn.ProxyHeader = header;
+            if (header.Source is { } src)
             {
-                Event = "connection",
-                Id = conn.Id,
-                Listener = Name,
-                Type = _ctx.TypeName,
-                Client = peer.ToString(),
-                Verdict = "deny",
-                Rule = "accept_proxy_protocol",
-                Reason = $"bad PROXY protocol header: {e.Message}",
-            });
-            Interlocked.Decrement(ref _active);
-            c.Abort();
-            return;
+                c.RemoteEndPoint = src;
+                conn.Client = src;
+            }
+            if (header.VerifiedClientCn is { } cn) conn.User ??= cn;
         }
         c.Features.Set(conn);
         _ctx.Connections.Add(conn);
@@ -175,18 +179,52 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
         }
     }
 
-    static int _proxyProtocolWarned;
-
     /// <summary>
-    /// Reads a PROXY v1/v2 header from <paramref name="c"/>.Transport.Input and returns the client it names (null for
-    /// LOCAL). The parser lives in Hosting/ProxyProtocol.cs (another branch); until it is merged this only warns.
+    /// Takes exactly one PROXY header off the connection's input pipe (nothing past it: what follows is TLS or HTTP
+    /// for Kestrel). Null with a reason when the front sent something else, too much, or nothing in time.
     /// </summary>
-    ValueTask<IPEndPoint?> ReadProxyProtocolAsync(ConnectionContext c)
+    static async Task<(ProxyHeader? Header, string? Error)> ReadProxyHeaderAsync(ConnectionContext c, TimeSpan timeout, CancellationToken ct)
     {
-        _ = c;
-        if (Interlocked.Exchange(ref _proxyProtocolWarned, 1) == 0)
-            Console.Error.WriteLine($"bastion: listener {Name}: accept_proxy_protocol is not wired to the PROXY parser in this build; headers are not read");
-        return ValueTask.FromResult<IPEndPoint?>(null);
+        var input = c.Transport.Input;
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(timeout);
+        try
+        {
+            while (true)
+            {
+                var result = await input.ReadAsync(cts.Token).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                switch (ProxyProtocol.TryParse(buffer, out var header, out var error))
+                {
+                    case ProxyParseStatus.Parsed:
+                        input.AdvanceTo(buffer.GetPosition(header!.Length));
+                        return (header, null);
+                    case ProxyParseStatus.Malformed:
+                        input.AdvanceTo(buffer.Start);
+                        return (null, error);
+                }
+                if (buffer.Length >= ProxyProtocol.DefaultMaxLength)
+                {
+                    input.AdvanceTo(buffer.Start);
+                    return (null, "PROXY header too long");
+                }
+                if (result.IsCompleted)
+                {
+                    input.AdvanceTo(buffer.Start);
+                    return (null, "connection closed before a PROXY header");
+                }
+                // Incomplete: keep it all and wait for more.
+                input.AdvanceTo(buffer.Start, buffer.End);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return (null, ct.IsCancellationRequested ? "connection closed before a PROXY header" : "no PROXY header in time");
+        }
+        catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException)
+        {
+            return (null, "connection closed before a PROXY header");
+        }
     }
 
     public async Task StopAsync(CancellationToken drain)
