@@ -99,7 +99,7 @@ sealed class ReverseHandler
         {
             Console.Error.WriteLine($"bastion: listener {_ctx.Name}: request {rs.Id} failed: {e}");
             if (!http.Response.HasStarted)
-                await Page(http, 500, $"500 Internal Server Error\nrequest {rs.Id} failed in bastion\n").ConfigureAwait(false);
+                await Page(http, 500, $"500 Internal Server Error\nrequest {rs.Id} failed in bastion\n", rs).ConfigureAwait(false);
             Log(http, rs, "deny", 500, "error", e.GetType().Name);
         }
     }
@@ -180,7 +180,7 @@ sealed class ReverseHandler
         var route = st.Routes.Match(a.Host, req.Method, a.Path!, req.Headers);
         if (route is null)
         {
-            await Page(http, 404, $"404 Not Found\nrequest {rs.Id}: no route for {req.Host.Value}{req.Path.Value}\n").ConfigureAwait(false);
+            await Page(http, 404, $"404 Not Found\nrequest {rs.Id}: no route for {req.Host.Value}{req.Path.Value}\n", rs).ConfigureAwait(false);
             Log(http, rs, "allow", 404, d.RuleName, "no route");
             return;
         }
@@ -205,7 +205,7 @@ sealed class ReverseHandler
             var target = group.Pick();
             if (target is null)
             {
-                await Page(http, 503, $"503 Service Unavailable\nrequest {rs.Id}: no healthy upstream in '{group.Name}'\n").ConfigureAwait(false);
+                await Page(http, 503, $"503 Service Unavailable\nrequest {rs.Id}: no healthy upstream in '{group.Name}'\n", rs).ConfigureAwait(false);
                 Log(http, rs, "allow", 503, rs.Decision.RuleName, reason is null ? "no healthy upstream" : $"no healthy upstream ({reason})");
                 return;
             }
@@ -250,7 +250,7 @@ sealed class ReverseHandler
                     _ => status,
                 };
                 if (!http.RequestAborted.IsCancellationRequested)
-                    await Page(http, status, $"{status} {ReasonPhrase(status)}\nrequest {rs.Id}: {reason}\n").ConfigureAwait(false);
+                    await Page(http, status, $"{status} {ReasonPhrase(status)}\nrequest {rs.Id}: {reason}\n", rs).ConfigureAwait(false);
             }
             Log(http, rs, status == 413 ? "deny" : "allow", status, status == 413 ? "limits.max_request_body" : rs.Decision.RuleName, reason);
             return;
@@ -302,11 +302,11 @@ sealed class ReverseHandler
 
     async Task Deny(HttpContext http, RequestState rs, int status, string phrase, string rule, string reason)
     {
-        await Page(http, status, $"{status} {phrase}\nrequest {rs.Id} denied by bastion: {reason} (rule {rule})\n").ConfigureAwait(false);
+        await Page(http, status, $"{status} {phrase}\nrequest {rs.Id} denied by bastion: {reason} (rule {rule})\n", rs).ConfigureAwait(false);
         Log(http, rs, "deny", status, rule, reason);
     }
 
-    internal static Task Page(HttpContext http, int status, string text)
+    internal static Task Page(HttpContext http, int status, string text, RequestState? rs = null)
     {
         var resp = http.Response;
         resp.StatusCode = status;
@@ -314,6 +314,7 @@ sealed class ReverseHandler
         resp.Headers.CacheControl = "no-store";
         var bytes = Encoding.UTF8.GetBytes(text);
         resp.ContentLength = bytes.Length;
+        if (rs is not null) rs.BytesOut = bytes.Length;
         return resp.Body.WriteAsync(bytes).AsTask();
     }
 
@@ -417,7 +418,7 @@ sealed class BastionTransformer : HttpTransformer
                 rs.ResponseDenied = d;
                 http.Response.Headers.Clear();
                 await ReverseHandler.Page(http, 403,
-                    $"403 Forbidden\nrequest {rs.Id} denied by bastion: {d.Reason ?? "response denied by policy"} (rule {d.RuleName})\n").ConfigureAwait(false);
+                    $"403 Forbidden\nrequest {rs.Id} denied by bastion: {d.Reason ?? "response denied by policy"} (rule {d.RuleName})\n", rs).ConfigureAwait(false);
                 return false;
             }
         }
