@@ -61,9 +61,15 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
             ctx.Record(new AccessEvent
             {
-                Event = "connection", Id = conn.Id, Listener = ctx.Name, Type = ctx.TypeName, Client = conn.ClientText,
-                User = _user, Request = exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests",
-                BytesIn = Interlocked.Read(ref conn.BytesIn), BytesOut = Interlocked.Read(ref conn.BytesOut),
+                Event = "connection",
+                Id = conn.Id,
+                Listener = ctx.Name,
+                Type = ctx.TypeName,
+                Client = conn.ClientText,
+                User = _user,
+                Request = exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests",
+                BytesIn = Interlocked.Read(ref conn.BytesIn),
+                BytesOut = Interlocked.Read(ref conn.BytesOut),
                 DurationMs = conn.Age.TotalMilliseconds,
             });
         }
@@ -151,24 +157,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         _keepAlive = h.MinorVersion == 1 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
 
         // Framing (RFC 9112 §6): anything ambiguous is refused and the connection closed.
-        long contentLength = 0;
-        bool chunked = false;
-        var te = h.Get("Transfer-Encoding");
-        int clCount = h.Count("Content-Length");
-        if (te is not null)
-        {
-            if (clCount > 0) return await RejectAsync(400, "both Content-Length and Transfer-Encoding", "protocol", close: true).ConfigureAwait(false);
-            if (h.MinorVersion == 0) return await RejectAsync(400, "Transfer-Encoding in an HTTP/1.0 request", "protocol", close: true).ConfigureAwait(false);
-            if (!te.Trim().Equals("chunked", StringComparison.OrdinalIgnoreCase))
-                return await RejectAsync(te.TrimEnd().EndsWith("chunked", StringComparison.OrdinalIgnoreCase) ? 501 : 400,
-                    $"unsupported transfer coding '{te}'", "protocol", close: true).ConfigureAwait(false);
-            chunked = true;
-        }
-        else if (clCount > 0)
-        {
-            var clError = ParseContentLength(h, out contentLength);
-            if (clError is not null) return await RejectAsync(400, clError, "protocol", close: true).ConfigureAwait(false);
-        }
+        if (RequestFraming.Check(h, out long contentLength, out bool chunked) is { } framingError)
+            return await RejectAsync(framingError.Status, framingError.Reason, "protocol", close: true).ConfigureAwait(false);
         bool hasBody = chunked || contentLength > 0;
         if (h.Count("Host") > 1) return await RejectAsync(400, "more than one Host header", "protocol", close: true).ConfigureAwait(false);
 
@@ -234,33 +224,6 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             return await AnswerMaxForwardsAsync().ConfigureAwait(false);
 
         return await ForwardAsync(uri!, hasBody, chunked, contentLength, config.Limits).ConfigureAwait(false);
-    }
-
-    /// <summary>All Content-Length values must be the same number (RFC 9112 §6.3); returns the error, if any.</summary>
-    static string? ParseContentLength(RequestHead h, out long length)
-    {
-        length = 0;
-        string? seen = null;
-        foreach (var (k, v) in h.Headers)
-        {
-            if (!k.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
-            foreach (var range in v.AsSpan().Split(','))
-            {
-                var part = v.AsSpan()[range].Trim();
-                if (part.IsEmpty || part.Length > 18 || !IsDigits(part)) return "invalid Content-Length";
-                if (seen is not null && !part.SequenceEqual(seen)) return "conflicting Content-Length values";
-                seen ??= part.ToString();
-            }
-        }
-        length = long.Parse(seen!, System.Globalization.CultureInfo.InvariantCulture);
-        return null;
-    }
-
-    static bool IsDigits(ReadOnlySpan<char> s)
-    {
-        foreach (var c in s)
-            if (c is < '0' or > '9') return false;
-        return true;
     }
 
     static bool AllowsExplicitly(CompiledPolicy policy, string method)
@@ -633,9 +596,19 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         ctx.Metrics.Bytes(ctx.Name, _bytesIn, _bytesOut);
         ctx.Record(new AccessEvent
         {
-            Id = _requestId, Listener = ctx.Name, Type = ctx.TypeName, Client = conn.ClientText, User = _user,
-            Request = _requestText, Verdict = verdict, Rule = rule, Reason = reason, Status = status,
-            BytesIn = _bytesIn, BytesOut = _bytesOut, DurationMs = Stopwatch.GetElapsedTime(_start).TotalMilliseconds,
+            Id = _requestId,
+            Listener = ctx.Name,
+            Type = ctx.TypeName,
+            Client = conn.ClientText,
+            User = _user,
+            Request = _requestText,
+            Verdict = verdict,
+            Rule = rule,
+            Reason = reason,
+            Status = status,
+            BytesIn = _bytesIn,
+            BytesOut = _bytesOut,
+            DurationMs = Stopwatch.GetElapsedTime(_start).TotalMilliseconds,
         });
     }
 }

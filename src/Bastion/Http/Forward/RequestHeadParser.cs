@@ -19,6 +19,8 @@ public static class RequestHeadParser
 
     /// <summary>
     /// Parses a complete head if the buffer holds one. <paramref name="consumed"/> is where the body starts.
+    /// An incomplete head is checked as far as it goes, so that hopeless input fails at once instead of at the
+    /// header timeout.
     /// </summary>
     public static ParseStatus TryParse(ReadOnlySequence<byte> buffer, int maxHeadSize, RequestHead head,
         out SequencePosition consumed, out HttpError error)
@@ -36,7 +38,7 @@ public static class RequestHeadParser
                 error = new HttpError(431, "request head too large");
                 return ParseStatus.Error;
             }
-            return ParseStatus.NeedMore;
+            return CheckPartial(buffer.Slice(start), out error) ? ParseStatus.NeedMore : ParseStatus.Error;
         }
         if (headBytes.Length + 4 > maxHeadSize)
         {
@@ -44,7 +46,6 @@ public static class RequestHeadParser
             return ParseStatus.Error;
         }
         consumed = reader.Position;
-        _ = start;
         head.Clear();
         head.HeadLength = (int)headBytes.Length + 4;
 
@@ -65,10 +66,12 @@ public static class RequestHeadParser
 
     static ParseStatus ParseHead(ReadOnlySpan<byte> s, RequestHead head, out HttpError error)
     {
-        error = default;
         int eol = s.IndexOf("\r\n"u8);
         var line = eol < 0 ? s : s[..eol];
-        if (!ParseRequestLine(line, head, out error)) return ParseStatus.Error;
+        if (!CheckRequestLine(line, out var method, out var target, out var minor, out error)) return ParseStatus.Error;
+        head.Method = KnownHeaders.Method(method);
+        head.Target = Encoding.ASCII.GetString(target);
+        head.MinorVersion = minor;
         var rest = eol < 0 ? ReadOnlySpan<byte>.Empty : s[(eol + 2)..];
         while (!rest.IsEmpty)
         {
@@ -76,64 +79,127 @@ public static class RequestHeadParser
             line = eol < 0 ? rest : rest[..eol];
             rest = eol < 0 ? ReadOnlySpan<byte>.Empty : rest[(eol + 2)..];
             if (line.IsEmpty) continue;
-            if (line[0] is (byte)' ' or (byte)'\t')
-            {
-                error = new HttpError(400, "obsolete line folding in headers");
-                return ParseStatus.Error;
-            }
-            int colon = line.IndexOf((byte)':');
-            if (colon <= 0)
-            {
-                error = new HttpError(400, "malformed header line");
-                return ParseStatus.Error;
-            }
-            var name = line[..colon];
-            foreach (var b in name)
-            {
-                if (!IsTokenChar(b))
-                {
-                    error = new HttpError(400, b is (byte)' ' or (byte)'\t' ? "whitespace before header colon" : "invalid character in header name");
-                    return ParseStatus.Error;
-                }
-            }
-            var value = Trim(line[(colon + 1)..]);
-            foreach (var b in value)
-            {
-                if ((b < 0x20 && b != (byte)'\t') || b == 0x7f)
-                {
-                    error = new HttpError(400, "invalid character in header value");
-                    return ParseStatus.Error;
-                }
-            }
-            head.Headers.Add(new(KnownHeaders.Name(name), Latin1(value)));
+            if (!CheckHeaderLine(line, out int colon, out error)) return ParseStatus.Error;
+            head.Headers.Add(new(KnownHeaders.Name(line[..colon]), Latin1(Trim(line[(colon + 1)..]))));
         }
         return ParseStatus.Done;
     }
 
-    static bool ParseRequestLine(ReadOnlySpan<byte> line, RequestHead head, out HttpError error)
+    /// <summary>
+    /// Checks the part of a head received so far: no bare CR or LF, a valid request line and valid header lines
+    /// once they are complete, and no line folding. True while the head can still turn out valid.
+    /// </summary>
+    static bool CheckPartial(ReadOnlySequence<byte> partial, out HttpError error)
+    {
+        error = default;
+        if (partial.IsEmpty) return true;
+        byte[]? rented = null;
+        int len = (int)partial.Length;
+        Span<byte> s = len <= 8192 ? stackalloc byte[len] : (rented = ArrayPool<byte>.Shared.Rent(len)).AsSpan(0, len);
+        try
+        {
+            partial.CopyTo(s);
+            for (int i = s.IndexOfAny((byte)'\r', (byte)'\n'); i >= 0;)
+            {
+                if (s[i] == (byte)'\n' || (i + 1 < s.Length && s[i + 1] != (byte)'\n'))
+                {
+                    error = new HttpError(400, "bare CR or LF in the request head");
+                    return false;
+                }
+                i += 2;
+                if (i >= s.Length) break;
+                int next = s[i..].IndexOfAny((byte)'\r', (byte)'\n');
+                i = next < 0 ? -1 : i + next;
+            }
+            int eol = s.IndexOf("\r\n"u8);
+            if (eol < 0) return true;
+            if (!CheckRequestLine(s[..eol], out _, out _, out _, out error)) return false;
+            var rest = s[(eol + 2)..];
+            while (!rest.IsEmpty)
+            {
+                eol = rest.IndexOf("\r\n"u8);
+                if (eol < 0)
+                {
+                    // A line still arriving: folding already shows in its first byte.
+                    if (rest[0] is (byte)' ' or (byte)'\t')
+                    {
+                        error = new HttpError(400, "obsolete line folding in headers");
+                        return false;
+                    }
+                    return true;
+                }
+                if (!CheckHeaderLine(rest[..eol], out _, out error)) return false;
+                rest = rest[(eol + 2)..];
+            }
+            return true;
+        }
+        finally
+        {
+            if (rented is not null) ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    static bool CheckHeaderLine(ReadOnlySpan<byte> line, out int colon, out HttpError error)
+    {
+        error = default;
+        colon = -1;
+        if (line.IsEmpty) return true;
+        if (line[0] is (byte)' ' or (byte)'\t')
+        {
+            error = new HttpError(400, "obsolete line folding in headers");
+            return false;
+        }
+        colon = line.IndexOf((byte)':');
+        if (colon <= 0)
+        {
+            error = new HttpError(400, "malformed header line");
+            return false;
+        }
+        foreach (var b in line[..colon])
+        {
+            if (!IsTokenChar(b))
+            {
+                error = new HttpError(400, b is (byte)' ' or (byte)'\t' ? "whitespace before header colon" : "invalid character in header name");
+                return false;
+            }
+        }
+        foreach (var b in Trim(line[(colon + 1)..]))
+        {
+            if ((b < 0x20 && b != (byte)'\t') || b == 0x7f)
+            {
+                error = new HttpError(400, "invalid character in header value");
+                return false;
+            }
+        }
+        return true;
+    }
+
+    static bool CheckRequestLine(ReadOnlySpan<byte> line, out ReadOnlySpan<byte> method, out ReadOnlySpan<byte> target,
+        out int minor, out HttpError error)
     {
         error = new HttpError(400, "malformed request line");
+        method = target = default;
+        minor = 1;
         int sp1 = line.IndexOf((byte)' ');
         if (sp1 <= 0) return false;
         int sp2 = line[(sp1 + 1)..].IndexOf((byte)' ');
         if (sp2 <= 0) return false;
         sp2 += sp1 + 1;
-        var method = line[..sp1];
-        var target = line[(sp1 + 1)..sp2];
+        method = line[..sp1];
+        target = line[(sp1 + 1)..sp2];
         var version = line[(sp2 + 1)..];
         foreach (var b in method)
             if (!IsTokenChar(b)) return false;
         foreach (var b in target)
             if (b <= 0x20 || b >= 0x7f) return false;
-        if (version.SequenceEqual("HTTP/1.1"u8)) head.MinorVersion = 1;
-        else if (version.SequenceEqual("HTTP/1.0"u8)) head.MinorVersion = 0;
+        if (version.SequenceEqual("HTTP/1.1"u8)) minor = 1;
+        else if (version.SequenceEqual("HTTP/1.0"u8)) minor = 0;
         else
         {
-            error = version.StartsWith("HTTP/"u8) ? new HttpError(505, "HTTP version not supported") : error;
+            if (version.StartsWith("HTTP/"u8)) error = new HttpError(505, "HTTP version not supported");
             return false;
         }
-        head.Method = KnownHeaders.Method(method);
-        head.Target = Encoding.ASCII.GetString(target);
+        error = default;
         return true;
     }
 
@@ -147,7 +213,7 @@ public static class RequestHeadParser
     static string Latin1(ReadOnlySpan<byte> s) => s.IsEmpty ? "" : Encoding.Latin1.GetString(s);
 
     // RFC 9110 §5.6.2 tchar.
-    static bool IsTokenChar(byte b) =>
+    internal static bool IsTokenChar(byte b) =>
         b is >= (byte)'a' and <= (byte)'z' or >= (byte)'A' and <= (byte)'Z' or >= (byte)'0' and <= (byte)'9'
             or (byte)'!' or (byte)'#' or (byte)'$' or (byte)'%' or (byte)'&' or (byte)'\'' or (byte)'*' or (byte)'+'
             or (byte)'-' or (byte)'.' or (byte)'^' or (byte)'_' or (byte)'`' or (byte)'|' or (byte)'~';
