@@ -30,6 +30,9 @@ public sealed class HttpProxyListener : StreamListener
             ActivityHeadersPropagator = null,
             EnableMultipleHttp2Connections = false,
             MaxResponseHeadersLength = 64,
+            // The head parser reads values as Latin-1, so obs-text (RFC 9110 §5.5) crosses byte for byte
+            // instead of failing the request with a 502.
+            RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.Latin1,
             ConnectCallback = async (context, ct) =>
             {
                 var s = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
