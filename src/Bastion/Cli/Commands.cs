@@ -163,7 +163,7 @@ public static class Commands
         }
         foreach (var (name, l) in host.Listeners)
             Console.Error.WriteLine($"bastion: listener '{name}' ({ListenerTypes.Name(l.Type)}) listening on {l.BoundEndPoint}");
-        Console.Error.WriteLine($"bastion {Version} running ({file ?? "embedded default configuration"}); SIGHUP reloads, SIGTERM stops");
+        Console.Error.WriteLine($"bastion {Version} running ({file ?? "embedded default configuration"}); SIGHUP or a change to the file reloads, SIGTERM stops");
 
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -171,17 +171,14 @@ public static class Commands
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
         {
             c.Cancel = true;
-            _ = Task.Run(async () =>
-            {
-                var err = await host.ReloadAsync();
-                Console.Error.WriteLine(err is null
-                    ? $"bastion: configuration reloaded (generation {host.Current.Generation})"
-                    : $"bastion: reload refused, the previous configuration stays in force: {err}");
-            });
+            // The host logs the outcome (reloaded, or refused with every error) on stderr.
+            _ = Task.Run(() => host.ReloadAsync("SIGHUP"));
         });
+        using var watcher = file is null ? null : new ConfigWatcher(host);
         await stop.Task;
-        var drain = runtime.Config.Listeners.Select(l => l.Limits.DrainTimeout).DefaultIfEmpty(TimeSpan.FromSeconds(10)).Max();
-        Console.Error.WriteLine($"bastion: stopping (draining open connections for up to {drain.TotalSeconds:0.#}s)");
+        var drain = host.Current.Config.Listeners.Select(l => l.Limits.DrainTimeout).DefaultIfEmpty(TimeSpan.FromSeconds(10)).Max();
+        Console.Error.WriteLine($"bastion: stopping: no new connections; draining open ones for up to {drain.TotalSeconds:0.#}s");
+        watcher?.Dispose();
         await host.StopAsync(drain);
         Console.Error.WriteLine("bastion: stopped");
         return ExitOk;

@@ -6,6 +6,17 @@ namespace Bastion.Configuration;
 /// <summary>Checks across the whole configuration: dangling names, port clashes, files, what this build can run.</summary>
 public static class ConfigValidator
 {
+    /// <summary>The admin bearer token: the file's first line, trimmed; null when unreadable or empty.</summary>
+    public static string? ReadToken(string path)
+    {
+        try
+        {
+            var line = File.ReadLines(path).FirstOrDefault()?.Trim();
+            return string.IsNullOrEmpty(line) ? null : line;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
     public static List<ConfigError> Validate(BastionConfig c)
     {
         var errors = new List<ConfigError>();
@@ -17,6 +28,7 @@ public static class ConfigValidator
         {
             if (admin.Listen.Port != 0) binds[(BindHost(admin.Listen), admin.Listen.Port)] = "admin";
             if (admin.TokenFile is { } tf && !File.Exists(c.Resolve(tf))) Err(admin.Pos, $"admin.token_file: cannot read {c.Resolve(tf)}");
+            else if (admin.TokenFile is { } tf2 && ReadToken(c.Resolve(tf2)) is null) Err(admin.Pos, $"admin.token_file: {c.Resolve(tf2)} holds no token");
             if (admin.TokenFile is null && admin.Listen.ToIPEndPoint() is { } ep && !System.Net.IPAddress.IsLoopback(ep.Address))
                 Err(admin.Pos, "admin listens on a non-loopback address: set admin.token_file so that the API needs a bearer token");
         }

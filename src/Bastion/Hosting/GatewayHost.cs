@@ -1,31 +1,47 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using Prometheus;
 using Bastion.Configuration;
 using Bastion.Observability;
+using Bastion.Observability.Admin;
 
 namespace Bastion.Hosting;
 
 /// <summary>
-/// Owns the running gateway: the configuration snapshot in force, the listeners built from it, the access log
-/// and metrics. Reload builds a new snapshot aside, and only if it is valid swaps it in and reconciles listeners
-/// (added, removed, re-bound); open connections keep running.
+/// Owns the running gateway: the configuration snapshot in force, the listeners built from it, the admin
+/// listener, the access log and metrics. Reload builds a new snapshot aside, checks that every new address can
+/// be bound, and only then swaps it in and reconciles listeners (added, removed, re-bound); open connections
+/// keep running.
 /// </summary>
 public sealed class GatewayHost : IAsyncDisposable
 {
     Runtime _current;
+    AccessLog _log;
+    readonly bool _ownsLog;
+    long _retiredLogDrops;
     readonly Dictionary<string, IGatewayListener> _listeners = new(StringComparer.Ordinal);
-    readonly Dictionary<string, ListenerContext> _contexts = new(StringComparer.Ordinal);
+    readonly List<Task> _retiring = [];
     readonly SemaphoreSlim _reloadLock = new(1, 1);
+    int _draining;
 
     public Runtime Current => Volatile.Read(ref _current);
-    public AccessLog Log { get; }
+    public AccessLog Log => Volatile.Read(ref _log);
     public GatewayMetrics Metrics { get; } = new();
     public ConnectionRegistry Connections { get; } = new();
     public RecentEvents RecentDenials { get; } = new(100);
     public string? ConfigPath { get; }
     public DateTime StartedAt { get; } = DateTime.UtcNow;
+    /// <summary>The admin listener, when the configuration has an `admin:` section.</summary>
+    public AdminServer? Admin { get; private set; }
+    /// <summary>True once shutdown began: /readyz answers 503 while open connections drain.</summary>
+    public bool Draining => Volatile.Read(ref _draining) != 0;
     /// <summary>The last reload's outcome, for the admin API: null until a reload was tried.</summary>
     public string? LastReloadError { get; private set; }
     public DateTime? LastReloadAt { get; private set; }
+    public int ReloadCount { get; private set; }
+    /// <summary>Written to for reload outcomes and admin start/stop (stderr in `bastion run`).</summary>
+    public TextWriter Diagnostics { get; set; } = Console.Error;
 
     public IReadOnlyDictionary<string, IGatewayListener> Listeners
     {
@@ -36,26 +52,40 @@ public sealed class GatewayHost : IAsyncDisposable
     {
         _current = runtime;
         ConfigPath = configPath;
-        Log = log ?? new AccessLog(runtime.Config.Path is null ? runtime.Config.Logging.Access : ResolveLog(runtime.Config));
+        _ownsLog = log is null;
+        _log = log ?? new AccessLog(LogTarget(runtime.Config));
+        Metrics.BeforeCollect(UpdateGauges);
     }
+
+    static string LogTarget(BastionConfig c) => c.Path is null ? c.Logging.Access : ResolveLog(c);
 
     static string ResolveLog(BastionConfig c) =>
         c.Logging.Access is "stdout" or "-" or "off" or "none" ? c.Logging.Access : c.Resolve(c.Logging.Access);
 
-    IGatewayListener Create(ListenerConfig l)
+    void UpdateGauges()
     {
-        var ctx = new ListenerContext(this, l.Name, l.Type);
-        _contexts[l.Name] = ctx;
-        return ListenerFactory.Create(ctx, l);
+        foreach (var (name, l) in Listeners) Metrics.ListenerUp.WithLabels(name, ListenerTypes.Name(l.Type)).Set(l.IsRunning ? 1 : 0);
+        var log = Log;
+        Metrics.LogDropped.IncTo(Interlocked.Read(ref _retiredLogDrops) + log.Dropped);
+        Metrics.LogWritten.IncTo(log.Written);
     }
+
+    static IGatewayListener Create(GatewayHost host, ListenerConfig l) =>
+        ListenerFactory.Create(new ListenerContext(host, l.Name, l.Type), l);
 
     public async Task StartAsync(CancellationToken ct = default)
     {
         foreach (var l in Current.Config.Listeners)
         {
-            var listener = Create(l);
+            var listener = Create(this, l);
             await listener.StartAsync(ct).ConfigureAwait(false);
             lock (_listeners) _listeners[l.Name] = listener;
+        }
+        if (Current.Config.Admin is { } admin)
+        {
+            var server = new AdminServer(this, admin);
+            await server.StartAsync(ct).ConfigureAwait(false);
+            Admin = server;
         }
     }
 
@@ -65,39 +95,52 @@ public sealed class GatewayHost : IAsyncDisposable
     }
 
     /// <summary>Loads the file again; on any error the running configuration stays and the error is returned.</summary>
-    public async Task<string?> ReloadAsync(CancellationToken ct = default)
+    public Task<string?> ReloadAsync(CancellationToken ct = default) => ReloadAsync("request", ct);
+
+    /// <summary>
+    /// Reload, saying what triggered it (SIGHUP, file change, test): the outcome goes to <see cref="Diagnostics"/>
+    /// and the metrics either way.
+    /// </summary>
+    public async Task<string?> ReloadAsync(string trigger, CancellationToken ct = default)
     {
         await _reloadLock.WaitAsync(ct).ConfigureAwait(false);
         try
         {
+            if (Draining) return "shutting down";
+            var sw = Stopwatch.StartNew();
             LastReloadAt = DateTime.UtcNow;
+            ReloadCount++;
             Runtime next;
-            try { next = Runtime.Load(ConfigPath, Current.Generation + 1); }
+            try
+            {
+                next = Runtime.Load(ConfigPath, Current.Generation + 1);
+                Preflight(next.Config);
+            }
             catch (ConfigException e)
             {
                 LastReloadError = e.Message;
                 Metrics.Reloads.WithLabels("failure").Inc();
                 Metrics.LastReloadSuccess.Set(0);
+                Metrics.LastReloadDuration.Set(sw.Elapsed.TotalSeconds);
+                Diagnostics.WriteLine($"bastion: reload ({trigger}) refused, the previous configuration (generation {Current.Generation}) stays in force:");
+                foreach (var err in e.Errors) Diagnostics.WriteLine($"  {err}");
                 return e.Message;
             }
             var old = Current;
             var oldByName = old.Config.Listeners.ToDictionary(l => l.Name);
             var newByName = next.Config.Listeners.ToDictionary(l => l.Name);
             Volatile.Write(ref _current, next);
+            if (_ownsLog) ReopenLog(next.Config);
 
             // Listeners whose bind or type changed are replaced; others keep their sockets and see the new snapshot.
+            // All removals first, so that a port can move from one listener to another.
             var errors = new List<string>();
             foreach (var (name, oldCfg) in oldByName)
             {
                 if (newByName.TryGetValue(name, out var n) && SameBinding(oldCfg, n)) continue;
                 IGatewayListener? gone;
-                lock (_listeners) { _listeners.Remove(name, out gone); }
-                if (gone is not null)
-                {
-                    // Stop accepting now; let its open connections finish in the background.
-                    using var cts = new CancellationTokenSource(oldCfg.Limits.DrainTimeout);
-                    _ = gone.StopAsync(cts.Token);
-                }
+                lock (_listeners) _listeners.Remove(name, out gone);
+                if (gone is not null) Retire(gone, oldCfg.Limits.DrainTimeout);
             }
             foreach (var (name, cfg) in newByName)
             {
@@ -106,33 +149,167 @@ public sealed class GatewayHost : IAsyncDisposable
                 if (exists) continue;
                 try
                 {
-                    var listener = Create(cfg);
+                    var listener = Create(this, cfg);
                     await listener.StartAsync(ct).ConfigureAwait(false);
                     lock (_listeners) _listeners[name] = listener;
                 }
-                catch (Exception e)
+                catch (Exception e) when (e is SocketException or IOException or InvalidOperationException)
                 {
                     errors.Add($"listener '{name}': cannot listen on {cfg.Listen}: {e.Message}");
                 }
             }
+            if (await ReconcileAdminAsync(old.Config.Admin, next.Config.Admin, ct).ConfigureAwait(false) is { } adminError)
+                errors.Add(adminError);
+
             LastReloadError = errors.Count > 0 ? string.Join("; ", errors) : null;
             Metrics.Reloads.WithLabels(errors.Count > 0 ? "partial" : "success").Inc();
             Metrics.LastReloadSuccess.Set(errors.Count > 0 ? 0 : 1);
             Metrics.LastReloadTimestamp.SetToCurrentTimeUtc();
+            Metrics.ConfigGeneration.Set(next.Generation);
+            Metrics.LastReloadDuration.Set(sw.Elapsed.TotalSeconds);
+            Diagnostics.WriteLine(LastReloadError is null
+                ? $"bastion: configuration reloaded ({trigger}): generation {next.Generation} in force after {sw.Elapsed.TotalMilliseconds:0.#} ms"
+                : $"bastion: configuration reloaded ({trigger}) with errors: generation {next.Generation}: {LastReloadError}");
             return LastReloadError;
         }
         finally { _reloadLock.Release(); }
     }
 
+    /// <summary>
+    /// Refuses a configuration whose new addresses cannot be bound (in use by another program, no permission),
+    /// before anything is swapped: a reload is all or nothing rather than a gateway with a listener missing.
+    /// </summary>
+    void Preflight(BastionConfig next)
+    {
+        var held = new List<IPEndPoint>();
+        lock (_listeners)
+            foreach (var l in _listeners.Values)
+                if (l.BoundEndPoint is { } ep) held.Add(ep);
+        if (Admin?.BoundEndPoint is { } aep) held.Add(aep);
+        var cur = Current.Config;
+        var errors = new List<ConfigError>();
+        foreach (var l in next.Listeners)
+        {
+            if (cur.Listeners.FirstOrDefault(o => o.Name == l.Name) is { } o && SameBinding(o, l)) continue;
+            if (CannotBind(l.Listen, held) is { } why) errors.Add(new ConfigError(l.Pos, $"listener '{l.Name}': cannot listen on {l.Listen}: {why}"));
+        }
+        if (next.Admin is { } a && a.Listen != cur.Admin?.Listen && CannotBind(a.Listen, held) is { } whyAdmin)
+            errors.Add(new ConfigError(a.Pos, $"admin: cannot listen on {a.Listen}: {whyAdmin}"));
+        if (errors.Count > 0) throw new ConfigException(errors);
+    }
+
+    static string? CannotBind(HostPort hp, List<IPEndPoint> held)
+    {
+        if (hp.Port == 0) return null;
+        IPEndPoint ep;
+        try { ep = hp.ToIPEndPoint() ?? new IPEndPoint(Dns.GetHostAddresses(hp.Host).First(), hp.Port); }
+        catch (Exception e) when (e is SocketException or InvalidOperationException) { return e.Message; }
+        // An address we hold now is freed by the reconcile before it is bound again.
+        if (held.Any(h => h.Port == ep.Port)) return null;
+        using var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            s.Bind(ep);
+            return null;
+        }
+        catch (SocketException e) { return e.Message; }
+    }
+
+    /// <summary>Stops accepting on a listener a reload removed and lets its open connections finish in the background.</summary>
+    void Retire(IGatewayListener gone, TimeSpan drain)
+    {
+        var t = StopDetached(gone, drain);
+        lock (_retiring)
+        {
+            _retiring.RemoveAll(r => r.IsCompleted);
+            _retiring.Add(t);
+        }
+    }
+
+    static async Task StopDetached(IGatewayListener l, TimeSpan drain)
+    {
+        // The token source lives as long as the drain: disposing it early would disarm the deadline.
+        using var cts = new CancellationTokenSource(drain);
+        try { await l.StopAsync(cts.Token).ConfigureAwait(false); }
+        catch (Exception e) when (e is SocketException or IOException or ObjectDisposedException or OperationCanceledException) { }
+    }
+
+    /// <summary>A reload re-opens a file log, so that a log rotated away (SIGHUP after logrotate) is started anew.</summary>
+    void ReopenLog(BastionConfig next)
+    {
+        var target = LogTarget(next);
+        var old = Log;
+        if (target == old.Target && target is "stdout" or "-" or "off" or "none") return;
+        AccessLog fresh;
+        try { fresh = new AccessLog(target); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            Diagnostics.WriteLine($"bastion: cannot open access log {target}: {e.Message}; still writing to {old.Target}");
+            return;
+        }
+        Volatile.Write(ref _log, fresh);
+        _ = Task.Run(async () =>
+        {
+            await old.DisposeAsync().ConfigureAwait(false);
+            Interlocked.Add(ref _retiredLogDrops, old.Dropped);
+        });
+    }
+
+    async Task<string?> ReconcileAdminAsync(AdminConfig? before, AdminConfig? after, CancellationToken ct)
+    {
+        if (Admin is { } running && after is not null && before?.Listen == after.Listen)
+        {
+            running.Apply(after);
+            return null;
+        }
+        if (Admin is { } stale)
+        {
+            Admin = null;
+            await stale.DisposeAsync().ConfigureAwait(false);
+        }
+        if (after is null) return null;
+        try
+        {
+            var server = new AdminServer(this, after);
+            await server.StartAsync(ct).ConfigureAwait(false);
+            Admin = server;
+            return null;
+        }
+        catch (Exception e) when (e is IOException or SocketException or InvalidOperationException)
+        {
+            return $"admin: cannot listen on {after.Listen}: {e.Message}";
+        }
+    }
+
     static bool SameBinding(ListenerConfig a, ListenerConfig b) =>
         a.Type == b.Type && a.Listen == b.Listen && a.Tls.SequenceEqual(b.Tls);
 
+    /// <summary>
+    /// Graceful stop: every listener stops accepting at once, open connections get until <paramref name="drain"/>
+    /// to finish, then the rest are closed; the admin listener goes last so that the drain can be watched.
+    /// </summary>
     public async Task StopAsync(TimeSpan drain)
     {
+        Interlocked.Exchange(ref _draining, 1);
         using var cts = new CancellationTokenSource(drain);
         List<IGatewayListener> all;
         lock (_listeners) all = [.. _listeners.Values];
+        Task[] retiring;
+        lock (_retiring) retiring = [.. _retiring];
         await Task.WhenAll(all.Select(l => l.StopAsync(cts.Token))).ConfigureAwait(false);
+        // Listeners retired by a reload have their own deadline; do not wait past ours for them.
+        await Task.WhenAny(Task.WhenAll(retiring), Task.Delay(drain + TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+        await _reloadLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (Admin is { } admin)
+            {
+                Admin = null;
+                await admin.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+        finally { _reloadLock.Release(); }
     }
 
     public async ValueTask DisposeAsync()

@@ -19,6 +19,14 @@ public sealed class GatewayMetrics
     public Counter Reloads { get; }
     public Gauge LastReloadSuccess { get; }
     public Gauge LastReloadTimestamp { get; }
+    public Gauge LastReloadDuration { get; }
+    public Gauge ConfigGeneration { get; }
+    public Gauge ListenerUp { get; }
+    public Counter LogDropped { get; }
+    public Counter LogWritten { get; }
+    public Gauge StartTime { get; }
+    public Counter AdminRequests { get; }
+    int _processMetrics;
 
     readonly ConcurrentDictionary<(string, string, string, string), Counter.Child> _decisionChildren = new();
     readonly ConcurrentDictionary<string, (Gauge.Child Active, Counter.Child Total, Counter.Child In, Counter.Child Out, Histogram.Child Latency, Counter.Child Auth)> _perListener = new();
@@ -41,6 +49,17 @@ public sealed class GatewayMetrics
         Reloads = f.CreateCounter("bastion_reloads_total", "Configuration reloads.", new CounterConfiguration { LabelNames = ["result"] });
         LastReloadSuccess = f.CreateGauge("bastion_config_last_reload_successful", "1 if the last reload succeeded.");
         LastReloadTimestamp = f.CreateGauge("bastion_config_last_reload_timestamp_seconds", "When the configuration in force was loaded.");
+        LastReloadDuration = f.CreateGauge("bastion_config_last_reload_duration_seconds", "How long the last reload took (load, compile, swap, rebind).");
+        ConfigGeneration = f.CreateGauge("bastion_config_generation", "Generation of the configuration in force (1 at start, +1 per successful reload).");
+        ListenerUp = f.CreateGauge("bastion_listener_up", "1 while the listener accepts connections.",
+            new GaugeConfiguration { LabelNames = ["listener", "type"] });
+        LogDropped = f.CreateCounter("bastion_access_log_dropped_total", "Access-log events dropped because the writer fell behind or failed.");
+        LogWritten = f.CreateCounter("bastion_access_log_writes_total", "Access-log write batches that reached the output.");
+        StartTime = f.CreateGauge("bastion_start_time_seconds", "When the gateway started (Unix time).");
+        AdminRequests = f.CreateCounter("bastion_admin_requests_total", "Requests to the admin listener.",
+            new CounterConfiguration { LabelNames = ["endpoint", "code"] });
+        StartTime.SetToCurrentTimeUtc();
+        ConfigGeneration.Set(1);
         LastReloadSuccess.Set(1);
         LastReloadTimestamp.SetToCurrentTimeUtc();
     }
@@ -72,6 +91,39 @@ public sealed class GatewayMetrics
     public void UpstreamLatency(string listener, TimeSpan t) => L(listener).Latency.Observe(t.TotalSeconds);
 
     public void AuthFailure(string listener) => L(listener).Auth.Inc();
+
+    /// <summary>Process metrics (CPU, memory, GC) for the admin listener; registered once per registry.</summary>
+    public void EnableProcessMetrics()
+    {
+        if (Interlocked.Exchange(ref _processMetrics, 1) == 0) DotNetStats.Register(Registry);
+    }
+
+    /// <summary>Runs <paramref name="update"/> before each scrape: gauges that mirror state rather than count events.</summary>
+    public void BeforeCollect(Action update) => Registry.AddBeforeCollectCallback(update);
+
+    /// <summary>Counters of one listener, read back for /api/stats and the dashboard.</summary>
+    public readonly record struct ListenerCounters(long Active, long Accepted, long BytesIn, long BytesOut, long AuthFailures, long Allowed, long Denied);
+
+    public ListenerCounters Counters(string listener)
+    {
+        long allowed = 0, denied = 0;
+        foreach (var (k, c) in _decisionChildren)
+        {
+            if (k.Item1 != listener) continue;
+            if (k.Item3 == "allow") allowed += (long)c.Value;
+            else if (k.Item3 == "deny") denied += (long)c.Value;
+        }
+        if (!_perListener.TryGetValue(listener, out var l)) return new(0, 0, 0, 0, 0, allowed, denied);
+        return new((long)l.Active.Value, (long)l.Total.Value, (long)l.In.Value, (long)l.Out.Value, (long)l.Auth.Value, allowed, denied);
+    }
+
+    /// <summary>Every listener that has counted anything (including ones a reload removed).</summary>
+    public IEnumerable<string> CountedListeners =>
+        _perListener.Keys.Concat(_decisionChildren.Keys.Select(k => k.Item1)).Distinct(StringComparer.Ordinal);
+
+    /// <summary>Decisions summed over every listener, by verdict and by rule.</summary>
+    public IEnumerable<(string Listener, string Verdict, string Rule, long Count)> DecisionCounts =>
+        _decisionChildren.Select(kv => (kv.Key.Item1, kv.Key.Item3, kv.Key.Item4, (long)kv.Value.Value));
 
     public async Task<string> ExportAsync()
     {
