@@ -20,7 +20,7 @@ public static class AdminApi
         w.WriteString("started", Iso(host.StartedAt));
         w.WriteNumber("uptime_s", Math.Round((DateTime.UtcNow - host.StartedAt).TotalSeconds, 1));
         w.WriteNumber("generation", rt.Generation);
-        w.WriteString("config_path", rt.Config.Path);
+        w.WriteString("config_path", rt.Config.Path is null ? null : Path.GetFullPath(rt.Config.Path));
         w.WriteString("loaded_at", Iso(rt.LoadedAt));
         w.WriteBoolean("draining", host.Draining);
         w.WriteBoolean("token_required", admin.RequiresToken);

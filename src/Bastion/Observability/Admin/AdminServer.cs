@@ -87,7 +87,9 @@ public sealed class AdminServer : IAsyncDisposable
     async Task HandleAsync(HttpContext ctx)
     {
         var path = ctx.Request.Path.Value ?? "/";
-        var endpoint = path;
+        // A fixed set of label values: arbitrary paths must not grow the metric.
+        var endpoint = path is "/healthz" or "/readyz" or "/metrics" or "/api/stats" or "/api/connections" or "/api/denials"
+            or "/api/config" or "/api/reload" ? path : "other";
         try
         {
             var resp = ctx.Response;
@@ -158,7 +160,6 @@ public sealed class AdminServer : IAsyncDisposable
                     }, error is null ? 200 : 422).ConfigureAwait(false);
                     break;
                 default:
-                    endpoint = "other";
                     await Text(ctx, 404, "not found\n").ConfigureAwait(false);
                     break;
             }
