@@ -19,8 +19,9 @@ public static class Commands
         bastion — an application-level gateway (proxy firewall)
 
         usage:
-          bastion run [-c FILE]              run the gateway (no -c: the embedded default, a forward proxy
-                                             on 127.0.0.1:3128 for loopback clients, admin on 127.0.0.1:9090)
+          bastion run [-c FILE] [--no-watch] run the gateway (no -c: the embedded default, a forward proxy
+                                             on 127.0.0.1:3128 for loopback clients, admin on 127.0.0.1:9090);
+                                             SIGHUP reloads, and so does a change to FILE unless --no-watch
           bastion check -c FILE              validate a configuration: 'ok', or FILE:LINE:COL: message (exit 2)
           bastion explain -c FILE --listener NAME [--source IP] [--user NAME]
                           [--header 'Name: value'] [--content-type TYPE] [--size N] [--sni NAME] REQUEST
@@ -144,6 +145,8 @@ public static class Commands
     static async Task<int> RunAsync(string[] args)
     {
         var file = Option(ref args, "-c", "--config");
+        bool watch = !args.Contains("--no-watch");
+        args = [.. args.Where(a => a != "--no-watch")];
         if (args.Length > 0) throw new UsageException($"unexpected '{args[0]}'");
         Runtime runtime;
         try { runtime = Runtime.Load(file); }
@@ -174,7 +177,7 @@ public static class Commands
             // The host logs the outcome (reloaded, or refused with every error) on stderr.
             _ = Task.Run(() => host.ReloadAsync("SIGHUP"));
         });
-        using var watcher = file is null ? null : new ConfigWatcher(host);
+        using var watcher = file is null || !watch ? null : new ConfigWatcher(host);
         await stop.Task;
         var drain = host.Current.Config.Listeners.Select(l => l.Limits.DrainTimeout).DefaultIfEmpty(TimeSpan.FromSeconds(10)).Max();
         Console.Error.WriteLine($"bastion: stopping: no new connections; draining open ones for up to {drain.TotalSeconds:0.#}s");

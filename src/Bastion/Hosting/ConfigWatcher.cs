@@ -121,22 +121,26 @@ public sealed class ConfigWatcher : IDisposable
         }
         _ = Task.Run(async () =>
         {
-            try
-            {
-                var fp = Fingerprint();
-                if (fp == _fingerprint) return;
-                _fingerprint = fp;
-                _stamp = Stamp();
-                Interlocked.Increment(ref _reloadCount);
-                await _host.ReloadAsync("file change").ConfigureAwait(false);
-                Rewatch(_host.Current.Config);
-            }
+            try { await CheckAsync().ConfigureAwait(false); }
             catch (Exception e)
             {
                 _host.Diagnostics.WriteLine($"bastion: reload after a file change failed: {e.Message}");
             }
             finally { Interlocked.Exchange(ref _reloading, 0); }
         });
+    }
+
+    /// <summary>Reloads if the watched files' content changed since the last look; says whether it did.</summary>
+    public async Task<bool> CheckAsync()
+    {
+        var fp = Fingerprint();
+        if (fp == _fingerprint) return false;
+        _fingerprint = fp;
+        _stamp = Stamp();
+        Interlocked.Increment(ref _reloadCount);
+        await _host.ReloadAsync("file change").ConfigureAwait(false);
+        Rewatch(_host.Current.Config);
+        return true;
     }
 
     string[] Snapshot()
