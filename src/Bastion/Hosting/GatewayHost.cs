@@ -78,7 +78,11 @@ public sealed class GatewayHost : IAsyncDisposable
         foreach (var l in Current.Config.Listeners)
         {
             var listener = Create(this, l);
-            await listener.StartAsync(ct).ConfigureAwait(false);
+            try { await listener.StartAsync(ct).ConfigureAwait(false); }
+            catch (SocketException e)
+            {
+                throw new IOException($"listener '{l.Name}': cannot listen on {l.Listen}: {e.Message}", e);
+            }
             lock (_listeners) _listeners[l.Name] = listener;
         }
         if (Current.Config.Admin is { } admin)
@@ -209,7 +213,7 @@ public sealed class GatewayHost : IAsyncDisposable
         using var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            ListenSockets.AllowRebind(s);
             s.Bind(ep);
             return null;
         }

@@ -32,7 +32,7 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
         var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            ListenSockets.AllowRebind(s);
             if (ep.AddressFamily == AddressFamily.InterNetworkV6 && ep.Address.Equals(IPAddress.IPv6Any)) s.DualMode = true;
             s.Bind(ep);
             s.Listen(4096);

@@ -116,6 +116,18 @@ public sealed class ReloadTests(AdminOriginFixture f) : IClassFixture<AdminOrigi
     }
 
     [Fact]
+    public async Task A_second_gateway_cannot_share_a_listening_port()
+    {
+        // .NET's ReuseAddress would set SO_REUSEPORT on Linux and let both bind, splitting the traffic.
+        var port = Wait.FreePort();
+        var yaml = AdminConfigs.Proxy(admin: "").Replace("listen: 127.0.0.1:0", $"listen: 127.0.0.1:{port}");
+        await using var first = await TestGateway.StartAsync(yaml);
+        var e = await Assert.ThrowsAnyAsync<IOException>(async () => await (await TestGateway.StartAsync(yaml)).DisposeAsync());
+        Assert.Contains($"listener 'web': cannot listen on 127.0.0.1:{port}", e.Message);
+        Assert.Equal("200", await CurlCode(first, $"{f.Origin.Url}/100b"));
+    }
+
+    [Fact]
     public async Task Reload_adds_removes_and_rebinds_listeners_and_the_admin_listener()
     {
         await using var gw = await TestGateway.StartAsync(AdminConfigs.Proxy());

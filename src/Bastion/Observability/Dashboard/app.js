@@ -251,10 +251,10 @@
     $("denial-count").textContent = list.length ? "latest " + list.length : "";
     fill($("denials"), list.map((d) => h("tr", null,
       h("td", { class: "mono", title: d.ts }, fmtClock(Date.parse(d.ts), true)),
-      h("td", null, d.listener),
+      h("td", { class: "nowrap" }, d.listener),
       h("td", { class: "mono" }, d.client || ""),
       h("td", { class: "mono wrap" }, d.request || ""),
-      h("td", null, h("span", { class: "rule" }, d.rule || "default")),
+      h("td", { class: "nowrap" }, h("span", { class: "rule" }, d.rule || "default")),
       h("td", null, d.reason || ""),
     )), 6, "No denials yet.");
   }
