@@ -236,11 +236,11 @@
   function renderConnections(c) {
     $("conn-count").textContent = c.count + " open" + (c.count > c.connections.length ? " · showing oldest " + c.connections.length : "");
     fill($("connections"), c.connections.map((x) => h("tr", null,
-      h("td", { class: "mono" }, x.id),
-      h("td", null, x.listener),
-      h("td", { class: "mono" }, x.client),
-      h("td", null, x.user || h("span", { class: "muted" }, "—")),
-      h("td", { class: "mono wrap" }, x.target || h("span", { class: "muted" }, "—")),
+      h("td", { class: "mono nowrap" }, x.id),
+      h("td", { class: "nowrap" }, x.listener),
+      h("td", { class: "mono nowrap" }, x.client),
+      h("td", { class: "nowrap" }, x.user || h("span", { class: "muted" }, "—")),
+      h("td", { class: "mono clip", title: x.target || "" }, x.target || h("span", { class: "muted" }, "—")),
       h("td", { class: "num" }, fmtAge(x.age_s)),
       h("td", { class: "num" }, fmtBytes(x.bytes_in)),
       h("td", { class: "num" }, fmtBytes(x.bytes_out)),
@@ -252,8 +252,8 @@
     fill($("denials"), list.map((d) => h("tr", null,
       h("td", { class: "mono", title: d.ts }, fmtClock(Date.parse(d.ts), true)),
       h("td", { class: "nowrap" }, d.listener),
-      h("td", { class: "mono" }, d.client || ""),
-      h("td", { class: "mono wrap" }, d.request || ""),
+      h("td", { class: "mono nowrap" }, d.client || ""),
+      h("td", { class: "mono clip", title: d.request || "" }, d.request || ""),
       h("td", { class: "nowrap" }, h("span", { class: "rule" }, d.rule || "default")),
       h("td", null, d.reason || ""),
     )), 6, "No denials yet.");
@@ -296,13 +296,33 @@
     return niceMax(v / unit) * unit;
   }
 
+  function bucket(samples, ms) {
+    if (ms <= 1000) return samples;
+    const out = [];
+    let cur = null, n = 0;
+    for (const x of samples) {
+      const key = Math.floor(x[0] / ms) * ms + ms;
+      if (!cur || cur[0] !== key) {
+        if (cur) out.push(cur.map((v, i) => (i === 0 ? v : v / n)));
+        cur = [key, 0, 0, 0, 0, 0];
+        n = 0;
+      }
+      for (let i = 1; i < 6; i++) cur[i] += x[i];
+      n++;
+    }
+    if (cur) out.push(cur.map((v, i) => (i === 0 ? Math.min(v, samples[samples.length - 1][0]) : v / n)));
+    return out;
+  }
+
   function drawChart(el, series, yFmt, bytes) {
     const w = el.clientWidth || 600, hgt = el.clientHeight || 220;
     const m = { l: 64, r: 12, t: 10, b: 24 };
     const svg = s("svg", { viewBox: `0 0 ${w} ${hgt}`, role: "img" });
     const end = state.samples.length ? state.samples[state.samples.length - 1][0] : Date.now();
     const start = end - state.rangeMin * 60000;
-    const pts = state.samples.filter((x) => x[0] >= start);
+    // Per-second samples are noisy over minutes: average them into buckets (1 s at 1m, 3 s at 5m, 5 s at 10m).
+    const bucketMs = Math.max(1, Math.round((state.rangeMin * 60) / 120)) * 1000;
+    const pts = bucket(state.samples.filter((x) => x[0] >= start), bucketMs);
     let max = 0;
     for (const x of pts) for (const se of series) max = Math.max(max, x[se.col]);
     max = bytes ? niceBytesMax(max) : niceMax(Math.max(max, 1));
