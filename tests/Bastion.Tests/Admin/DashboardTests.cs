@@ -33,6 +33,8 @@ public sealed class DashboardTests(AdminOriginFixture f) : IClassFixture<AdminOr
         using var tunnel = await RawClient.ConnectAsync(gw.Port("web"));
         await tunnel.SendAsync($"CONNECT 127.0.0.1:{f.Echo.Port} HTTP/1.1\r\nHost: x\r\n\r\n");
         Assert.Equal(200, (await tunnel.ReadResponseAsync(connect: true)).Status);
+        // Two samples now, so that the chart has a line to draw whatever the 1 s timer did meanwhile.
+        gw.Host.Admin.History.Sample();
         gw.Host.Admin.History.Sample();
 
         var url = $"http://127.0.0.1:{admin}/";
