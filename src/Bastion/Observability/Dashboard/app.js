@@ -320,9 +320,11 @@
     const svg = s("svg", { viewBox: `0 0 ${w} ${hgt}`, role: "img" });
     const end = state.samples.length ? state.samples[state.samples.length - 1][0] : Date.now();
     const start = end - state.rangeMin * 60000;
-    // Per-second samples are noisy over minutes: average them into buckets (1 s at 1m, 3 s at 5m, 5 s at 10m).
-    const bucketMs = Math.max(1, Math.round((state.rangeMin * 60) / 120)) * 1000;
-    const pts = bucket(state.samples.filter((x) => x[0] >= start), bucketMs);
+    // Per-second samples are noisy over minutes: average them into buckets of about 1/120 of what is shown
+    // (3 s over 5 minutes of data, 5 s over 10), and keep every sample while there are only a few.
+    const inRange = state.samples.filter((x) => x[0] >= start);
+    const spanS = inRange.length ? (end - inRange[0][0]) / 1000 : 0;
+    const pts = bucket(inRange, Math.max(1, Math.round(spanS / 120)) * 1000);
     let max = 0;
     for (const x of pts) for (const se of series) max = Math.max(max, x[se.col]);
     max = bytes ? niceBytesMax(max) : niceMax(Math.max(max, 1));
