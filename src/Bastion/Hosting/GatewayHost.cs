@@ -287,7 +287,8 @@ public sealed class GatewayHost : IAsyncDisposable
     }
 
     static bool SameBinding(ListenerConfig a, ListenerConfig b) =>
-        a.Type == b.Type && a.Listen == b.Listen && a.Tls.SequenceEqual(b.Tls);
+        a.Type == b.Type && a.Listen == b.Listen &&
+        a.Tls.Select(t => (t.Cert, t.Key)).SequenceEqual(b.Tls.Select(t => (t.Cert, t.Key)));
 
     /// <summary>
     /// Graceful stop: every listener stops accepting at once, open connections get until <paramref name="drain"/>
