@@ -26,6 +26,11 @@ dotnet build -c Release -warnaserror 2>&1 | tail -3
 build=${PIPESTATUS[0]}
 if [ "$build" -ne 0 ]; then echo "build failed"; echo "0 passed, 1 failed"; exit 1; fi
 
+# Formatting is part of the build's standard: report drift, fail on it.
+if ! dotnet format --verify-no-changes >/dev/null 2>&1; then
+  echo "dotnet format found unformatted files (run: dotnet format)"; echo "0 passed, 1 failed"; exit 1
+fi
+
 dotnet test -c Release --no-build --logger "trx;LogFileName=results.trx" --results-directory "$results" \
   --logger "console;verbosity=normal" -- RunConfiguration.TestSessionTimeout=1500000 2>&1 | tee "$results/console.log" | grep -E "^\s*(Failed|Passed!|Failed!|Total tests|Error Message)" | head -200
 rc=${PIPESTATUS[0]}

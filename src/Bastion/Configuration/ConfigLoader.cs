@@ -134,7 +134,10 @@ public static class ConfigLoader
             if (listen is null) continue;
             var l = new ListenerConfig
             {
-                Name = name, Type = type, Listen = listen, Pos = w.Pos(item),
+                Name = name,
+                Type = type,
+                Listen = listen,
+                Pos = w.Pos(item),
                 KeyPos = m.ToImmutableDictionary(kv => kv.Key, kv => w.Pos(kv.Value.Value), StringComparer.Ordinal),
             };
             foreach (var (key, (kn, v)) in m)
@@ -344,7 +347,7 @@ public static class ConfigLoader
             {
                 if (r.Value is not YamlSequenceNode rseq) w.Error(r.Value, "rules must be a list");
                 else foreach (var rn in rseq.Children)
-                        if (ParseRule(w, rn) is { } rule) rules.Add(rule);
+                    if (ParseRule(w, rn) is { } rule) rules.Add(rule);
             }
             result[name] = new PolicyConfig(name, def, rules.ToImmutable(), w.Pos(v));
         }

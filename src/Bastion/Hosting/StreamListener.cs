@@ -121,8 +121,14 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
         {
             Ctx.Record(new AccessEvent
             {
-                Event = "connection", Id = conn.Id, Listener = Name, Type = Ctx.TypeName, Client = conn.ClientText,
-                Verdict = "deny", Rule = "accept_proxy_protocol", Reason = error,
+                Event = "connection",
+                Id = conn.Id,
+                Listener = Name,
+                Type = Ctx.TypeName,
+                Client = conn.ClientText,
+                Verdict = "deny",
+                Rule = "accept_proxy_protocol",
+                Reason = error,
                 DurationMs = conn.Age.TotalMilliseconds,
             });
             try { socket.Close(0); } catch (ObjectDisposedException) { }
@@ -139,8 +145,13 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
     {
         Ctx.Record(new AccessEvent
         {
-            Event = "connection", Id = Ids.Next(), Listener = Name, Type = Ctx.TypeName,
-            Client = socket.RemoteEndPoint?.ToString(), Verdict = "deny", Rule = "limits.max_connections",
+            Event = "connection",
+            Id = Ids.Next(),
+            Listener = Name,
+            Type = Ctx.TypeName,
+            Client = socket.RemoteEndPoint?.ToString(),
+            Verdict = "deny",
+            Rule = "limits.max_connections",
             Reason = "connection limit reached",
         });
         try { socket.Close(1); } catch (ObjectDisposedException) { }

@@ -50,56 +50,56 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
             case "not":
                 return new NotCondition(CompileAll(s.Nested));
             case "source":
-            {
-                var entries = new List<string>();
-                foreach (var v in s.Values)
                 {
-                    if (ListRef(v, out var name))
+                    var entries = new List<string>();
+                    foreach (var v in s.Values)
                     {
-                        if (!lists.Has(name)) continue;
-                        var set = lists.Cidrs(name, out var bad);
-                        if (bad.Count > 0) Error(v.Pos, $"list '@{name}' used as source has entries that are not IPs or CIDRs: {string.Join(", ", bad.Take(3))}");
-                        entries.AddRange(lists.Entries(name));
+                        if (ListRef(v, out var name))
+                        {
+                            if (!lists.Has(name)) continue;
+                            var set = lists.Cidrs(name, out var bad);
+                            if (bad.Count > 0) Error(v.Pos, $"list '@{name}' used as source has entries that are not IPs or CIDRs: {string.Join(", ", bad.Take(3))}");
+                            entries.AddRange(lists.Entries(name));
+                        }
+                        else if (!CidrSet.TryParsePrefix(v.Text, out _, out _)) Error(v.Pos, $"source: '{v.Text}' is not an IP address or CIDR");
+                        else entries.Add(v.Text);
                     }
-                    else if (!CidrSet.TryParsePrefix(v.Text, out _, out _)) Error(v.Pos, $"source: '{v.Text}' is not an IP address or CIDR");
-                    else entries.Add(v.Text);
+                    return new SourceCondition(CidrSet.Build(entries), Text(s));
                 }
-                return new SourceCondition(CidrSet.Build(entries), Text(s));
-            }
             case "user":
                 return new UserCondition(new HashSet<string>(s.Values.Select(v => v.Text), StringComparer.Ordinal), Text(s), "user");
             case "group":
-            {
-                var users = new HashSet<string>(StringComparer.Ordinal);
-                foreach (var v in s.Values)
                 {
-                    if (groups.TryGetValue(v.Text, out var members)) users.UnionWith(members);
-                    else Error(v.Pos, $"unknown group '{v.Text}' (define it under identity.groups)");
+                    var users = new HashSet<string>(StringComparer.Ordinal);
+                    foreach (var v in s.Values)
+                    {
+                        if (groups.TryGetValue(v.Text, out var members)) users.UnionWith(members);
+                        else Error(v.Pos, $"unknown group '{v.Text}' (define it under identity.groups)");
+                    }
+                    return new UserCondition(users, Text(s), "group");
                 }
-                return new UserCondition(users, Text(s), "group");
-            }
             case "host" or "sni":
                 return new HostCondition(CompileHosts(s.Values), Text(s), s.Key == "sni");
             case "port":
-            {
-                var ranges = new List<(int, int)>();
-                foreach (var v in s.Values)
                 {
-                    var parts = v.Text.Split('-');
-                    if (parts.Length is 1 or 2 && int.TryParse(parts[0], out var a) && a is >= 0 and <= 65535)
+                    var ranges = new List<(int, int)>();
+                    foreach (var v in s.Values)
                     {
-                        int b = a;
-                        if (parts.Length == 2 && (!int.TryParse(parts[1], out b) || b < a || b > 65535))
+                        var parts = v.Text.Split('-');
+                        if (parts.Length is 1 or 2 && int.TryParse(parts[0], out var a) && a is >= 0 and <= 65535)
                         {
-                            Error(v.Pos, $"port: '{v.Text}' is not a port range (like 8000-8999)");
-                            continue;
+                            int b = a;
+                            if (parts.Length == 2 && (!int.TryParse(parts[1], out b) || b < a || b > 65535))
+                            {
+                                Error(v.Pos, $"port: '{v.Text}' is not a port range (like 8000-8999)");
+                                continue;
+                            }
+                            ranges.Add((a, b));
                         }
-                        ranges.Add((a, b));
+                        else Error(v.Pos, $"port: '{v.Text}' is not a port (0-65535) or range (8000-8999)");
                     }
-                    else Error(v.Pos, $"port: '{v.Text}' is not a port (0-65535) or range (8000-8999)");
+                    return new PortCondition([.. ranges], Text(s));
                 }
-                return new PortCondition([.. ranges], Text(s));
-            }
             case "method":
                 return new WordCondition([.. s.Values.Select(v => v.Text.ToUpperInvariant())], "method", a => a.Method);
             case "command":
@@ -111,58 +111,58 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
             case "content_type":
                 return Patterns(s, "content_type", a => a.ContentType, pathAware: false, ignoreCase: true, response: true);
             case "header":
-            {
-                var hs = new List<(string, StringPattern[])>();
-                foreach (var (name, patterns) in s.HeaderMap)
                 {
-                    var ps = patterns.Select(p => Pattern(p, false, true)).OfType<StringPattern>().ToArray();
-                    hs.Add((name.Text, ps));
-                }
-                return new HeaderCondition([.. hs]);
-            }
-            case "mail_from" or "rcpt_to":
-            {
-                var addrs = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-                var domains = new List<string>();
-                foreach (var v in s.Values)
-                {
-                    if (ListRef(v, out var name))
+                    var hs = new List<(string, StringPattern[])>();
+                    foreach (var (name, patterns) in s.HeaderMap)
                     {
-                        if (!lists.Has(name)) continue;
-                        foreach (var e in lists.Entries(name)) AddAddress(e, addrs, domains);
+                        var ps = patterns.Select(p => Pattern(p, false, true)).OfType<StringPattern>().ToArray();
+                        hs.Add((name.Text, ps));
                     }
-                    else AddAddress(v.Text, addrs, domains);
+                    return new HeaderCondition([.. hs]);
                 }
-                var m = new AddressMatcher(addrs, new DomainSet(domains));
-                return s.Key == "mail_from" ? new MailFromCondition(m, Text(s)) : new RcptToCondition(m, Text(s));
-            }
+            case "mail_from" or "rcpt_to":
+                {
+                    var addrs = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+                    var domains = new List<string>();
+                    foreach (var v in s.Values)
+                    {
+                        if (ListRef(v, out var name))
+                        {
+                            if (!lists.Has(name)) continue;
+                            foreach (var e in lists.Entries(name)) AddAddress(e, addrs, domains);
+                        }
+                        else AddAddress(v.Text, addrs, domains);
+                    }
+                    var m = new AddressMatcher(addrs, new DomainSet(domains));
+                    return s.Key == "mail_from" ? new MailFromCondition(m, Text(s)) : new RcptToCondition(m, Text(s));
+                }
             case "size":
-            {
-                var bounds = new List<(char, long)>();
-                foreach (var v in s.Values)
                 {
-                    var t = v.Text.Trim();
-                    char op = '=';
-                    if (t.StartsWith(">=")) { op = 'g'; t = t[2..]; }
-                    else if (t.StartsWith("<=")) { op = 'l'; t = t[2..]; }
-                    else if (t.StartsWith('>')) { op = '>'; t = t[1..]; }
-                    else if (t.StartsWith('<')) { op = '<'; t = t[1..]; }
-                    if (Units.TryParseSize(t, out var n)) bounds.Add((op, n));
-                    else Error(v.Pos, $"size: '{v.Text}' is not a size bound (like \"> 10MiB\")");
+                    var bounds = new List<(char, long)>();
+                    foreach (var v in s.Values)
+                    {
+                        var t = v.Text.Trim();
+                        char op = '=';
+                        if (t.StartsWith(">=")) { op = 'g'; t = t[2..]; }
+                        else if (t.StartsWith("<=")) { op = 'l'; t = t[2..]; }
+                        else if (t.StartsWith('>')) { op = '>'; t = t[1..]; }
+                        else if (t.StartsWith('<')) { op = '<'; t = t[1..]; }
+                        if (Units.TryParseSize(t, out var n)) bounds.Add((op, n));
+                        else Error(v.Pos, $"size: '{v.Text}' is not a size bound (like \"> 10MiB\")");
+                    }
+                    return new SizeCondition([.. bounds], Text(s));
                 }
-                return new SizeCondition([.. bounds], Text(s));
-            }
             case "time":
-            {
-                var ws = new List<TimeWindow>();
-                foreach (var v in s.Values)
                 {
-                    var w = TimeWindow.Parse(v.Text, out var err);
-                    if (w is null) Error(v.Pos, $"time: {err}");
-                    else ws.Add(w);
+                    var ws = new List<TimeWindow>();
+                    foreach (var v in s.Values)
+                    {
+                        var w = TimeWindow.Parse(v.Text, out var err);
+                        if (w is null) Error(v.Pos, $"time: {err}");
+                        else ws.Add(w);
+                    }
+                    return new TimeCondition([.. ws]);
                 }
-                return new TimeCondition([.. ws]);
-            }
             default:
                 Error(s.Pos, $"unknown condition '{s.Key}'");
                 return null;

@@ -38,9 +38,18 @@ public sealed class Socks5Listener(ListenerContext ctx) : StreamListener(ctx)
         {
             Ctx.Record(new AccessEvent
             {
-                Event = "connection", Id = conn.Id, Listener = Name, Type = Ctx.TypeName, Client = conn.ClientText,
-                User = conn.User, Request = o.Request, Status = o.Status, Reason = o.Reason,
-                BytesIn = o.BytesIn, BytesOut = o.BytesOut, DurationMs = conn.Age.TotalMilliseconds,
+                Event = "connection",
+                Id = conn.Id,
+                Listener = Name,
+                Type = Ctx.TypeName,
+                Client = conn.ClientText,
+                User = conn.User,
+                Request = o.Request,
+                Status = o.Status,
+                Reason = o.Reason,
+                BytesIn = o.BytesIn,
+                BytesOut = o.BytesOut,
+                DurationMs = conn.Age.TotalMilliseconds,
             });
         }
     }
@@ -307,16 +316,32 @@ public sealed class Socks5Listener(ListenerContext ctx) : StreamListener(ctx)
     void RecordDecision(ClientConnection conn, string request, Decision d, int status, string? why = null) =>
         Ctx.Record(new AccessEvent
         {
-            Id = conn.Id, Listener = Name, Type = Ctx.TypeName, Client = conn.ClientText, User = conn.User,
-            Request = request, Verdict = d.VerdictText, Rule = d.RuleName, Reason = why ?? d.Reason, Status = status,
+            Id = conn.Id,
+            Listener = Name,
+            Type = Ctx.TypeName,
+            Client = conn.ClientText,
+            User = conn.User,
+            Request = request,
+            Verdict = d.VerdictText,
+            Rule = d.RuleName,
+            Reason = why ?? d.Reason,
+            Status = status,
             DurationMs = conn.Age.TotalMilliseconds,
         });
 
     void RecordDeny(ClientConnection conn, string request, string rule, string reason, int status) =>
         Ctx.Record(new AccessEvent
         {
-            Id = conn.Id, Listener = Name, Type = Ctx.TypeName, Client = conn.ClientText, User = conn.User,
-            Request = request, Verdict = "deny", Rule = rule, Reason = reason, Status = status,
+            Id = conn.Id,
+            Listener = Name,
+            Type = Ctx.TypeName,
+            Client = conn.ClientText,
+            User = conn.User,
+            Request = request,
+            Verdict = "deny",
+            Rule = rule,
+            Reason = reason,
+            Status = status,
             DurationMs = conn.Age.TotalMilliseconds,
         });
 

@@ -161,9 +161,17 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
         if (!d.Allowed) _lastDenyLog = now;
         ctx.Record(new AccessEvent
         {
-            Id = conn.Id, Listener = ctx.Name, Type = ctx.TypeName, Client = conn.ClientText, User = conn.User,
-            Request = $"UDP {key}", Verdict = d.VerdictText, Rule = d.RuleName, Reason = d.Reason,
-            Status = d.Allowed ? SocksReply.Succeeded : SocksReply.NotAllowed, DurationMs = conn.Age.TotalMilliseconds,
+            Id = conn.Id,
+            Listener = ctx.Name,
+            Type = ctx.TypeName,
+            Client = conn.ClientText,
+            User = conn.User,
+            Request = $"UDP {key}",
+            Verdict = d.VerdictText,
+            Rule = d.RuleName,
+            Reason = d.Reason,
+            Status = d.Allowed ? SocksReply.Succeeded : SocksReply.NotAllowed,
+            DurationMs = conn.Age.TotalMilliseconds,
         });
     }
 }

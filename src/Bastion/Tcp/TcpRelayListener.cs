@@ -38,8 +38,15 @@ public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
             var d = Ctx.Policy.Evaluate(attrs);
             Ctx.Record(new AccessEvent
             {
-                Id = conn.Id, Listener = Name, Type = Ctx.TypeName, Client = conn.ClientText, User = conn.User,
-                Request = request, Verdict = d.VerdictText, Rule = d.RuleName, Reason = d.Reason,
+                Id = conn.Id,
+                Listener = Name,
+                Type = Ctx.TypeName,
+                Client = conn.ClientText,
+                User = conn.User,
+                Request = request,
+                Verdict = d.VerdictText,
+                Rule = d.RuleName,
+                Reason = d.Reason,
                 DurationMs = conn.Age.TotalMilliseconds,
             });
             if (!d.Allowed)
@@ -79,8 +86,16 @@ public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
         {
             Ctx.Record(new AccessEvent
             {
-                Event = "connection", Id = conn.Id, Listener = Name, Type = Ctx.TypeName, Client = conn.ClientText,
-                User = conn.User, Request = request, Reason = reason, BytesIn = bytesIn, BytesOut = bytesOut,
+                Event = "connection",
+                Id = conn.Id,
+                Listener = Name,
+                Type = Ctx.TypeName,
+                Client = conn.ClientText,
+                User = conn.User,
+                Request = request,
+                Reason = reason,
+                BytesIn = bytesIn,
+                BytesOut = bytesOut,
                 DurationMs = conn.Age.TotalMilliseconds,
             });
         }

@@ -32,9 +32,21 @@ public class PolicyTests
         string? command = null, string? mailFrom = null, string[]? rcptTo = null, long size = -1,
         string? contentType = null, DateTime? time = null, string? sni = null) => new()
         {
-            Host = host, Port = port, Method = method, Path = path, Source = source is null ? null : IPAddress.Parse(source),
-            User = user, Url = url, Headers = headers, Command = command, MailFrom = mailFrom, RcptTo = rcptTo,
-            Size = size, ContentType = contentType, Time = time, Sni = sni,
+            Host = host,
+            Port = port,
+            Method = method,
+            Path = path,
+            Source = source is null ? null : IPAddress.Parse(source),
+            User = user,
+            Url = url,
+            Headers = headers,
+            Command = command,
+            MailFrom = mailFrom,
+            RcptTo = rcptTo,
+            Size = size,
+            ContentType = contentType,
+            Time = time,
+            Sni = sni,
         };
 
     static bool Allows(CompiledPolicy p, RequestAttributes a) => p.Evaluate(a).Allowed;

@@ -50,9 +50,20 @@ public class AccessLogTests
         var log = new AccessLog(path);
         log.Write(new AccessEvent
         {
-            Ts = new DateTime(2024, 5, 6, 7, 8, 9, 123, DateTimeKind.Utc), Id = "r1", Listener = "mail", Type = "smtp",
-            Client = "127.0.0.1:5555", User = "alice", Request = "RCPT TO:<a@b.example>", Verdict = "deny", Rule = "p#2",
-            Reason = "not \"ours\"", Status = 550, BytesIn = 10, BytesOut = 20, DurationMs = 1.23456,
+            Ts = new DateTime(2024, 5, 6, 7, 8, 9, 123, DateTimeKind.Utc),
+            Id = "r1",
+            Listener = "mail",
+            Type = "smtp",
+            Client = "127.0.0.1:5555",
+            User = "alice",
+            Request = "RCPT TO:<a@b.example>",
+            Verdict = "deny",
+            Rule = "p#2",
+            Reason = "not \"ours\"",
+            Status = 550,
+            BytesIn = 10,
+            BytesOut = 20,
+            DurationMs = 1.23456,
         });
         log.Write(new AccessEvent { Event = "connection", Id = "c1", Listener = "web", Type = "http-proxy" });
         await log.DisposeAsync();
