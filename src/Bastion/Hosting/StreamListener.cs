@@ -119,18 +119,7 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
         var (header, error) = await ProxyProtocol.ReadAsync(socket, timeout, conn.Aborted).ConfigureAwait(false);
         if (header is null)
         {
-            Ctx.Record(new AccessEvent
-            {
-                Event = "connection",
-                Id = conn.Id,
-                Listener = Name,
-                Type = Ctx.TypeName,
-                Client = conn.ClientText,
-                Verdict = "deny",
-                Rule = "accept_proxy_protocol",
-                Reason = error,
-                DurationMs = conn.Age.TotalMilliseconds,
-            });
+            Ctx.RecordRefused(conn.ClientText, "accept_proxy_protocol", error, conn.Id, conn.Age.TotalMilliseconds);
             try { socket.Close(0); } catch (ObjectDisposedException) { }
             return false;
         }
@@ -143,17 +132,7 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
     /// <summary>Over the connection limit: a protocol may answer (HTTP 503); the default just closes.</summary>
     protected virtual void RejectOverLimit(Socket socket)
     {
-        Ctx.Record(new AccessEvent
-        {
-            Event = "connection",
-            Id = Ids.Next(),
-            Listener = Name,
-            Type = Ctx.TypeName,
-            Client = socket.RemoteEndPoint?.ToString(),
-            Verdict = "deny",
-            Rule = "limits.max_connections",
-            Reason = "connection limit reached",
-        });
+        Ctx.RecordRefused(socket.RemoteEndPoint?.ToString(), "limits.max_connections", "connection limit reached");
         try { socket.Close(1); } catch (ObjectDisposedException) { }
     }
 

@@ -36,21 +36,7 @@ public sealed class Socks5Listener(ListenerContext ctx) : StreamListener(ctx)
         }
         finally
         {
-            Ctx.Record(new AccessEvent
-            {
-                Event = "connection",
-                Id = conn.Id,
-                Listener = Name,
-                Type = Ctx.TypeName,
-                Client = conn.ClientText,
-                User = conn.User,
-                Request = o.Request,
-                Status = o.Status,
-                Reason = o.Reason,
-                BytesIn = o.BytesIn,
-                BytesOut = o.BytesOut,
-                DurationMs = conn.Age.TotalMilliseconds,
-            });
+            Ctx.RecordClosed(conn, o.Request, o.Status, o.Reason, o.BytesIn, o.BytesOut);
         }
     }
 

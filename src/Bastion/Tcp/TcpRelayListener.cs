@@ -84,20 +84,7 @@ public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
         }
         finally
         {
-            Ctx.Record(new AccessEvent
-            {
-                Event = "connection",
-                Id = conn.Id,
-                Listener = Name,
-                Type = Ctx.TypeName,
-                Client = conn.ClientText,
-                User = conn.User,
-                Request = request,
-                Reason = reason,
-                BytesIn = bytesIn,
-                BytesOut = bytesOut,
-                DurationMs = conn.Age.TotalMilliseconds,
-            });
+            Ctx.RecordClosed(conn, request, 0, reason, bytesIn, bytesOut);
         }
     }
 

@@ -59,19 +59,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         finally
         {
             try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
-            ctx.Record(new AccessEvent
-            {
-                Event = "connection",
-                Id = conn.Id,
-                Listener = ctx.Name,
-                Type = ctx.TypeName,
-                Client = conn.ClientText,
-                User = _user,
-                Request = exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests",
-                BytesIn = Interlocked.Read(ref conn.BytesIn),
-                BytesOut = Interlocked.Read(ref conn.BytesOut),
-                DurationMs = conn.Age.TotalMilliseconds,
-            });
+            ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests");
         }
     }
 

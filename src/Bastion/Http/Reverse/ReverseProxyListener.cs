@@ -98,17 +98,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
         if (Interlocked.Increment(ref _active) > cfg.Limits.MaxConnections)
         {
             Interlocked.Decrement(ref _active);
-            _ctx.Record(new AccessEvent
-            {
-                Event = "connection",
-                Id = Ids.Next(),
-                Listener = Name,
-                Type = _ctx.TypeName,
-                Client = peer.ToString(),
-                Verdict = "deny",
-                Rule = "limits.max_connections",
-                Reason = "connection limit reached",
-            });
+            _ctx.RecordRefused(peer.ToString(), "limits.max_connections", "connection limit reached");
             c.Abort();
             return;
         }
@@ -128,18 +118,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
             if (header is null)
             {
                 Interlocked.Decrement(ref _active);
-                _ctx.Record(new AccessEvent
-                {
-                    Event = "connection",
-                    Id = conn.Id,
-                    Listener = Name,
-                    Type = _ctx.TypeName,
-                    Client = peer.ToString(),
-                    Verdict = "deny",
-                    Rule = "accept_proxy_protocol",
-                    Reason = error,
-                    DurationMs = conn.Age.TotalMilliseconds,
-                });
+                _ctx.RecordRefused(peer.ToString(), "accept_proxy_protocol", error, conn.Id, conn.Age.TotalMilliseconds);
                 c.Abort();
                 return;
             }
@@ -164,18 +143,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
             _ctx.Connections.Remove(conn);
             _ctx.Metrics.ConnectionClosed(Name);
             Interlocked.Decrement(ref _active);
-            _ctx.Record(new AccessEvent
-            {
-                Event = "connection",
-                Id = conn.Id,
-                Listener = Name,
-                Type = _ctx.TypeName,
-                Client = conn.ClientText,
-                User = conn.User,
-                BytesIn = Interlocked.Read(ref conn.BytesIn),
-                BytesOut = Interlocked.Read(ref conn.BytesOut),
-                DurationMs = conn.Age.TotalMilliseconds,
-            });
+            _ctx.RecordClosed(conn);
         }
     }
 

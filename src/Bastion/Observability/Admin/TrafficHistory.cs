@@ -40,12 +40,17 @@ public sealed class TrafficHistory(GatewayHost host, int capacity) : IDisposable
     }
 
     /// <summary>Takes one sample now (the timer's tick; tests call it to avoid waiting on the clock).</summary>
+    long _lastMs;
+
     public void Sample()
     {
         lock (_ring)
         {
             var now = Totals();
-            var s = new TrafficSample(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), now.In - _last.In, now.Out - _last.Out,
+            // Strictly increasing times: clients fetch "since" the last time they saw, so a tie would be lost.
+            var t = Math.Max(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), _lastMs + 1);
+            _lastMs = t;
+            var s = new TrafficSample(t, now.In - _last.In, now.Out - _last.Out,
                 now.Allow - _last.Allow, now.Deny - _last.Deny, host.Connections.Count);
             _last = now;
             _ring[_next] = s;
