@@ -166,7 +166,9 @@ public static class Commands
         }
         foreach (var (name, l) in host.Listeners)
             Console.Error.WriteLine($"bastion: listener '{name}' ({ListenerTypes.Name(l.Type)}) listening on {l.BoundEndPoint}");
-        Console.Error.WriteLine($"bastion {Version} running ({file ?? "embedded default configuration"}); SIGHUP or a change to the file reloads, SIGTERM stops");
+        Console.Error.WriteLine(file is null
+            ? $"bastion {Version} running (embedded default configuration); SIGTERM stops"
+            : $"bastion {Version} running ({file}); SIGHUP or a change to the file reloads, SIGTERM stops");
 
         var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
