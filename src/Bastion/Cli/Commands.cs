@@ -158,6 +158,17 @@ public static class Commands
         }
 
         await using var host = new GatewayHost(runtime, file);
+        // Signals are taken over before anything says "running": a SIGHUP must never kill a starting gateway.
+        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        {
+            c.Cancel = true;
+            // The host logs the outcome (reloaded, or refused with every error) on stderr.
+            _ = started.Task.ContinueWith(_ => host.ReloadAsync("SIGHUP"), TaskScheduler.Default).Unwrap();
+        });
         try { await host.StartAsync(); }
         catch (Exception e) when (e is System.Net.Sockets.SocketException or IOException or InvalidOperationException)
         {
@@ -169,16 +180,8 @@ public static class Commands
         Console.Error.WriteLine(file is null
             ? $"bastion {Version} running (embedded default configuration); SIGTERM stops"
             : $"bastion {Version} running ({file}); SIGHUP or a change to the file reloads, SIGTERM stops");
+        started.TrySetResult();
 
-        var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
-        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
-        {
-            c.Cancel = true;
-            // The host logs the outcome (reloaded, or refused with every error) on stderr.
-            _ = Task.Run(() => host.ReloadAsync("SIGHUP"));
-        });
         using var watcher = file is null || !watch ? null : new ConfigWatcher(host);
         await stop.Task;
         var drain = host.Current.Config.Listeners.Select(l => l.Limits.DrainTimeout).DefaultIfEmpty(TimeSpan.FromSeconds(10)).Max();
