@@ -131,7 +131,7 @@ write_meta() { # SUITE
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   kernel=$(uname -r)
   {
-    printf 'title\tBastion benchmark: %s suite%s\n' "$1" "$([ $QUICK = 1 ] && echo ' (quick smoke run)')"
+    printf 'title\tBastion benchmark: %s suite%s\n' "$1" "$([ $QUICK = 1 ] && echo ' (quick smoke run)' || true)"
     printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf 'machine\t%s cores, %s, kernel %s\n' "$(nproc)" "$cpu" "$kernel"
     printf 'bastion\t%s (.NET %s)\n' "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')" "$(dotnet --version 2>/dev/null || echo '?')"
@@ -158,7 +158,7 @@ finish_suite() { # SUITE: write the markdown table, print it
   local name=$1 out
   printf 'load average after the suite\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$META"
   mkdir -p "$HERE/results"
-  out="$HERE/results/$(date -u +%Y-%m-%d-%H%M)-$name$([ $QUICK = 1 ] && echo -quick).md"
+  out="$HERE/results/$(date -u +%Y-%m-%d-%H%M)-$name$([ $QUICK = 1 ] && echo -quick || true).md"
   $PY "$HERE/tools/report.py" "$META" "$RECORDS" >"$out"
   cat "$out"
   log "wrote ${out#"$ROOT"/}"
@@ -518,5 +518,5 @@ suite_tcp() {
   finish_suite tcp
 }
 
-log "scratch folder $DIR; suites: ${SUITES[*]}$([ $QUICK = 1 ] && echo ' (quick)')"
+log "scratch folder $DIR; suites: ${SUITES[*]}$([ $QUICK = 1 ] && echo ' (quick)' || true)"
 for s in "${SUITES[@]}"; do "suite_$s"; done
