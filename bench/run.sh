@@ -119,11 +119,35 @@ peak_rss_kib() { # NAME: sum of VmHWM over the server's process group
   echo "$total"
 }
 
+CLK_TCK=$(getconf CLK_TCK)
+cpu_ticks() { # NAME: utime+stime (+ reaped children's) summed over the server's process group
+  local pid=${PID[$1]:-}
+  [ -n "$pid" ] || { echo 0; return; }
+  ps -e -o pid=,pgid= | awk -v g="$pid" '$2 == g { print $1 }' | while read -r p; do
+    # fields after the ")" of comm: state is $1, utime $12, stime $13, cutime $14, cstime $15
+    sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }' || true
+  done | awk '{ t += $1 } END { print t + 0 }'
+}
+
+# Runs a load generator against server NAME and sets R_CPU: the server's CPU time per unit of
+# work (µs per request or connection; ms per GiB for MiB/s). Unlike req/s, this barely moves
+# when other work on the machine steals the server's core.
+measure() { # NAME MS_PER_GIB(0/1) CMD...
+  local name=$1 gib=$2 t0 t1; shift 2
+  R_CPU=""
+  t0=$(cpu_ticks "$name")
+  "$@" || true
+  t1=$(cpu_ticks "$name")
+  [ -n "${R_UNITS:-}" ] && [ -n "$R_VALUE" ] && [ -n "${PID[$name]:-}" ] || return 0
+  R_CPU=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v u="$R_UNITS" -v g="$gib" \
+    'BEGIN { us = d * 1e6 / hz; if (u <= 0) exit; if (g == 1) printf "%.0f", us / 1000 / u; else printf "%.1f", us / u }')
+}
+
 # ---------------------------------------------------------------- results
 META="$DIR/meta.tsv"
 RECORDS="$DIR/records.tsv"
-record() { # TABLE CONTENDER IS_REF METRIC VALUE P50_MS P99_MS RSS_KIB ERRORS NOTE
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RECORDS"
+record() { # TABLE CONTENDER IS_REF METRIC VALUE P50_MS P99_MS RSS_KIB ERRORS CPU NOTE
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RECORDS"
 }
 
 write_meta() { # SUITE
@@ -345,11 +369,12 @@ run_wrk() { # PORT CONNS SECONDS PATH HOST [CLOSE]
     taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" --timeout 5s -s "$HERE/lua/bench.lua" "http://127.0.0.1:$port/" 2>&1 || true)
   line=$(grep '^BENCH_RESULT' <<<"$out" || true)
   if [ -z "$line" ]; then
-    R_VALUE=""; R_P50=""; R_P99=""; R_ERR=0
+    R_VALUE=""; R_P50=""; R_P99=""; R_ERR=0; R_UNITS=""
     log "wrk gave no result: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
     return 1
   fi
   eval "local $(sed 's/^BENCH_RESULT //; s/\([a-z0-9_]\+\)=/w_\1=/g' <<<"$line")"
+  R_UNITS=$((w_requests - w_status))
   R_VALUE=$(awk -v r="$w_requests" -v s="$w_status" -v d="$w_duration_us" 'BEGIN { printf "%.1f", (r - s) / (d / 1e6) }')
   R_P50=$(awk -v v="$w_p50_us" 'BEGIN { printf "%.3f", v / 1000 }')
   R_P99=$(awk -v v="$w_p99_us" 'BEGIN { printf "%.3f", v / 1000 }')
@@ -359,8 +384,9 @@ run_wrk() { # PORT CONNS SECONDS PATH HOST [CLOSE]
 run_connbench() { # MODE PORT SECONDS: sets R_VALUE (conn/s), R_P50, R_P99, R_ERR
   local mode=$1 port=$2 secs=$3 line
   line=$(timeout $((secs + 30)) taskset -c 1 "$DIR/connbench" "$mode" "$port" "$ORIGIN" /100b 32 "$secs" 2>&1 | grep '^CONNBENCH' || true)
-  if [ -z "$line" ]; then R_VALUE=""; R_P50=""; R_P99=""; R_ERR=0; return 1; fi
+  if [ -z "$line" ]; then R_VALUE=""; R_P50=""; R_P99=""; R_ERR=0; R_UNITS=""; return 1; fi
   eval "local $(sed 's/^CONNBENCH //; s/\([a-z0-9_]\+\)=/c_\1=/g' <<<"$line")"
+  R_UNITS=$c_ok
   R_VALUE=$(awk -v o="$c_ok" -v s="$c_seconds" 'BEGIN { printf "%.1f", o / s }')
   R_P50=$(awk -v v="$c_p50_us" 'BEGIN { printf "%.3f", v / 1000 }')
   R_P99=$(awk -v v="$c_p99_us" 'BEGIN { printf "%.3f", v / 1000 }')
@@ -374,8 +400,9 @@ run_curl_speed() { # URL BYTES [CURL ARGS...]: sets R_VALUE (MiB/s), R_ERR
   R_P50=""; R_P99=""
   if [ "${code:-}" = 200 ] && [ "${size:-0}" = "$bytes" ]; then
     R_VALUE=$(awk -v s="$speed" 'BEGIN { printf "%.1f", s / 1048576 }'); R_ERR=0
+    R_UNITS=$(awk -v b="$bytes" 'BEGIN { printf "%.6f", b / 1073741824 }')
   else
-    R_VALUE=""; R_ERR=1
+    R_VALUE=""; R_ERR=1; R_UNITS=""
     log "transfer via $url failed: $out"
   fi
 }
@@ -409,15 +436,15 @@ suite_forward() {
     [ -z "${NOTE[$who]:-}" ] && probe_or_note "$who" "$target" -x "http://127.0.0.1:${PORT[$who]}" && live+=("$who")
   done
   local table="forward proxy: 100-byte responses, $conns connections, 10-rule policy (Bastion)"
-  for who in "${all[@]}"; do [ -n "${NOTE[$who]:-}" ] && record "$table" "$who" "$([ $who = squid ] && echo 1 || echo 0)" "req/s" "" "" "" "" "" "${NOTE[$who]}"; done
+  for who in "${all[@]}"; do [ -n "${NOTE[$who]:-}" ] && record "$table" "$who" "$([ $who = squid ] && echo 1 || echo 0)" "req/s" "" "" "" "" "" "" "${NOTE[$who]}"; done
   for ((r = 0; r < rounds; r++)); do
     for who in $(rotate $r "${live[@]}"); do
       if [ $r = 0 ]; then log "warm-up $who"; run_wrk "${PORT[$who]}" $conns "$warm" "$target" "127.0.0.1:$ORIGIN" || true; fi
       log "forward round $((r + 1))/$rounds: $who"
-      run_wrk "${PORT[$who]}" $conns "$dur" "$target" "127.0.0.1:$ORIGIN" || true
+      measure "$who" 0 run_wrk "${PORT[$who]}" $conns "$dur" "$target" "127.0.0.1:$ORIGIN"
       local note=""
       [ $who = tinyproxy ] && note="closes the connection after every response: wrk reconnects and counts read errors; req/s is completed requests"
-      record "$table" "$who" "$([ $who = squid ] && echo 1 || echo 0)" "req/s" "$R_VALUE" "$R_P50" "$R_P99" "$(peak_rss_kib "$who")" "$R_ERR" "$note"
+      record "$table" "$who" "$([ $who = squid ] && echo 1 || echo 0)" "req/s" "$R_VALUE" "$R_P50" "$R_P99" "$(peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
     done
   done
   for who in "${all[@]}" origin; do stop_server "$who"; done
@@ -441,13 +468,13 @@ suite_reverse() {
   for file in 100b 1m; do
     for conns in 50 500; do
       table="reverse proxy: $([ $file = 100b ] && echo 100-byte || echo 1-MiB) responses, $conns connections"
-      for who in "${all[@]}"; do [ -n "${NOTE[$who]:-}" ] && record "$table" "$who" "$([ $who = nginx ] && echo 1 || echo 0)" "req/s" "" "" "" "" "" "${NOTE[$who]}"; done
+      for who in "${all[@]}"; do [ -n "${NOTE[$who]:-}" ] && record "$table" "$who" "$([ $who = nginx ] && echo 1 || echo 0)" "req/s" "" "" "" "" "" "" "${NOTE[$who]}"; done
       for ((r = 0; r < rounds; r++)); do
         for who in $(rotate $r "${live[@]}"); do
           if [ $r = 0 ]; then run_wrk "${PORT[$who]}" "$conns" "$warm" /$file "127.0.0.1:${PORT[$who]}" || true; fi
           log "reverse $file c$conns round $((r + 1))/$rounds: $who"
-          run_wrk "${PORT[$who]}" "$conns" "$dur" /$file "127.0.0.1:${PORT[$who]}" || true
-          record "$table" "$who" "$([ $who = nginx ] && echo 1 || echo 0)" "req/s" "$R_VALUE" "$R_P50" "$R_P99" "$(peak_rss_kib "$who")" "$R_ERR" ""
+          measure "$who" 0 run_wrk "${PORT[$who]}" "$conns" "$dur" /$file "127.0.0.1:${PORT[$who]}"
+          record "$table" "$who" "$([ $who = nginx ] && echo 1 || echo 0)" "req/s" "$R_VALUE" "$R_P50" "$R_P99" "$(peak_rss_kib "$who")" "$R_ERR" "$R_CPU" ""
         done
       done
     done
@@ -486,32 +513,33 @@ suite_tcp() {
   local tput="${mib} MiB transfer throughput" conn="short connections per second (connect, GET 100 bytes, close)"
   local bytes=$((mib * 1048576))
   for who in "${relays[@]}" "${socks[@]}"; do
-    [ -n "${NOTE[$who]:-}" ] && record "$(table_of "$tput" "$who")" "$who" "$(is_ref "$who")" "MiB/s" "" "" "" "" "" "${NOTE[$who]}"
+    [ -n "${NOTE[$who]:-}" ] && record "$(table_of "$tput" "$who")" "$who" "$(is_ref "$who")" "MiB/s" "" "" "" "" "" "" "${NOTE[$who]}"
   done
   for ((r = 0; r < trounds; r++)); do
     for who in $(rotate $r "${live[@]}"); do
       log "throughput round $((r + 1))/$trounds: $who"
       if is_socks "$who"; then
-        run_curl_speed "http://127.0.0.1:$ORIGIN/big" "$bytes" --socks5 "127.0.0.1:${PORT[$who]}"
+        measure "$who" 1 run_curl_speed "http://127.0.0.1:$ORIGIN/big" "$bytes" --socks5 "127.0.0.1:${PORT[$who]}"
       else
-        run_curl_speed "http://127.0.0.1:${PORT[$who]}/big" "$bytes"
+        measure "$who" 1 run_curl_speed "http://127.0.0.1:${PORT[$who]}/big" "$bytes"
       fi
       local note=""; [ $who = direct ] && note="no relay: curl straight to the origin, for scale"
-      record "$(table_of "$tput" "$who")" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$note"
+      record "$(table_of "$tput" "$who")" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
     done
   done
   for who in "${relays[@]}" "${socks[@]}"; do
-    [ -n "${NOTE[$who]:-}" ] && record "$(table_of "$conn" "$who")" "$who" "$(is_ref "$who")" "conn/s" "" "" "" "" "" "${NOTE[$who]}"
+    [ -n "${NOTE[$who]:-}" ] && record "$(table_of "$conn" "$who")" "$who" "$(is_ref "$who")" "conn/s" "" "" "" "" "" "" "${NOTE[$who]}"
   done
   for ((r = 0; r < rounds; r++)); do
     for who in $(rotate $r "${live[@]}"); do
       local mode=tcp; is_socks "$who" && mode=socks5
       if [ $r = 0 ]; then run_connbench $mode "${PORT[$who]}" "$warm" || true; fi
       log "connections round $((r + 1))/$rounds: $who"
-      run_connbench $mode "${PORT[$who]}" "$dur" || log "connbench gave no result for $who"
+      measure "$who" 0 run_connbench $mode "${PORT[$who]}" "$dur"
+      [ -n "$R_VALUE" ] || log "connbench gave no result for $who"
       local note=""; [ $who = direct ] && note="no relay: straight to the origin, for scale"
       [ $who = socat ] && note="forks a process per connection"
-      record "$(table_of "$conn" "$who")" "$who" "$(is_ref "$who")" "conn/s" "$R_VALUE" "$R_P50" "$R_P99" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$note"
+      record "$(table_of "$conn" "$who")" "$who" "$(is_ref "$who")" "conn/s" "$R_VALUE" "$R_P50" "$R_P99" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
     done
   done
   for who in haproxy-tcp socat dante bastion-tcp bastion-socks5 origin; do stop_server "$who"; done

@@ -3,7 +3,8 @@
 
 usage: report.py META RECORDS > out.md
 META: key<TAB>value lines (printed as the header). RECORDS: one line per measured run:
-table, contender, is_reference (1/0), metric, value, p50_ms, p99_ms, rss_kib, errors, note.
+table, contender, is_reference (1/0), metric, value, p50_ms, p99_ms, rss_kib, errors, cpu, note
+(cpu: the server's CPU time per request/connection in µs, or per GiB in ms for MiB/s).
 Rows keep the order in which contenders first appear; values are averaged over rounds and each
 round is listed so that the noise is visible.
 """
@@ -31,18 +32,20 @@ def main():
     with open(rec_path) as f:
         for line in f:
             parts = line.rstrip("\n").split("\t")
-            if len(parts) != 10:
+            if len(parts) != 11:
                 continue
-            table, who, ref, metric, value, p50, p99, rss, errors, note = parts
+            table, who, ref, metric, value, p50, p99, rss, errors, cpu, note = parts
             t = tables.setdefault(table, {"metric": metric, "rows": {}})
             r = t["rows"].setdefault(who, {"ref": ref == "1", "values": [], "p50": [], "p99": [],
-                                           "rss": 0, "errors": 0, "note": ""})
+                                           "rss": 0, "errors": 0, "cpu": [], "note": ""})
             if value:
                 r["values"].append(float(value))
             if p50:
                 r["p50"].append(float(p50))
             if p99:
                 r["p99"].append(float(p99))
+            if cpu:
+                r["cpu"].append(float(cpu))
             if rss:
                 r["rss"] = max(r["rss"], int(rss))
             if errors:
@@ -72,8 +75,9 @@ def main():
         if has_lat:
             head += " p50 ms | p99 ms |"
             sep += " ---: | ---: |"
-        head += f" peak RSS MiB | errors | {metric} vs {ref_name} |"
-        sep += " ---: | ---: | ---: |"
+        cpu_unit = {"req/s": "CPU µs/req", "conn/s": "CPU µs/conn", "MiB/s": "CPU ms/GiB"}.get(metric, "CPU")
+        head += f" {cpu_unit} | peak RSS MiB | errors | {metric} vs {ref_name} |"
+        sep += " ---: | ---: | ---: | ---: |"
         if has_lat:
             head += f" p99 vs {ref_name} |"
             sep += " ---: |"
@@ -86,7 +90,7 @@ def main():
                 cells = [name, r["note"] or "n/a", "-"]
                 if has_lat:
                     cells += ["-", "-"]
-                cells += ["-", "-", "-"]
+                cells += ["-", "-", "-", "-"]
                 if has_lat:
                     cells += ["-"]
                 out.append("| " + " | ".join(cells) + " |")
@@ -97,6 +101,7 @@ def main():
             p99 = statistics.mean(r["p99"]) if r["p99"] else None
             if has_lat:
                 cells += [fmt(statistics.mean(r["p50"]), 2) if r["p50"] else "-", fmt(p99, 2)]
+            cells += [fmt(statistics.mean(r["cpu"]), 1 if metric != "MiB/s" else 0) if r["cpu"] else "-"]
             cells += [fmt(r["rss"] / 1024, 1) if r["rss"] else "-", str(r["errors"])]
             cells += [f"{mean / ref_mean:.2f}x" if ref_mean else "-"]
             if has_lat:
