@@ -5,17 +5,18 @@
 # Everything listens on 127.0.0.1, servers pinned to core 0, load generators to core 1; all
 # processes it starts are stopped on exit (trap), and its scratch folder removed.
 # Environment: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (override the suite's defaults),
-# BENCH_NO_BUILD=1 (use the existing Release build), BENCH_KEEP=1 (keep the scratch folder).
+# BENCH_NO_BUILD=1 (use the existing Release build), BENCH_BASTION_DLL (run that bastion.dll instead),
+# BENCH_KEEP=1 (keep the scratch folder).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
-DLL="$ROOT/src/Bastion/bin/Release/net10.0/bastion.dll"
+DLL="${BENCH_BASTION_DLL:-$ROOT/src/Bastion/bin/Release/net10.0/bastion.dll}"
 PY=/usr/bin/python3
 QUICK=0
 SUITES=()
 
-usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 
 for a in "$@"; do
   case "$a" in
@@ -158,7 +159,7 @@ write_meta() { # SUITE
     printf 'title\tBastion benchmark: %s suite%s\n' "$1" "$([ $QUICK = 1 ] && echo ' (quick smoke run)' || true)"
     printf 'date\t%s\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf 'machine\t%s cores, %s, kernel %s\n' "$(nproc)" "$cpu" "$kernel"
-    printf 'bastion\t%s (.NET %s)\n' "$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')" "$(dotnet --version 2>/dev/null || echo '?')"
+    printf 'bastion\t%s (.NET %s)\n' "${BENCH_BASTION_DLL:-$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')}" "$(dotnet --version 2>/dev/null || echo '?')"
     printf 'peers\t%s\n' "$(peer_versions)"
     printf 'method\tservers (and the nginx origin) pinned to core 0, load generator to core 1; %s\n' "$2"
     printf 'load average before the suite\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
