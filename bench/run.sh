@@ -425,7 +425,7 @@ setting() { # NAME DEFAULT QUICK_DEFAULT
 # ---------------------------------------------------------------- suites
 suite_forward() {
   local dur warm rounds r who conns=50
-  dur=$(setting BENCH_DURATION 10 3); warm=$(setting BENCH_WARMUP 3 1); rounds=$(setting BENCH_ROUNDS 2 1)
+  dur=$(setting BENCH_DURATION 10 3); warm=$(setting BENCH_WARMUP 20 2); rounds=$(setting BENCH_ROUNDS 2 1)
   write_meta forward "wrk -t1 -c$conns, absolute-form GET of a 100-byte file, ${warm}s warm-up then $rounds x ${dur}s per contender, interleaved; req/s counts 2xx/3xx responses only"
   start_origin
   NOTE=()
@@ -454,8 +454,8 @@ suite_forward() {
 
 suite_reverse() {
   local dur warm rounds r who
-  dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 2 1); rounds=$(setting BENCH_ROUNDS 2 1)
-  write_meta reverse "wrk -t1, GET /100b and /1m, ${warm}s warm-up per scenario then $rounds x ${dur}s per contender, interleaved; req/s counts 2xx/3xx responses only"
+  dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 20 2); rounds=$(setting BENCH_ROUNDS 2 1)
+  write_meta reverse "wrk -t1, GET /100b and /1m, ${warm}s warm-up before the first scenario and 2s before the others, then $rounds x ${dur}s per contender, interleaved; req/s counts 2xx/3xx responses only"
   start_origin
   NOTE=()
   start_nginx_proxy || NOTE[nginx]="n/a (did not start)"
@@ -472,7 +472,7 @@ suite_reverse() {
       for who in "${all[@]}"; do [ -n "${NOTE[$who]:-}" ] && record "$table" "$who" "$([ $who = nginx ] && echo 1 || echo 0)" "req/s" "" "" "" "" "" "" "${NOTE[$who]}"; done
       for ((r = 0; r < rounds; r++)); do
         for who in $(rotate $r "${live[@]}"); do
-          if [ $r = 0 ]; then run_wrk "${PORT[$who]}" "$conns" "$warm" /$file "127.0.0.1:${PORT[$who]}" || true; fi
+          if [ $r = 0 ]; then run_wrk "${PORT[$who]}" "$conns" "$([ "$file$conns" = 100b50 ] && echo "$warm" || echo 2)" /$file "127.0.0.1:${PORT[$who]}" || true; fi
           log "reverse $file c$conns round $((r + 1))/$rounds: $who"
           measure "$who" 0 run_wrk "${PORT[$who]}" "$conns" "$dur" /$file "127.0.0.1:${PORT[$who]}"
           record "$table" "$who" "$([ $who = nginx ] && echo 1 || echo 0)" "req/s" "$R_VALUE" "$R_P50" "$R_P99" "$(peak_rss_kib "$who")" "$R_ERR" "$R_CPU" ""
@@ -486,11 +486,11 @@ suite_reverse() {
 
 suite_tcp() {
   local dur warm rounds trounds r who mib
-  dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 2 1); rounds=$(setting BENCH_ROUNDS 2 1)
+  dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 10 1); rounds=$(setting BENCH_ROUNDS 2 1)
   trounds=$(setting BENCH_ROUNDS 3 1)
   mib=$(setting BENCH_TRANSFER_MIB 1024 128)
   gcc -O2 -pthread -o "$DIR/connbench" "$HERE/tools/connbench.c"
-  write_meta tcp "throughput: curl -o /dev/null of a ${mib} MiB file from the nginx origin, $trounds rounds; connections/s: bench/tools/connbench (32 threads, one HTTP/1.1 GET /100b with Connection: close per connection), ${warm}s warm-up then $rounds x ${dur}s; interleaved"
+  write_meta tcp "throughput: curl -o /dev/null of a ${mib} MiB file from the nginx origin, after an untimed 256 MiB warm-up transfer, $trounds rounds; connections/s: bench/tools/connbench (32 threads, one HTTP/1.1 GET /100b with Connection: close per connection), ${warm}s warm-up then $rounds x ${dur}s; interleaved"
   start_origin "$mib"
   NOTE=()
   start_haproxy haproxy-tcp tcp || NOTE[haproxy-tcp]="n/a (did not start)"
@@ -515,6 +515,13 @@ suite_tcp() {
   local bytes=$((mib * 1048576))
   for who in "${relays[@]}" "${socks[@]}"; do
     [ -n "${NOTE[$who]:-}" ] && record "$(table_of "$tput" "$who")" "$who" "$(is_ref "$who")" "MiB/s" "" "" "" "" "" "" "${NOTE[$who]}"
+  done
+  for who in "${live[@]}"; do
+    if is_socks "$who"; then
+      taskset -c 1 curl -s -o /dev/null --max-time 60 -r 0-268435455 --socks5 "127.0.0.1:${PORT[$who]}" "http://127.0.0.1:$ORIGIN/big" || true
+    else
+      taskset -c 1 curl -s -o /dev/null --max-time 60 -r 0-268435455 "http://127.0.0.1:${PORT[$who]}/big" || true
+    fi
   done
   for ((r = 0; r < trounds; r++)); do
     for who in $(rotate $r "${live[@]}"); do
