@@ -425,7 +425,7 @@ setting() { # NAME DEFAULT QUICK_DEFAULT
 # ---------------------------------------------------------------- suites
 suite_forward() {
   local dur warm rounds r who conns=50
-  dur=$(setting BENCH_DURATION 10 3); warm=$(setting BENCH_WARMUP 20 2); rounds=$(setting BENCH_ROUNDS 2 1)
+  dur=$(setting BENCH_DURATION 10 3); warm=$(setting BENCH_WARMUP 40 2); rounds=$(setting BENCH_ROUNDS 2 1)
   write_meta forward "wrk -t1 -c$conns, absolute-form GET of a 100-byte file, ${warm}s warm-up then $rounds x ${dur}s per contender, interleaved; req/s counts 2xx/3xx responses only"
   start_origin
   NOTE=()
@@ -454,7 +454,7 @@ suite_forward() {
 
 suite_reverse() {
   local dur warm rounds r who
-  dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 20 2); rounds=$(setting BENCH_ROUNDS 2 1)
+  dur=$(setting BENCH_DURATION 7 2); warm=$(setting BENCH_WARMUP 40 2); rounds=$(setting BENCH_ROUNDS 2 1)
   write_meta reverse "wrk -t1, GET /100b and /1m, ${warm}s warm-up before the first scenario and 2s before the others, then $rounds x ${dur}s per contender, interleaved; req/s counts 2xx/3xx responses only"
   start_origin
   NOTE=()
