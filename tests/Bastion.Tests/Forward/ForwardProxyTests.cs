@@ -346,4 +346,25 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
             await gw.DisposeAsync();
         }
     }
+
+    [Fact]
+    public async Task Clients_vanishing_mid_request_do_not_stall_the_next_ones()
+    {
+        await using var gw = await TestGateway.StartAsync(ProxyConfigs.Basic());
+        // 50 clients send a request to a slow origin and vanish before the answer.
+        var gone = Enumerable.Range(0, 50).Select(async _ =>
+        {
+            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            await s.ConnectAsync(IPAddress.Loopback, gw.Port("web"));
+            await s.SendAsync(Encoding.ASCII.GetBytes($"GET {O}/slow/300 HTTP/1.1\r\nHost: x\r\n\r\n"), SocketFlags.None);
+        });
+        await Task.WhenAll(gone);
+        // 50 new ones right behind them all get answers promptly.
+        using var handler = new SocketsHttpHandler { Proxy = new WebProxy(gw.Url("web")), UseProxy = true };
+        using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(5) };
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var codes = await Task.WhenAll(Enumerable.Range(0, 50).Select(async _ => (int)(await client.GetAsync($"{O}/100b")).StatusCode));
+        Assert.All(codes, c => Assert.Equal(200, c));
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"took {sw.Elapsed}");
+    }
 }
