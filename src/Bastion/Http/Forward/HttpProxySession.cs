@@ -26,6 +26,9 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     PipeReader _in = null!;
     PipeWriter _out = null!;
     string? _user;
+    bool _idle;
+    CancellationTokenSource? _headTimeout;
+    CancellationTokenSource? _exchangeTimeout;
 
     // Per exchange.
     string _requestId = "";
@@ -43,6 +46,13 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         _in = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true));
         _out = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
+        // A stopping gateway closes connections that wait for their next request; busy ones finish first.
+        using var drain = conn.Draining.Register(static s =>
+        {
+            var self = (HttpProxySession)s!;
+            if (Volatile.Read(ref self._idle)) self._headTimeout?.Cancel();
+        }, this);
+        _headTimeout = timeout;
         int exchanges = 0;
         try
         {
@@ -58,6 +68,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         }
         finally
         {
+            _exchangeTimeout?.Dispose();
             try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
             ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests");
         }
@@ -71,7 +82,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         timeout.CancelAfter(first ? limits.HeaderTimeout : limits.IdleTimeout);
         bool started = false;
         // While no request has begun, a stopping gateway closes the connection instead of waiting.
-        using var drain = conn.Draining.Register(static t => ((CancellationTokenSource)t!).Cancel(), timeout);
+        Volatile.Write(ref _idle, true);
         if (conn.Draining.IsCancellationRequested) return false;
         try
         {
@@ -82,7 +93,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 if (!started && !buf.IsEmpty)
                 {
                     started = true;
-                    drain.Unregister();
+                    Volatile.Write(ref _idle, false);
                     BeginExchange();
                     if (!first)
                     {
@@ -244,7 +255,13 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         }
         CopyRequestHeaders(h, request);
 
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
+        // One timeout source per connection, reset per exchange (a cancelled one is replaced).
+        if (_exchangeTimeout is null || !_exchangeTimeout.TryReset())
+        {
+            _exchangeTimeout?.Dispose();
+            _exchangeTimeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
+        }
+        var cts = _exchangeTimeout;
         cts.CancelAfter(limits.ResponseTimeout);
         HttpResponseMessage response;
         var sent = Stopwatch.GetTimestamp();
