@@ -74,6 +74,23 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
             DurationMs = conn.Age.TotalMilliseconds,
         });
 
+    /// <summary>The decision line for a whole connection (socks5, tcp): verdict, rule and reason, with the protocol's reply code.</summary>
+    public void RecordDecision(ClientConnection conn, string request, string verdict, string rule, string? reason, int status = 0) =>
+        Record(new AccessEvent
+        {
+            Id = conn.Id,
+            Listener = Name,
+            Type = TypeName,
+            Client = conn.ClientText,
+            User = conn.User,
+            Request = request,
+            Verdict = verdict,
+            Rule = rule,
+            Reason = reason,
+            Status = status,
+            DurationMs = conn.Age.TotalMilliseconds,
+        });
+
     /// <summary>The line for a connection refused before any protocol was spoken (limits, PROXY header).</summary>
     public void RecordRefused(string? client, string rule, string? reason, string? id = null, double durationMs = 0) =>
         Record(new AccessEvent

@@ -2,7 +2,6 @@ using System.Net;
 using System.Net.Sockets;
 using Bastion.Configuration;
 using Bastion.Hosting;
-using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Relay;
 
@@ -300,36 +299,10 @@ public sealed class Socks5Listener(ListenerContext ctx) : StreamListener(ctx)
     };
 
     void RecordDecision(ClientConnection conn, string request, Decision d, int status, string? why = null) =>
-        Ctx.Record(new AccessEvent
-        {
-            Id = conn.Id,
-            Listener = Name,
-            Type = Ctx.TypeName,
-            Client = conn.ClientText,
-            User = conn.User,
-            Request = request,
-            Verdict = d.VerdictText,
-            Rule = d.RuleName,
-            Reason = why ?? d.Reason,
-            Status = status,
-            DurationMs = conn.Age.TotalMilliseconds,
-        });
+        Ctx.RecordDecision(conn, request, d.VerdictText, d.RuleName, why ?? d.Reason, status);
 
     void RecordDeny(ClientConnection conn, string request, string rule, string reason, int status) =>
-        Ctx.Record(new AccessEvent
-        {
-            Id = conn.Id,
-            Listener = Name,
-            Type = Ctx.TypeName,
-            Client = conn.ClientText,
-            User = conn.User,
-            Request = request,
-            Verdict = "deny",
-            Rule = rule,
-            Reason = reason,
-            Status = status,
-            DurationMs = conn.Age.TotalMilliseconds,
-        });
+        Ctx.RecordDecision(conn, request, "deny", rule, reason, status);
 
     static string Truncate(string s) => s.Length <= 64 ? s : s[..64];
 

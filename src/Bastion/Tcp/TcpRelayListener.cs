@@ -3,7 +3,6 @@ using System.Net;
 using System.Net.Sockets;
 using Bastion.Configuration;
 using Bastion.Hosting;
-using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Relay;
 
@@ -36,19 +35,7 @@ public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
                 Port = balancer.Fixed ? balancer.Targets[0].Port : (conn.ProxyHeader?.Destination ?? conn.Local!).Port,
             };
             var d = Ctx.Policy.Evaluate(attrs);
-            Ctx.Record(new AccessEvent
-            {
-                Id = conn.Id,
-                Listener = Name,
-                Type = Ctx.TypeName,
-                Client = conn.ClientText,
-                User = conn.User,
-                Request = request,
-                Verdict = d.VerdictText,
-                Rule = d.RuleName,
-                Reason = d.Reason,
-                DurationMs = conn.Age.TotalMilliseconds,
-            });
+            Ctx.RecordDecision(conn, request, d.VerdictText, d.RuleName, d.Reason);
             if (!d.Allowed)
             {
                 reason = d.Reason;
