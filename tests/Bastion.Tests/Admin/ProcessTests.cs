@@ -62,7 +62,8 @@ public sealed class ProcessTests(AdminOriginFixture f) : IClassFixture<AdminOrig
         await File.WriteAllTextAsync(r.Config, Logged(AdminConfigs.Proxy().Replace("policy: out", "policy: missing"), r.Dir));
         await Signal(r.Pid, "HUP");
         await r.Proc.WaitForOutputAsync("reload (SIGHUP) refused", TimeSpan.FromSeconds(15));
-        Assert.Contains("unknown policy 'missing'", r.Proc.Output);
+        // The errors follow the "refused" line; stderr is read line by line, so wait for them too.
+        await r.Proc.WaitForOutputAsync("unknown policy 'missing'", TimeSpan.FromSeconds(15));
         Assert.Equal("403", await Code(r, "/100b"));
         var metrics = (await AdminHttp.GetAsync(r.Admin, "/metrics")).Body;
         Assert.Equal(1, AdminHttp.Sample(metrics, "bastion_reloads_total", "result=\"failure\""));
