@@ -46,28 +46,17 @@ public sealed class CompiledPolicy
         _default = new Decision(def, $"{name}#default", def == Verdict.Deny ? "no rule allows it" : null);
     }
 
-    public Decision Evaluate(RequestAttributes a, PolicyTrace? trace = null)
-    {
-        foreach (var r in RequestRules)
-        {
-            if (trace is not null) TraceRule(trace, r, a);
-            if (r.Matches(a))
-            {
-                trace?.Add($"=> {(r.Verdict == Verdict.Allow ? "allow" : "deny")} by {r.Name}{(r.Reason is null ? "" : $" ({r.Reason})")}");
-                return new Decision(r.Verdict, r.Name, r.Reason ?? (r.Verdict == Verdict.Deny ? "denied by policy" : null));
-            }
-        }
-        trace?.Add($"=> {(Default == Verdict.Allow ? "allow" : "deny")} by default of policy '{Name}'");
-        return _default;
-    }
+    public Decision Evaluate(RequestAttributes a, PolicyTrace? trace = null) => FirstMatch(RequestRules, a, trace);
 
     /// <summary>
     /// Every rule, request and response alike, in order: for protocols with one moment of decision where a
     /// `size` is the request's own (smtp: the message at end of data). The default decides when none matches.
     /// </summary>
-    public Decision EvaluateAll(RequestAttributes a, PolicyTrace? trace = null)
+    public Decision EvaluateAll(RequestAttributes a, PolicyTrace? trace = null) => FirstMatch(AllRules, a, trace);
+
+    Decision FirstMatch(CompiledRule[] rules, RequestAttributes a, PolicyTrace? trace)
     {
-        foreach (var r in AllRules)
+        foreach (var r in rules)
         {
             if (trace is not null) TraceRule(trace, r, a);
             if (r.Matches(a))
