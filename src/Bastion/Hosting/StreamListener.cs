@@ -155,7 +155,11 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
         _draining.Cancel();
         var deadline = DateTime.UtcNow.AddSeconds(2);
         while (Active > 0 && DateTime.UtcNow < deadline) await Task.Delay(20).ConfigureAwait(false);
+        await OnStoppedAsync().ConfigureAwait(false);
     }
+
+    /// <summary>After the last connection: a protocol releases what its connections shared.</summary>
+    protected virtual Task OnStoppedAsync() => Task.CompletedTask;
 
     public async ValueTask DisposeAsync()
     {

@@ -24,6 +24,10 @@ public sealed record AccessEvent
     public long BytesIn { get; init; }
     public long BytesOut { get; init; }
     public double DurationMs { get; init; }
+    /// <summary>CONNECT tunnels and requests inside them: "inspected", "spliced" or "refused"; null elsewhere.</summary>
+    public string? Tls { get; init; }
+    /// <summary>The TLS server name the client sent (inspected or peeked tunnels).</summary>
+    public string? Sni { get; init; }
 }
 
 /// <summary>
@@ -145,6 +149,8 @@ public sealed class AccessLog : IAsyncDisposable
         w.WriteNumber("bytes_in", e.BytesIn);
         w.WriteNumber("bytes_out", e.BytesOut);
         w.WriteNumber("duration_ms", Math.Round(e.DurationMs, 3));
+        if (e.Tls is not null) w.WriteString("tls", e.Tls);
+        if (e.Sni is not null) w.WriteString("sni", e.Sni);
         w.WriteEndObject();
     }
 

@@ -13,9 +13,11 @@ namespace Bastion.Http.Forward;
 public sealed class HttpProxyListener : StreamListener
 {
     readonly HttpMessageInvoker _upstream;
+    readonly Inspection.ForwardInspection _inspection;
 
     public HttpProxyListener(ListenerContext ctx) : base(ctx)
     {
+        _inspection = new Inspection.ForwardInspection(ctx);
         var limits = ctx.Config.Limits;
         var handler = new SocketsHttpHandler
         {
@@ -68,5 +70,7 @@ public sealed class HttpProxyListener : StreamListener
     }
 
     protected override Task HandleAsync(ClientConnection conn) =>
-        new HttpProxySession(Ctx, conn, _upstream).RunAsync();
+        new HttpProxySession(Ctx, conn, _upstream, _inspection).RunAsync();
+
+    protected override async Task OnStoppedAsync() => await _inspection.DisposeAsync().ConfigureAwait(false);
 }

@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Text;
 using Bastion.Configuration;
 using Bastion.Hosting;
+using Bastion.Http.Inspection;
 using Bastion.Identity;
 using Bastion.Observability;
 using Bastion.Policy;
@@ -16,9 +17,11 @@ namespace Bastion.Http.Forward;
 /// <summary>
 /// One client connection to the forward proxy, as a loop of exchanges: read head → check framing → identify →
 /// decide → forward (or tunnel for CONNECT) → judge the response → write it → log. Keep-alive on both sides;
-/// bodies stream in constant memory.
+/// bodies stream in constant memory. The same session runs inside an inspected CONNECT tunnel, over the decrypted
+/// stream, with <paramref name="tunnel"/> saying which origin the requests in it go to.
 /// </summary>
-sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream)
+sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream,
+    ForwardInspection? inspection = null, InspectedOrigin? tunnel = null, Stream? tunnelStream = null)
 {
     const string ViaValue = "1.1 bastion";
     readonly RequestHead _head = new();
@@ -38,11 +41,13 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     bool _keepAlive;
     Decision _decision;
     string? _requestText;
+    string? _closeReason;
+    string? _connectTls, _connectSni;
 
     public async Task RunAsync()
     {
-        var socket = conn.Socket!;
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        await using var stream = tunnelStream ?? new NetworkStream(conn.Socket!, ownsSocket: false);
+        if (tunnel is not null) _user = conn.User;
         _in = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true));
         _out = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
@@ -70,7 +75,9 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         {
             _exchangeTimeout?.Dispose();
             try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
-            ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests");
+            // Inside a tunnel, the CONNECT's session writes the connection line.
+            if (tunnel is null)
+                ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests", reason: _closeReason);
         }
     }
 
@@ -168,7 +175,20 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         _attrs.Headers = h;
         Uri? uri = null;
         bool connect = h.Method == "CONNECT";
-        if (connect)
+        if (tunnel is not null)
+        {
+            // Inside an inspected tunnel: origin-form, mapped to https://name/path; the tunnel's name is the host.
+            if (connect) return await RejectAsync(405, "CONNECT inside an inspected tunnel is not supported", "protocol", close: true).ConfigureAwait(false);
+            if (!TunnelTarget(h, tunnel, out uri, out var why))
+                return await RejectAsync(why!.Value.Status, why.Value.Reason, "protocol", close: true).ConfigureAwait(false);
+            _requestText = $"{h.Method} {uri}";
+            _attrs.Host = tunnel.Name;
+            _attrs.Port = tunnel.Port;
+            _attrs.Path = uri!.AbsolutePath;
+            _attrs.Url = uri.OriginalString;
+            _attrs.Sni = tunnel.Sni;
+        }
+        else if (connect)
         {
             if (!HostPort.TryParse(h.Target, out var hp) || hp!.Port == 0)
                 return await RejectAsync(400, "CONNECT needs host:port", "protocol", close: true).ConfigureAwait(false);
@@ -191,9 +211,9 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         }
         _attrs.Size = chunked ? -1 : contentLength;
 
-        // Identify.
+        // Identify (inside a tunnel, the CONNECT did).
         var config = ctx.Config;
-        if (config.Authenticate)
+        if (config.Authenticate && tunnel is null)
         {
             if (!IdentityStore.TryParseBasic(h.Get("Proxy-Authorization"), out var user, out var password)
                 || !await ctx.Runtime.Identity.VerifyAsync(user, password, conn.Aborted).ConfigureAwait(false))
@@ -211,12 +231,18 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         if (_decision.Allowed && h.Method == "TRACE" && !AllowsExplicitly(policy, "TRACE"))
             _decision = Decision.Deny(_decision.RuleName, "TRACE is denied unless a rule names it");
         if (!_decision.Allowed)
+        {
+            if (connect && inspection is not null && TunnelInspection.SniMayAllow(policy, _decision))
+                return await TunnelAsync(config.Limits, provisional: true).ConfigureAwait(false);
             return await RejectAsync(403, _decision.Reason ?? "denied by policy", _decision.RuleName, close: hasBody || !_keepAlive, verdict: "deny").ConfigureAwait(false);
+        }
 
         if (hasBody && !chunked && contentLength > config.Limits.MaxRequestBody)
             return await RejectAsync(413, $"request body of {contentLength} bytes is over the limit of {config.Limits.MaxRequestBody}", "limits.max_request_body", close: true).ConfigureAwait(false);
 
         if (connect) return await TunnelAsync(config.Limits).ConfigureAwait(false);
+        if (tunnel?.Failure is { } failure)
+            return await RejectAsync(502, failure, _decision.RuleName, close: hasBody, verdict: "allow").ConfigureAwait(false);
 
         // Max-Forwards (RFC 9110 §7.6.2): at zero the proxy answers OPTIONS and TRACE itself.
         if (h.Method is "OPTIONS" or "TRACE" && h.Get("Max-Forwards") is { } mf && long.TryParse(mf, out var maxForwards) && maxForwards <= 0)
@@ -236,7 +262,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     async Task<bool> ForwardAsync(Uri uri, bool hasBody, bool chunked, long contentLength, Limits limits)
     {
         var h = _head;
-        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), uri)
+        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), tunnel is null ? uri : tunnel.UpstreamUri(uri.PathAndQuery))
         {
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
@@ -519,29 +545,34 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         return _keepAlive;
     }
 
-    async Task<bool> TunnelAsync(Limits limits)
+    /// <param name="provisional">
+    /// The CONNECT was denied, but a rule on `sni` may allow it once the ClientHello is read: the tunnel is opened
+    /// towards the client only, and the origin is connected after the policy has seen the server name.
+    /// </param>
+    async Task<bool> TunnelAsync(Limits limits, bool provisional = false)
     {
         var host = _attrs.Host!;
         var port = _attrs.Port;
-        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        if (addresses.Length == 0)
+        Socket? up = null;
+        if (!provisional)
         {
-            return dnsError == SocketError.TimedOut
-                ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false)
-                : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
+            var (socket, status, why) = await ConnectUpstreamAsync(host, port, limits).ConfigureAwait(false);
+            if (socket is null) return await RejectAsync(status, why!, _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
+            up = socket;
         }
-        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        if (!connected.Ok)
-        {
-            if (connected.Error == SocketError.TimedOut)
-                return await RejectAsync(504, $"connecting to {host}:{port} timed out", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
-            var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
-            return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: "allow").ConfigureAwait(false);
-        }
-        using var up = connected.Socket!;
+        using var upstreamSocket = up;
         conn.Target = $"{host}:{port}";
         ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
         await FlushAsync().ConfigureAwait(false);
+
+        // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel.
+        if (inspection is not null && (provisional || ctx.Runtime.Inspection.ContainsKey(ctx.Name) || TunnelInspection.AsksSni(ctx.Policy)))
+        {
+            var stream = new NetworkStream(conn.Socket!, ownsSocket: false);
+            _closeReason = await new TunnelInspection(ctx, conn, inspection)
+                .RunAsync(_in, stream, up, () => ConnectUpstreamAsync(host, port, limits), _attrs, _decision, limits, LogConnect).ConfigureAwait(false);
+            return false;
+        }
         LogExchange(200, _decision.RuleName, _decision.Reason, "allow");
 
         // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first.
@@ -553,13 +584,59 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         }
         var listener = ctx.Name;
         var metrics = ctx.Metrics;
-        await SocketRelay.RunAsync(conn.Socket!, up, limits.IdleTimeout, (i, o) =>
+        await SocketRelay.RunAsync(conn.Socket!, up!, limits.IdleTimeout, (i, o) =>
         {
             Interlocked.Add(ref conn.BytesIn, i);
             Interlocked.Add(ref conn.BytesOut, o);
             metrics.Bytes(listener, i, o);
         }, pending, default, conn.Aborted).ConfigureAwait(false);
         return false;
+    }
+
+    /// <summary>Resolves and connects to a CONNECT target: the socket, or the status (502, 504) and why not.</summary>
+    async Task<(Socket? Socket, int Status, string? Reason)> ConnectUpstreamAsync(string host, int port, Limits limits)
+    {
+        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (addresses.Length == 0)
+            return dnsError == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
+        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (connected.Ok) return (connected.Socket, 200, null);
+        if (connected.Error == SocketError.TimedOut) return (null, 504, $"connecting to {host}:{port} timed out");
+        var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
+        return (null, 502, $"cannot connect to {host}:{port}: {why}");
+    }
+
+    /// <summary>The CONNECT line, written once the tunnel's fate (spliced, inspected, refused) is known.</summary>
+    void LogConnect(int status, string rule, string? reason, string verdict, string tls, string? sni)
+    {
+        _connectTls = tls;
+        _connectSni = sni;
+        LogExchange(status, rule, reason, verdict);
+    }
+
+    /// <summary>A request target inside an inspected tunnel: origin-form, or absolute-form naming the tunnel's own origin.</summary>
+    static bool TunnelTarget(RequestHead h, InspectedOrigin tunnel, out Uri? uri, out HttpError? error)
+    {
+        error = null;
+        uri = null;
+        if (h.Target.StartsWith('/')) uri = new Uri(tunnel.Url(h.Target));
+        else if (Uri.TryCreate(h.Target, UriKind.Absolute, out var abs) && abs.Scheme == "https"
+            && abs.IdnHost.Equals(tunnel.Name, StringComparison.OrdinalIgnoreCase) && abs.Port == tunnel.Port)
+            uri = new Uri(tunnel.Url(abs.PathAndQuery));
+        else
+        {
+            error = new HttpError(400, $"a request inside the tunnel to {tunnel.Authority} must be for that origin");
+            return false;
+        }
+        // The Host the client sent must be the name it asked TLS for: no fronting another site behind an allowed name.
+        var host = h.Get("Host");
+        if (host is null || !(host.Equals(tunnel.Authority, StringComparison.OrdinalIgnoreCase)
+            || (tunnel.Port == 443 && host.Equals(tunnel.Authority + ":443", StringComparison.OrdinalIgnoreCase))))
+        {
+            error = new HttpError(421, $"Host '{host}' does not match the tunnel's server name {tunnel.Authority}");
+            return false;
+        }
+        return true;
     }
 
     /// <summary>Answers with the gateway's own page (403, 407, 4xx, 5xx), logs it, and says whether to keep going.</summary>
@@ -614,6 +691,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             BytesIn = _bytesIn,
             BytesOut = _bytesOut,
             DurationMs = Stopwatch.GetElapsedTime(_start).TotalMilliseconds,
+            Tls = tunnel is not null ? "inspected" : _connectTls,
+            Sni = tunnel?.Sni ?? _connectSni,
         });
     }
 }
