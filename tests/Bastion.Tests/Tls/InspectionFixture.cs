@@ -51,7 +51,7 @@ public sealed class InspectionFixture : IAsyncLifetime
     }
 
     /// <summary>A forward proxy inspecting *.localhost but bank.localhost, trusting the origins' CA.</summary>
-    public string Yaml(string rules = "", string inspection = "") => $$"""
+    public string Yaml(string rules = "", string listener = "") => $$"""
         listeners:
           - name: web
             type: http-proxy
@@ -62,7 +62,7 @@ public sealed class InspectionFixture : IAsyncLifetime
               inspect: ["*.localhost"]
               skip: [bank.localhost]
               upstream_ca: {{OriginCaPem}}
-        {{inspection}}
+        {{listener}}
         policies:
           out:
             default: deny

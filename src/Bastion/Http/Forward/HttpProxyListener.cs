@@ -15,6 +15,9 @@ public sealed class HttpProxyListener : StreamListener
     readonly HttpMessageInvoker _upstream;
     readonly Inspection.ForwardInspection _inspection;
 
+    /// <summary>TLS inspection state (minted certificates, HTTP/2 front), for tests and the admin API.</summary>
+    internal Inspection.ForwardInspection Inspection => _inspection;
+
     public HttpProxyListener(ListenerContext ctx) : base(ctx)
     {
         _inspection = new Inspection.ForwardInspection(ctx);
