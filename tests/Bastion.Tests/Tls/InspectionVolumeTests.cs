@@ -69,7 +69,7 @@ public sealed class InspectionVolumeTests(InspectionFixture f) : IClassFixture<I
             var host = $"n{i}.shop.localhost";
             await gw.WaitForLogAsync(l => l.Str("sni") == host && l.Str("tls") == "inspected" && l.Str("request")!.StartsWith("GET "));
         }
-        var cache = Assert.IsType<Bastion.Http.Forward.HttpProxyListener>(gw.Host.Listener("web")).Inspection.Tls.Current!;
+        var cache = Assert.IsType<Bastion.Protocols.HttpProxy.HttpProxyListener>(gw.Host.Listener("web")).Inspection.Tls.Current!;
         Assert.Equal(100, cache.Minted);
         Assert.Equal(100, gw.Host.Metrics.TlsTunnels("web")["inspected"]);
     }
