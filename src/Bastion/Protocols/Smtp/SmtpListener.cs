@@ -68,10 +68,10 @@ public sealed class SmtpListener(ListenerContext ctx) : StreamListener(ctx)
         return ParseTarget(l.Upstream) is { } one ? [one] : [];
     }
 
-    /// <summary>`host:port` or `smtp://host:port`.</summary>
+    /// <summary>`host:port` or `tcp://host:port` (as upstream groups write targets).</summary>
     public static HostPort? ParseTarget(string t)
     {
-        if (t.StartsWith("smtp://", StringComparison.OrdinalIgnoreCase)) t = t[7..].TrimEnd('/');
+        if (t.StartsWith("tcp://", StringComparison.OrdinalIgnoreCase)) t = t[6..].TrimEnd('/');
         return HostPort.TryParse(t, out var hp) ? hp : null;
     }
 
