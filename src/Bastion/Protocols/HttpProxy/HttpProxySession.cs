@@ -41,10 +41,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
 
     public async Task RunAsync()
     {
-        var socket = conn.Socket!;
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
-        _in = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true));
-        _out = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        _in = conn.Transport.Input;
+        _out = conn.Transport.Output;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
         // A stopping gateway closes connections that wait for their next request; busy ones finish first.
         using var drain = conn.Draining.Register(static s =>
@@ -69,7 +67,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         finally
         {
             _exchangeTimeout?.Dispose();
-            try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
+            try { await _out.FlushAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException or InvalidOperationException) { }
             ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests");
         }
     }
@@ -530,7 +528,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false)
                 : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
-        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        var connected = await Transport.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
         if (!connected.Ok)
         {
             if (connected.Error == SocketError.TimedOut)
@@ -538,27 +536,21 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
             return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
-        using var up = connected.Socket!;
+        await using var up = connected.Transport!;
         conn.Target = $"{host}:{port}";
         ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
         await FlushAsync().ConfigureAwait(false);
         LogExchange(200, _decision.RuleName, _decision.Reason, Verdict.Allow);
 
-        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first.
-        ReadOnlyMemory<byte> pending = default;
-        if (_in.TryRead(out var early))
-        {
-            pending = early.Buffer.ToArray();
-            _in.AdvanceTo(early.Buffer.End);
-        }
+        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first: the relay takes them from the pipe.
         var listener = ctx.Name;
         var metrics = ctx.Metrics;
-        await SocketRelay.RunAsync(conn.Socket!, up, limits.IdleTimeout, (i, o) =>
+        await StreamRelay.RunAsync(conn.Transport, up, limits.IdleTimeout, (i, o) =>
         {
             Interlocked.Add(ref conn.BytesIn, i);
             Interlocked.Add(ref conn.BytesOut, o);
             metrics.Bytes(listener, i, o);
-        }, pending, default, conn.Aborted).ConfigureAwait(false);
+        }, conn.Aborted).ConfigureAwait(false);
         return false;
     }
 
