@@ -47,6 +47,14 @@ public class SmtpGatewayTests
             {Policy}
             """, files);
 
+    /// <summary>MAIL, RCPT and DATA accepted: the next bytes are the message.</summary>
+    static async Task BeginMessageAsync(RawSmtp c)
+    {
+        Assert.StartsWith("250", await c.CommandAsync("MAIL FROM:<a@remote.example>"));
+        Assert.StartsWith("250", await c.CommandAsync("RCPT TO:<bob@local.example>"));
+        Assert.StartsWith("354", await c.CommandAsync("DATA"));
+    }
+
     static Task<ProcResult> Python(string code) => Proc.RunAsync("/usr/bin/python3", ["-c", code], TimeSpan.FromSeconds(60));
 
     [Fact]
@@ -129,15 +137,11 @@ public class SmtpGatewayTests
         // Declared: refused up front.
         Assert.StartsWith("552 5.3.4", await c.CommandAsync("MAIL FROM:<a@remote.example> SIZE=100000"));
         // Undeclared: refused while streaming, the rest read and dropped, the session goes on.
-        Assert.StartsWith("250", await c.CommandAsync("MAIL FROM:<a@remote.example>"));
-        Assert.StartsWith("250", await c.CommandAsync("RCPT TO:<bob@local.example>"));
-        Assert.StartsWith("354", await c.CommandAsync("DATA"));
+        await BeginMessageAsync(c);
         var line = new string('x', 998) + "\r\n";
         Assert.StartsWith("552 5.3.4", await c.CommandAsync(string.Concat(Enumerable.Repeat(line, 100)) + "."));
         // Between the policy's 20 KiB and the limit: denied by the rule at end of data.
-        Assert.StartsWith("250", await c.CommandAsync("MAIL FROM:<a@remote.example>"));
-        Assert.StartsWith("250", await c.CommandAsync("RCPT TO:<bob@local.example>"));
-        Assert.StartsWith("354", await c.CommandAsync("DATA"));
+        await BeginMessageAsync(c);
         Assert.StartsWith("550 5.7.1 message too large for policy", await c.CommandAsync(string.Concat(Enumerable.Repeat(line, 30)) + "."));
         // And a small one still goes through on the same session.
         Assert.StartsWith("250", await c.CommandAsync("MAIL FROM:<a@remote.example> SIZE=10"));
@@ -202,9 +206,7 @@ public class SmtpGatewayTests
         await c.CommandAsync("EHLO raw.test");
         foreach (var end in SmugglingEnds)
         {
-            Assert.StartsWith("250", await c.CommandAsync("MAIL FROM:<a@remote.example>"));
-            Assert.StartsWith("250", await c.CommandAsync("RCPT TO:<bob@local.example>"));
-            Assert.StartsWith("354", await c.CommandAsync("DATA"));
+            await BeginMessageAsync(c);
             var reply = await c.CommandAsync(Smuggled(end) + ".");
             // "\r\n\0.\r\n" has no bare newline: one message with a NUL in it, the forged part as its text.
             if (end == "\r\n\x00.\r\n") Assert.StartsWith("250", reply);
@@ -229,9 +231,7 @@ public class SmtpGatewayTests
         await c.CommandAsync("EHLO raw.test");
         foreach (var end in SmugglingEnds)
         {
-            Assert.StartsWith("250", await c.CommandAsync("MAIL FROM:<a@remote.example>"));
-            Assert.StartsWith("250", await c.CommandAsync("RCPT TO:<bob@local.example>"));
-            Assert.StartsWith("354", await c.CommandAsync("DATA"));
+            await BeginMessageAsync(c);
             Assert.StartsWith("250 2.0.0 stored", await c.CommandAsync(Smuggled(end) + "."));
         }
         Assert.StartsWith("221", await c.CommandAsync("QUIT"));
