@@ -126,7 +126,7 @@ public static class ConfigLoader
             if (typeText is null) continue;
             if (!ListenerTypes.TryParse(typeText, out var type))
             {
-                w.Error(tn.Value, $"unknown listener type '{typeText}' (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
+                w.Error(tn.Value, $"unknown listener type '{typeText}'{Suggest.Hint(typeText, Enum.GetValues<ListenerType>().Select(ListenerTypes.Name))} (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
                 continue;
             }
             if (!m.TryGetValue("listen", out var ln)) { w.Error(item, $"listener '{name}' needs 'listen: host:port'"); continue; }
