@@ -17,7 +17,7 @@ public static class Explain
     public static int Run(string[] args)
     {
         var file = Commands.ConfigOption(ref args);
-        var name = Commands.Option(ref args, "--listener") ?? throw new Commands.UsageException("explain needs --listener NAME");
+        var listenerName = Commands.Option(ref args, "--listener");
         var source = Commands.Option(ref args, "--source");
         var user = Commands.Option(ref args, "--user");
         var contentType = Commands.Option(ref args, "--content-type");
@@ -26,6 +26,7 @@ public static class Explain
         var headers = Commands.Options(ref args, "--header");
         if (args.Length > 0 && args[0].StartsWith("--", StringComparison.Ordinal))
             Commands.NoMore(args, "--config", "--listener", "--source", "--user", "--content-type", "--size", "--sni", "--header");
+        var name = listenerName ?? throw new Commands.UsageException("explain needs --listener NAME");
         if (args.Length == 0) throw new Commands.UsageException("explain needs a REQUEST (like 'GET http://example.com/' or 'CONNECT example.com:443')");
         var request = string.Join(' ', args);
 

@@ -54,7 +54,7 @@ public static class EnvironmentChecks
             try { using var s = File.OpenRead(f); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                return $"cannot read {(f == cert ? "certificate" : "key")} {f}: {e.Message}";
+                return $"cannot read {(f == cert ? "certificate" : "key")} {f}: {Hosting.StartupFault.Describe(e)}";
             }
         }
         try
