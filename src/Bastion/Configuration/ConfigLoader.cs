@@ -236,10 +236,14 @@ public static class ConfigLoader
     {
         var m = w.Map(n, "tls_inspection", "ca", "inspect", "skip", "upstream_ca", "insecure_upstream");
         if (m is null) return null;
-        string ca = m.TryGetValue("ca", out var c) ? w.Scalar(c.Value, "ca") ?? "" : "";
-        ImmutableArray<string> L(string k) => m.TryGetValue(k, out var v) ? [.. w.ScalarOrList(v.Value, k).Select(x => x.Text)] : [];
-        string? upstreamCa = m.TryGetValue("upstream_ca", out var u) ? w.Scalar(u.Value, "upstream_ca") : null;
-        return new TlsInspectionConfig(ca, L("inspect"), L("skip"), upstreamCa, L("insecure_upstream"), w.Pos(n));
+        ValueSpec? V(string k) => m.TryGetValue(k, out var v) && w.Scalar(v.Value, k) is { } t ? new ValueSpec(t, w.Pos(v.Value)) : null;
+        ImmutableArray<ValueSpec> L(string k) => m.TryGetValue(k, out var v) ? [.. w.ScalarOrList(v.Value, k).Select(x => new ValueSpec(x.Text, w.Pos(x.Node)))] : [];
+        if (V("ca") is not { } ca)
+        {
+            if (!m.ContainsKey("ca")) w.Error(n, "tls_inspection needs 'ca': the folder made by 'bastion ca init'");
+            return null;
+        }
+        return new TlsInspectionConfig(ca, L("inspect"), L("skip"), V("upstream_ca"), L("insecure_upstream"), w.Pos(n));
     }
 
     static ImmutableArray<RouteConfig> ParseRoutes(YamlWalker w, YamlNode n)

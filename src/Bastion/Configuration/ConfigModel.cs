@@ -103,8 +103,9 @@ public sealed record Limits
 
 public sealed record TlsCertConfig(string Cert, string Key, SourcePos Pos);
 
-public sealed record TlsInspectionConfig(string Ca, ImmutableArray<string> Inspect, ImmutableArray<string> Skip,
-    string? UpstreamCa, ImmutableArray<string> InsecureUpstream, SourcePos Pos);
+/// <summary>http-proxy `tls_inspection:`; host lists keep their positions for errors found when they are compiled.</summary>
+public sealed record TlsInspectionConfig(ValueSpec Ca, ImmutableArray<ValueSpec> Inspect, ImmutableArray<ValueSpec> Skip,
+    ValueSpec? UpstreamCa, ImmutableArray<ValueSpec> InsecureUpstream, SourcePos Pos);
 
 public sealed record RouteConfig(
     string? Host, string? Path, ImmutableArray<string> Methods,

@@ -25,11 +25,14 @@ public sealed record AccessEvent
     public string? Reason { get; init; }
     /// <summary>Where it went and over what TLS (not written yet).</summary>
     public string? Upstream { get; init; }
+    /// <summary>The TLS state worth logging; for CONNECT tunnels and requests inside them: "inspected", "spliced" or "refused".</summary>
     public string? Tls { get; init; }
     public int Status { get; init; }
     public long BytesIn { get; init; }
     public long BytesOut { get; init; }
     public double DurationMs { get; init; }
+    /// <summary>The TLS server name the client sent (inspected or peeked tunnels).</summary>
+    public string? Sni { get; init; }
 }
 
 /// <summary>
@@ -151,6 +154,7 @@ public sealed class AccessLog : IAsyncDisposable
         w.WriteNumber("status", e.Status);
         if (e.Upstream is not null) w.WriteString("upstream", e.Upstream);
         if (e.Tls is not null) w.WriteString("tls", e.Tls);
+        if (e.Sni is not null) w.WriteString("sni", e.Sni);
         w.WriteNumber("bytes_in", e.BytesIn);
         w.WriteNumber("bytes_out", e.BytesOut);
         w.WriteNumber("duration_ms", Math.Round(e.DurationMs, 3));

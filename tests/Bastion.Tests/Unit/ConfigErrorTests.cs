@@ -240,10 +240,11 @@ public class ConfigErrorTests
     }
 
     [Fact]
-    public void Tls_inspection_is_refused()
+    public void Tls_inspection_without_a_ca_folder_is_refused_at_the_ca_value()
     {
         var (f, errors) = Build(Proxy + "\n    tls_inspection: { ca: ca/, inspect: [\"*.example.com\"] }\npolicies:\n  p: { rules: [{ allow: {} }] }\n");
-        ConfigFixture.HasError(errors, f.Path, 6, 21, "tls_inspection is not built yet");
+        ConfigFixture.HasError(errors, f.Path, 6, 27, "tls_inspection.ca: ");
+        ConfigFixture.HasError(errors, f.Path, 6, 27, "bastion ca init");
     }
 
     [Fact]
