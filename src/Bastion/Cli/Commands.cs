@@ -51,7 +51,7 @@ public static class Commands
                 "check" => CheckCommand.Run(args[1..]),
                 "explain" => Explain.Run(args[1..]),
                 "passwd" => PasswdCommand.Run(args[1..]),
-                "ca" => Ca(args[1..]),
+                "ca" => CaCommand.Run(args[1..]),
                 _ => Usage($"unknown command '{args[0]}'{Suggest.Hint(args[0], Names)}"),
             };
         }
@@ -115,12 +115,5 @@ public static class Commands
         if (Option(ref args, "-c", "--config") is { } file) return file;
         var system = Environment.GetEnvironmentVariable("BASTION_CONFIG") is { Length: > 0 } env ? env : SystemConfig;
         return File.Exists(system) ? system : null;
-    }
-
-    static int Ca(string[] args)
-    {
-        Console.Error.WriteLine("bastion: TLS inspection (and 'ca init') is not built yet in this version; CONNECT tunnels are relayed without decryption.");
-        _ = args;
-        return ExitUsage;
     }
 }

@@ -12,7 +12,8 @@ static class Help
           bastion explain [-c FILE] --listener NAME [attributes] REQUEST
                                                    what the policy decides for one request, and why
           bastion passwd [--stdin] FILE USER       add or replace USER in an htpasswd file (bcrypt)
-          bastion ca init DIR                      create the TLS-inspection CA (not built yet in this version)
+          bastion ca init DIR [--rsa] [--name-constraint DOMAIN]...
+                                                   create the TLS-inspection CA (ECDSA P-256, or RSA) in DIR
           bastion --version | --help | COMMAND --help
 
         Without -c, run, check and explain read /etc/bastion/bastion.yaml when it exists, else the embedded
@@ -62,9 +63,10 @@ static class Help
         """;
 
     const string Ca = """
-        usage: bastion ca init DIR
+        usage: bastion ca init DIR [--rsa] [--name-constraint DOMAIN]...
 
-        Would create the TLS-inspection CA (certificate and key) in DIR. Not built yet in this version.
+        Creates the TLS-inspection CA in DIR: ca.crt (install it in the clients' trust stores) and ca.key (mode
+        0600). ECDSA P-256 unless --rsa (RSA 3072); --name-constraint limits it to DOMAIN and its subdomains.
         """;
 
     public static string? For(string command) => command switch

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Text;
 using Bastion.Identity;
 
@@ -44,8 +45,50 @@ static class PasswdCommand
         return Commands.ExitOk;
     }
 
-    /// <summary>A line typed on the terminal, not echoed; backspace edits, Enter ends it.</summary>
+    /// <summary>
+    /// A line typed on the terminal, not echoed. On Linux echo is turned off (termios, as getpass does) before the
+    /// prompt is shown and until the line ends, so nothing typed ahead is echoed either; the kernel edits the line.
+    /// </summary>
     static string ReadHidden(string prompt)
+    {
+        if (!OperatingSystem.IsLinux()) return ReadKeys(prompt);
+        // .NET sets up the terminal on first use of the console or of signals: let it do so before echo goes off.
+        var error = Console.Error;
+        // fd 0 itself: .NET's console stream would emulate a line editor and echo what is typed.
+        using var stdin = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(0, ownsHandle: false), FileAccess.Read, 1);
+        var saved = new byte[TermiosSize];
+        if (tcgetattr(0, saved) != 0) return ReadKeys(prompt);
+        var quiet = (byte[])saved.Clone();
+        uint lflag = BitConverter.ToUInt32(quiet, LflagOffset);
+        BitConverter.TryWriteBytes(quiet.AsSpan(LflagOffset), (lflag & ~Echo) | EchoNewline);
+        // Ctrl-C must not leave the terminal silent.
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => tcsetattr(0, 0, saved));
+        error.Flush();
+        tcsetattr(0, 0 /* TCSANOW */, quiet);
+        try
+        {
+            error.Write(prompt);
+            error.Flush();
+            var line = new List<byte>();
+            int b;
+            while ((b = stdin.ReadByte()) >= 0 && b != '\n') line.Add((byte)b);
+            return Encoding.UTF8.GetString([.. line]).TrimEnd('\r');
+        }
+        finally { tcsetattr(0, 0, saved); }
+    }
+
+    // struct termios on Linux: c_iflag, c_oflag, c_cflag, c_lflag (uint each), c_line, c_cc[32], speeds: 60 bytes.
+    const int TermiosSize = 64, LflagOffset = 12;
+    const uint Echo = 0x8, EchoNewline = 0x40;
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int tcgetattr(int fd, byte[] termios);
+
+    [DllImport("libc", SetLastError = true)]
+    static extern int tcsetattr(int fd, int actions, byte[] termios);
+
+    /// <summary>Elsewhere: key by key without echo (backspace edits, Enter ends it).</summary>
+    static string ReadKeys(string prompt)
     {
         Console.Error.Write(prompt);
         var sb = new StringBuilder();
