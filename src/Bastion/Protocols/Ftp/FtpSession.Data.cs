@@ -186,7 +186,8 @@ public sealed partial class FtpSession
             await FailTransferAsync(x, serverData, $"client data connection: {cerr}").ConfigureAwait(false);
             return;
         }
-        await RelayAsync(x, clientData!, serverData!).ConfigureAwait(false);
+        await RelayAsync(x, clientData!, serverData!, spec.Direction == FtpDirection.Upload ? RelayEnd.ClientDone : RelayEnd.UpstreamDone)
+            .ConfigureAwait(false);
     }
 
     /// <summary>A data connection could not be made after the server said 1xx: its end is reset, its final reply eaten, the client told 425.</summary>
@@ -202,7 +203,7 @@ public sealed partial class FtpSession
     /// Relays the data while watching the control connection: ABOR stops the transfer at once; any other command
     /// waits until the transfer is over (as it would at a server). Then the server's final reply is relayed.
     /// </summary>
-    async Task RelayAsync(Exchange x, Transport clientData, Transport serverData)
+    async Task RelayAsync(Exchange x, Transport clientData, Transport serverData, RelayEnd end)
     {
         var child = new ClientConnection
         {
@@ -219,7 +220,8 @@ public sealed partial class FtpSession
         _ctx.Connections.Add(child);
         try
         {
-            var relay = StreamRelay.RunAsync(clientData, serverData, _cfg.Limits.IdleTimeout, x.Counter, child.Aborted);
+            // Over when the data direction is: a client that waits for 226 before closing its end must get it.
+            var relay = StreamRelay.RunAsync(clientData, serverData, _cfg.Limits.IdleTimeout, x.Counter, child.Aborted, end);
             Exchange? abor = null;
             while (!relay.IsCompleted)
             {

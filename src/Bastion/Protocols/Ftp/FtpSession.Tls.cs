@@ -31,7 +31,7 @@ public sealed partial class FtpSession
                 if (up.DiscardedBytes > 0) x.Reason = $"{up.DiscardedBytes} bytes sent before the TLS handshake discarded";
                 if (!up.Ok)
                 {
-                    x.Reason = up.Error;
+                    x.Reason = x.Reason is null ? up.Error : $"{x.Reason}; {up.Error}";
                     _endReason = up.Error;
                     return false;
                 }
