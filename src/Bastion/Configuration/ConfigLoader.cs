@@ -297,6 +297,7 @@ public static class ConfigLoader
             ClientTlsRequired = clientTls == "required",
             UpstreamTls = upstreamTls,
             UpstreamCa = S("upstream_ca"),
+            UpstreamCaPos = w.Pos(At("upstream_ca")),
         };
         if (m.TryGetValue("max_line", out var ml)) cfg = cfg with { MaxLine = w.Int(ml.Value, "max_line", 64, 65536) ?? cfg.MaxLine };
         if (m.TryGetValue("data_timeout", out var dt)) cfg = cfg with { DataTimeout = w.Duration(dt.Value, "data_timeout") ?? cfg.DataTimeout };

@@ -127,6 +127,7 @@ public sealed record FtpConfig(string? PassivePorts, string DataMode, SourcePos 
     public string UpstreamTls { get; init; } = "off";
     /// <summary>PEM bundle trusted for the server's certificate besides the system store (`upstream_tls: required`).</summary>
     public string? UpstreamCa { get; init; }
+    public SourcePos UpstreamCaPos { get; init; }
     /// <summary>Longest command line accepted from clients (without CRLF).</summary>
     public int MaxLine { get; init; } = 512;
     /// <summary>Time for a data connection to be opened (by the client, the server or the gateway).</summary>

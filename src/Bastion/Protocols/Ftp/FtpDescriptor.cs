@@ -35,7 +35,7 @@ public sealed class FtpDescriptor : IListenerDescriptor
             if (!File.Exists(root.Resolve(t.Key))) error(t.Pos, $"listener '{l.Name}': cannot read key {root.Resolve(t.Key)}");
         }
         if (f.UpstreamCa is { } ca && !File.Exists(root.Resolve(ca)))
-            error(f.Pos, $"listener '{l.Name}': cannot read upstream_ca {root.Resolve(ca)}");
+            error(f.UpstreamCaPos, $"listener '{l.Name}': cannot read upstream_ca {root.Resolve(ca)}");
     }
 
     public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error) =>
