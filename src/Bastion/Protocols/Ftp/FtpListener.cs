@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Bastion.Configuration;
+using Bastion.Gateway;
 using Bastion.Hosting;
 
 namespace Bastion.Protocols.Ftp;
@@ -22,7 +23,7 @@ public sealed class FtpListener(ListenerContext ctx) : StreamListener(ctx)
         return base.StartAsync(ct);
     }
 
-    protected override Task HandleAsync(ClientConnection conn) => new FtpSession(Ctx, conn, Settings()).RunAsync();
+    protected override Task HandleAsync(ClientConnection conn) => new FtpSession(Ctx, Admission, conn, Settings()).RunAsync();
 
     FtpSettings Settings()
     {

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Bastion.Gateway;
 using Bastion.Hosting;
+using Bastion.Policy;
 
 namespace Bastion.Protocols.Ftp;
 
@@ -203,21 +204,18 @@ public sealed partial class FtpSession
     /// Relays the data while watching the control connection: ABOR stops the transfer at once; any other command
     /// waits until the transfer is over (as it would at a server). Then the server's final reply is relayed.
     /// </summary>
-    async Task RelayAsync(Exchange x, Transport clientData, Transport serverData, RelayEnd end)
+    async Task RelayAsync(Exchange command, Transport clientData, Transport serverData, RelayEnd end)
     {
-        var child = new ClientConnection
-        {
-            Listener = _conn.Listener,
-            Type = _conn.Type,
-            Client = clientData.RemoteEndPoint ?? _conn.Client,
-            Local = clientData.LocalEndPoint,
-            Transport = clientData,
-            Draining = _conn.Draining,
-            User = _conn.User,
-            Target = serverData.RemoteEndPoint?.ToString(),
-        };
-        _conn.AddChild(child);
-        _ctx.Connections.Add(child);
+        // The data connection is a child of the control connection: listed with it, aborted with it. Its record is
+        // the transfer's one log line: the command's decision, bytes, duration and the server's final reply.
+        var child = _admission.RegisterChild(_conn, clientData, clientData.RemoteEndPoint ?? _conn.Client, clientData.LocalEndPoint);
+        child.Target = serverData.RemoteEndPoint?.ToString();
+        var x = child.Record;
+        x.Request = command.Request;
+        x.Upstream = _target?.ToString();
+        x.Tls = clientData.Tls?.SslProtocol.ToString();
+        if (command.Verdict is not null) x.Decide(new Decision(command.Verdict.Value, command.Rule!, command.Reason));
+        _handedOver = true;
         try
         {
             // Over when the data direction is: a client that waits for 226 before closing its end must get it.
@@ -268,8 +266,7 @@ public sealed partial class FtpSession
         }
         finally
         {
-            _conn.RemoveChild(child);
-            _ctx.Connections.Remove(child);
+            _admission.ReleaseChild(child);
         }
     }
 

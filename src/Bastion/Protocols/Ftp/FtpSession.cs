@@ -24,6 +24,8 @@ public sealed partial class FtpSession
     readonly ClientConnection _conn;
     readonly FtpSettings _s;
     readonly ListenerConfig _cfg;
+    readonly Admission _admission;
+    /// <summary>The control connection's record (its closed line, written by the admission when the session ends).</summary>
     readonly Exchange _record;
     /// <summary>The session's life: cancelled when it ends or the connection is aborted (stops a connect still under way).</summary>
     readonly CancellationTokenSource _life;
@@ -46,15 +48,16 @@ public sealed partial class FtpSession
         public bool TellClient { get; } = tellClient;
     }
 
-    public FtpSession(ListenerContext ctx, ClientConnection conn, FtpSettings settings)
+    public FtpSession(ListenerContext ctx, Admission admission, ClientConnection conn, FtpSettings settings)
     {
+        _admission = admission;
         _ctx = ctx;
         _conn = conn;
         _s = settings;
         _cfg = ctx.Config;
         _client = conn.Transport;
         _clientLines = new LineReader(_client.Input, settings.Ftp.MaxLine);
-        _record = ctx.Open(conn, ExchangeKinds.Connection);
+        _record = conn.Record;
         _life = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
     }
 
@@ -88,7 +91,6 @@ public sealed partial class FtpSession
             _record.Request = _target is { } t ? $"FTP {t}" : "FTP";
             _record.Upstream = _target?.ToString();
             _record.Reason = _endReason;
-            _record.Close();
             _life.Dispose();
         }
     }
@@ -216,8 +218,13 @@ public sealed partial class FtpSession
         }
         finally
         {
-            x.Upstream = _target?.ToString();
-            x.Close();
+            // A transfer that got its data connections is logged by the data connection's record instead.
+            if (!_handedOver)
+            {
+                x.Upstream = _target?.ToString();
+                x.Close();
+            }
+            _handedOver = false;
         }
     }
 
@@ -300,6 +307,8 @@ public sealed partial class FtpSession
     }
 
     string? _renameFrom;
+    /// <summary>The current command's exchange became the data connection's record (one line per transfer).</summary>
+    bool _handedOver;
 
     async Task PreLoginLocalAsync(Exchange x, FtpCommandSpec spec, ReadOnlyMemory<byte> line, FtpCommandLine cmd)
     {
