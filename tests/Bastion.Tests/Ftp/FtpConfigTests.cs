@@ -89,7 +89,7 @@ public class FtpConfigTests
                 ftp: { data_mode: active }
             identity: { users: u.htpasswd }
             """ + "\n" + Policy);
-        ConfigFixture.HasError(errors, f.Path, 5, 15, "upstream 'not-a-target' is not host:port");
+        ConfigFixture.HasError(errors, f.Path, 5, 15, "upstream 'not-a-target' is neither host:port nor a group");
         ConfigFixture.HasError(errors, f.Path, 6, 19, "'authenticate' is not supported");
         ConfigFixture.HasError(errors, f.Path, 9, 20, "cannot read upstream_ca");
         ConfigFixture.HasError(errors, f.Path, 14, 10, "the 'ftp:' section is for ftp listeners");

@@ -61,7 +61,10 @@ public sealed class FtpFixture : IAsyncLifetime
             + L("garbage-greeting", $"127.0.0.1:{GarbageGreeting.Port}")
             + L("ports", Plain.Endpoint, ftp: $"{{ passive_ports: {PassivePort}, data_timeout: 5s }}")
             + L("short", Plain.Endpoint, ftp: "{ max_line: 100 }")
+            + L("group", "pair")
             + $$"""
+            upstreams:
+              pair: { targets: ["127.0.0.1:{{Wait.FreePort()}}", "{{Plain.Endpoint}}"], balance: round-robin }
             policies:
               files:
                 default: deny

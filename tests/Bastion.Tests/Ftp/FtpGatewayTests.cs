@@ -141,6 +141,19 @@ public sealed class FtpGatewayTests(FtpFixture f)
     }
 
     [Fact]
+    public async Task An_upstream_group_fails_over_to_a_target_that_answers()
+    {
+        for (int i = 0; i < 3; i++)
+        {
+            var r = await Curl(f.Url("group", "/pub/a.txt"));
+            Assert.True(r.ExitCode == 0, r.ToString());
+            Assert.Equal("hello\n", r.Stdout);
+        }
+        var line = await f.Gateway.WaitForLogAsync(l => l.Str("listener") == "group" && l.Str("event") == "connection");
+        Assert.Equal($"FTP {f.Plain.Endpoint}", line.Str("request"));
+    }
+
+    [Fact]
     public async Task Feat_is_filtered_and_unsupported_commands_are_refused()
     {
         await using var c = await FtpControl.ConnectAsync(f.Port("plain"));
@@ -187,6 +200,39 @@ public sealed class FtpGatewayTests(FtpFixture f)
         r = await Proc.BastionAsync(["explain", "-c", f.Gateway.ConfigPath, "--listener", "named", $"USER bob@127.0.0.1:{f.Tls.Port}"]);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("server not allowed", r.Stdout);
+    }
+
+    [Fact]
+    public async Task Explain_agrees_with_the_live_session()
+    {
+        await using var c = await FtpControl.ConnectAsync(f.Port("plain"));
+        await c.LoginAsync();
+        await using var n = await FtpControl.ConnectAsync(f.Port("named"));
+        // (what the live client sends, what `explain` is given, the log line's request)
+        (FtpControl Client, string Listener, string[] Live, string Explain, string Logged)[] cases =
+        [
+            (c, "plain", ["CWD /ro", "STOR x.txt"], "STOR /ro/x.txt", "STOR /ro/x.txt"),
+            (c, "plain", ["DELE ../pub/a.txt"], "DELE /pub/a.txt", "DELE /pub/a.txt"),
+            (c, "plain", ["SITE CHMOD 600 a.txt"], "SITE CHMOD 600 a.txt", "SITE CHMOD 600 a.txt"),
+            (c, "plain", ["CWD /", "MDTM pub/a.txt"], "MDTM /pub/a.txt", "MDTM /pub/a.txt"),
+            (n, "named", [$"USER bob@127.0.0.1:{f.Tls.Port}"], $"USER bob@127.0.0.1:{f.Tls.Port}", $"USER bob@127.0.0.1:{f.Tls.Port}"),
+            (n, "named", [$"USER alice@127.0.0.1:{f.Plain.Port}"], $"USER alice@127.0.0.1:{f.Plain.Port}", $"USER alice@127.0.0.1:{f.Plain.Port}"),
+        ];
+        var rt = f.Gateway.Host.Current;
+        foreach (var (client, listener, live, explain, logged) in cases)
+        {
+            int before = f.Gateway.LogLines().Count(l => l.Str("request") == logged);
+            foreach (var cmd in live) await client.CommandAsync(cmd);
+            var line = await Wait.ForAsync(() =>
+            {
+                var m = f.Gateway.LogLines().Where(l => l.Str("request") == logged && l.Str("listener") == listener).ToList();
+                return (m.Count > before, m.LastOrDefault());
+            }, TimeSpan.FromSeconds(10), logged);
+            var d = Bastion.Cli.Explain.Judge(rt, rt.Listener(listener)!, explain,
+                new Bastion.Policy.RequestAttributes { Source = System.Net.IPAddress.Loopback, User = line.Str("user") });
+            Assert.True((d.VerdictText, d.RuleName) == (line.Str("verdict"), line.Str("rule")),
+                $"{explain}: explain ({d.VerdictText}, {d.RuleName}), live ({line.Str("verdict")}, {line.Str("rule")})");
+        }
     }
 
     [Fact]

@@ -26,7 +26,7 @@ public static class FtpAttributes
     /// A REQUEST for `explain` (`STOR /pub/f`, `CWD ../x`, `USER bob@10.0.0.5:21`): parsed and resolved as the session
     /// does, against `/` as the working directory.
     /// </summary>
-    public static bool TryExplain(string request, HostPort? fixedServer, RequestAttributes a, out string? error)
+    public static bool TryExplain(string request, HostPort? fixedServer, bool namedMode, RequestAttributes a, out string? error)
     {
         var line = Encoding.UTF8.GetBytes(request);
         if (FtpCommandParser.Parse(line, out var cmd) != FtpParse.Ok)
@@ -47,7 +47,7 @@ public static class FtpAttributes
         }
         else if (spec.HasPath || spec.Verb is FtpVerb.CDUP or FtpVerb.XCUP) path = "/";
         var server = fixedServer;
-        if (spec.Verb == FtpVerb.USER && fixedServer is null)
+        if (spec.Verb == FtpVerb.USER && namedMode)
         {
             if (!FtpUserTarget.TryParse(cmd.Arg(line), out _, out server, out var why))
             {

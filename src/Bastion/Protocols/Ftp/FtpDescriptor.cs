@@ -22,8 +22,8 @@ public sealed class FtpDescriptor : IListenerDescriptor
 
     public void Validate(BastionConfig root, ListenerConfig l, Action<SourcePos, string> error)
     {
-        if (l.Upstream is { } u && !HostPort.TryParse(u, out _))
-            error(l.PosOf("upstream"), $"listener '{l.Name}': upstream '{u}' is not host:port");
+        if (l.Upstream is { } u && !root.Upstreams.ContainsKey(u) && !HostPort.TryParse(u, out _))
+            error(l.PosOf("upstream"), $"listener '{l.Name}': upstream '{u}' is neither host:port nor a group under 'upstreams:'");
         if (l.Authenticate)
             error(l.PosOf("authenticate"), $"listener '{l.Name}': ftp relays the login to the server; 'authenticate' is not supported (use user/group rules)");
         if (!l.Tls.IsEmpty)
@@ -39,9 +39,12 @@ public sealed class FtpDescriptor : IListenerDescriptor
     }
 
     public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error) =>
-        FtpAttributes.TryExplain(request.Trim(), FixedServer(listener), a, out error);
+        FtpAttributes.TryExplain(request.Trim(), FixedServer(listener), listener.Upstream is null, a, out error);
 
-    /// <summary>The configured server, if any (otherwise the client names it at USER).</summary>
+    /// <summary>
+    /// The server the policy sees as `host`/`port` before any command: a fixed `upstream: host:port`. A group's
+    /// target is the gateway's choice, so with a group neither is set; without an upstream, USER names it.
+    /// </summary>
     public static HostPort? FixedServer(ListenerConfig l) => l.Upstream is { } u && HostPort.TryParse(u, out var hp) ? hp : null;
 
     public IGatewayListener Create(ListenerContext ctx) => new FtpListener(ctx);

@@ -23,7 +23,20 @@ public sealed class FtpListener(ListenerContext ctx) : StreamListener(ctx)
         return base.StartAsync(ct);
     }
 
-    protected override Task HandleAsync(ClientConnection conn) => new FtpSession(Ctx, Admission, conn, Settings()).RunAsync();
+    readonly StreamUpstreamsSlot _upstreams = new();
+
+    protected override Task HandleAsync(ClientConnection conn)
+    {
+        var cfg = Ctx.Config;
+        var upstreams = cfg.Upstream is null ? null : _upstreams.For(cfg, Ctx.Runtime.Config);
+        return new FtpSession(Ctx, Admission, conn, Settings(), upstreams).RunAsync();
+    }
+
+    public override async Task StopAsync(CancellationToken drain)
+    {
+        await base.StopAsync(drain).ConfigureAwait(false);
+        _upstreams.Dispose();
+    }
 
     FtpSettings Settings()
     {

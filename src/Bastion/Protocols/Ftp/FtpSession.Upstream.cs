@@ -20,23 +20,45 @@ public sealed partial class FtpSession
     /// <summary>PROT P was accepted by the server: data connections towards it are TLS too.</summary>
     bool _serverProtP;
 
-    void StartConnect(HostPort target)
+    /// <summary>The configured upstream (a fixed server or a group); null when the client names the server.</summary>
+    readonly StreamUpstreams? _upstreams;
+    /// <summary>The group's target this session is on (for least-requests balancing), if any.</summary>
+    UpstreamTarget? _upstreamTarget;
+
+    /// <summary>Starts connecting to <paramref name="named"/> (USER name@host), or to the configured upstream when null.</summary>
+    void StartConnect(HostPort? named)
     {
-        _target = target;
-        _conn.Target = target.ToString();
-        _connecting = ConnectAsync(target);
+        if (named is not null)
+        {
+            _target = named;
+            _conn.Target = named.ToString();
+        }
+        _connecting = ConnectAsync(named);
     }
 
-    async Task ConnectAsync(HostPort target)
+    async Task ConnectAsync(HostPort? named)
     {
-        var r = await Transport.ConnectAsync(target.Host, target.Port, _cfg.Limits.ConnectTimeout, Ct).ConfigureAwait(false);
-        if (!r.Ok) throw new SessionEnd($"Cannot reach the server {target}: {r.Message ?? r.Error.ToString()}");
-        _server = r.Transport!;
+        if (named is not null)
+        {
+            var r = await Transport.ConnectAsync(named.Host, named.Port, _cfg.Limits.ConnectTimeout, Ct).ConfigureAwait(false);
+            if (!r.Ok) throw new SessionEnd($"Cannot reach the server {named}: {r.Message ?? r.Error.ToString()}");
+            _server = r.Transport!;
+        }
+        else
+        {
+            var (transport, target, error) = await _upstreams!.ConnectAsync(_cfg.Limits.ConnectTimeout, Ct).ConfigureAwait(false);
+            if (transport is null) throw new SessionEnd($"Cannot reach the server: {error}");
+            _server = transport;
+            _upstreamTarget = target;
+            target!.Begin();
+            _target = new HostPort(target.Host, target.Port);
+            _conn.Target = _target.ToString();
+        }
         if (_server.Socket is { } s) s.NoDelay = true;
         _serverLines = new LineReader(_server.Input, ServerMaxLine);
         await ReadFinalReplyAsync(forward: false).ConfigureAwait(false);
         if (_reply.Code != 220) throw new SessionEnd($"Server not ready: {_reply.Summary()}");
-        if (_s.UpstreamTls != UpstreamTlsMode.Off) await UpstreamTlsAsync(target).ConfigureAwait(false);
+        if (_s.UpstreamTls != UpstreamTlsMode.Off) await UpstreamTlsAsync(_target!).ConfigureAwait(false);
     }
 
     /// <summary>AUTH TLS, PBSZ 0 and PROT P towards the server (`upstream_tls`).</summary>
@@ -150,5 +172,6 @@ public sealed partial class FtpSession
             { }
         }
         if (_server is { } s) await s.DisposeAsync().ConfigureAwait(false);
+        _upstreamTarget?.End();
     }
 }

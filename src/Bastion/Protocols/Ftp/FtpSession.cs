@@ -48,8 +48,9 @@ public sealed partial class FtpSession
         public bool TellClient { get; } = tellClient;
     }
 
-    public FtpSession(ListenerContext ctx, Admission admission, ClientConnection conn, FtpSettings settings)
+    public FtpSession(ListenerContext ctx, Admission admission, ClientConnection conn, FtpSettings settings, StreamUpstreams? upstreams)
     {
+        _upstreams = upstreams;
         _admission = admission;
         _ctx = ctx;
         _conn = conn;
@@ -70,7 +71,7 @@ public sealed partial class FtpSession
             // ABOR arrives with Telnet "urgent" bytes: keep them in the stream instead of losing them out of band.
             _conn.Socket?.SetSocketOption(System.Net.Sockets.SocketOptionLevel.Socket, System.Net.Sockets.SocketOptionName.OutOfBandInline, true);
             await ReplyAsync(null, 220, "Bastion FTP gateway ready").ConfigureAwait(false);
-            if (FixedUpstream() is { } target) StartConnect(target);
+            if (!NamedMode) StartConnect(null);
             while (await NextCommandAsync().ConfigureAwait(false)) { }
         }
         catch (SessionEnd e)
@@ -185,7 +186,7 @@ public sealed partial class FtpSession
             else if (spec.Verb is FtpVerb.CDUP or FtpVerb.XCUP) path = FtpPath.Parent(_cwd);
 
             HostPort? named = null;
-            if (spec.Verb == FtpVerb.USER && FixedUpstream() is null)
+            if (spec.Verb == FtpVerb.USER && NamedMode)
             {
                 if (!FtpUserTarget.TryParse(cmd.Arg(lineMemory.Span), out var name, out named, out var why))
                 {
@@ -235,7 +236,7 @@ public sealed partial class FtpSession
         a.Reset();
         a.Source = _conn.Client.Address;
         a.User = _phase == Phase.LoggedIn ? _conn.User : null;
-        FtpAttributes.Fill(a, spec, path, named ?? _target ?? FixedUpstream());
+        FtpAttributes.Fill(a, spec, path, named ?? (NamedMode ? _target : FtpDescriptor.FixedServer(_cfg)));
         return Descriptor.Decide(_ctx.Policy, a);
     }
 
@@ -502,7 +503,8 @@ public sealed partial class FtpSession
         _record.AddOut(bytes.Length);
     }
 
-    HostPort? FixedUpstream() => FtpDescriptor.FixedServer(_cfg);
+    /// <summary>No `upstream:` configured: the client names the server at USER.</summary>
+    bool NamedMode => _cfg.Upstream is null;
 
     static readonly Gateway.IListenerDescriptor Descriptor = new FtpDescriptor();
 }
