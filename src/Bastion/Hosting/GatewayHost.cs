@@ -207,15 +207,13 @@ public sealed class GatewayHost : IAsyncDisposable
     {
         if (hp.Port == 0) return null;
         IPEndPoint ep;
-        try { ep = hp.ToIPEndPoint() ?? new IPEndPoint(Dns.GetHostAddresses(hp.Host).First(), hp.Port); }
-        catch (Exception e) when (e is SocketException or InvalidOperationException) { return e.Message; }
+        try { ep = ListenSockets.EndPoint(hp); }
+        catch (InvalidOperationException e) { return e.Message; }
         // An address we hold now is freed by the reconcile before it is bound again.
         if (held.Any(h => h.Port == ep.Port)) return null;
-        using var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            ListenSockets.AllowRebind(s);
-            s.Bind(ep);
+            ListenSockets.Open(ep, backlog: 0).Dispose();
             return null;
         }
         catch (SocketException e) { return e.Message; }

@@ -191,7 +191,8 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
     PatternCondition Patterns(ConditionSpec s, string attr, Func<RequestAttributes, string?> get, bool pathAware, bool ignoreCase, bool response = false) =>
         new([.. s.Values.Select(v => Pattern(v, pathAware, ignoreCase)).OfType<StringPattern>()], attr, get, response);
 
-    HostMatcher CompileHosts(ImmutableArray<ValueSpec> values)
+    /// <summary>Host patterns as `host` and `sni` conditions take them (also used by tls_inspection's lists).</summary>
+    public HostMatcher CompileHosts(ImmutableArray<ValueSpec> values)
     {
         var exact = new List<string>();
         var parents = new List<string>();

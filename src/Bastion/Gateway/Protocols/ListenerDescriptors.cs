@@ -15,6 +15,7 @@ public static class ListenerDescriptors
         new Protocols.Socks5.Socks5Descriptor(),
         new Protocols.Tcp.TcpDescriptor(),
         new Protocols.Ftp.FtpDescriptor(),
+        new Protocols.Smtp.SmtpDescriptor(),
     ];
 
     public static IListenerDescriptor? Find(ListenerType type)

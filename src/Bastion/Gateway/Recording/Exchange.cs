@@ -49,6 +49,8 @@ public sealed class Exchange
     public string? Upstream { get; set; }
     /// <summary>The TLS state worth logging (protocol version, SNI), when any.</summary>
     public string? Tls { get; set; }
+    /// <summary>The TLS server name the client sent (inspected or peeked CONNECT tunnels).</summary>
+    public string? Sni { get; set; }
     public string? Reason { get; set; }
     public Verdict? Verdict { get; private set; }
     public string? Rule { get; private set; }
@@ -143,6 +145,7 @@ public sealed class Exchange
             Status = Status,
             Upstream = Upstream,
             Tls = Tls,
+            Sni = Sni,
             BytesIn = BytesIn,
             BytesOut = BytesOut,
             DurationMs = Elapsed.TotalMilliseconds,

@@ -11,17 +11,20 @@ using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Gateway;
 using Bastion.Protocols.Http;
+using Bastion.Protocols.Http.Inspection;
 
 namespace Bastion.Protocols.HttpProxy;
 
 /// <summary>
 /// One client connection to the forward proxy, as a loop of exchanges: read head → check framing → identify →
 /// decide → forward (or tunnel for CONNECT) → judge the response → write it → log. Keep-alive on both sides;
-/// bodies stream in constant memory.
+/// bodies stream in constant memory. The same session runs inside an inspected CONNECT tunnel, over the decrypted
+/// stream (<paramref name="tunnelTransport"/>), with <paramref name="tunnel"/> naming the origin its requests go to.
 /// </summary>
-sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream)
+sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream,
+    ForwardInspection? inspection = null, InspectedOrigin? tunnel = null, Transport? tunnelTransport = null)
 {
-    const string ViaValue = "1.1 bastion";
+    const string ViaValue = ForwardHeaders.ViaValue;
     readonly RequestHead _head = new();
     readonly RequestAttributes _attrs = new();
     PipeReader _in = null!;
@@ -38,8 +41,10 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
 
     public async Task RunAsync()
     {
-        _in = conn.Transport.Input;
-        _out = conn.Transport.Output;
+        var transport = tunnelTransport ?? conn.Transport;
+        _in = transport.Input;
+        _out = transport.Output;
+        if (tunnel is not null) _user = conn.User;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
         // A stopping gateway closes connections that wait for their next request; busy ones finish first.
         using var drain = conn.Draining.Register(static s =>
@@ -65,7 +70,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         {
             _exchangeTimeout?.Dispose();
             try { await _out.FlushAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException or InvalidOperationException) { }
-            conn.Record.Request = exchanges == 1 && _x?.Request is { } only ? only : $"{exchanges} requests";
+            // Inside a tunnel, the CONNECT's session names the connection.
+            if (tunnel is null) conn.Record.Request = exchanges == 1 && _x?.Request is { } only ? only : $"{exchanges} requests";
         }
     }
 
@@ -135,6 +141,11 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     void BeginExchange()
     {
         _x = ctx.Open(conn, ExchangeKinds.Request);
+        if (tunnel is not null)
+        {
+            _x.Tls = "inspected";
+            _x.Sni = tunnel.Sni;
+        }
         _decision = default;
     }
 
@@ -157,13 +168,21 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         _attrs.Source = conn.Client.Address;
         _attrs.Headers = h;
         bool connect = h.Method == "CONNECT";
-        if (!HttpAttributes.TryProxyTarget(_attrs, h.Method, h.Target, out var uri, out var targetError))
+        Uri? uri;
+        if (tunnel is not null)
+        {
+            // Inside an inspected tunnel: origin-form, judged as https://name/path with the tunnel's name as host.
+            if (!TunnelTarget.TryRequest(_attrs, tunnel, h.Method, h.Target, h.Get("Host"), out uri, out var status, out var why))
+                return await RejectAsync(status, why!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+            _x.Request = $"{h.Method} {uri}";
+        }
+        else if (!HttpAttributes.TryProxyTarget(_attrs, h.Method, h.Target, out uri, out var targetError))
             return await RejectAsync(400, targetError!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
         _attrs.Size = chunked ? -1 : contentLength;
 
-        // Identify.
+        // Identify (inside a tunnel, the CONNECT did).
         var config = ctx.Config;
-        if (config.Authenticate)
+        if (config.Authenticate && tunnel is null)
         {
             var auth = await HttpDecisions.AuthenticateAsync(ctx, h.Get("Proxy-Authorization"), conn.Aborted).ConfigureAwait(false);
             if (!auth.Ok)
@@ -175,12 +194,19 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         // Decide.
         _decision = HttpDecisions.Decide(ctx.Policy, _attrs);
         if (!_decision.Allowed)
+        {
+            // A rule on `sni` may still allow it once the ClientHello is read.
+            if (connect && inspection is not null && TunnelInspection.SniMayAllow(ctx.Policy, _decision))
+                return await TunnelAsync(config.Limits, provisional: true).ConfigureAwait(false);
             return await RejectAsync(403, _decision.Reason ?? "denied by policy", _decision.RuleName, close: hasBody || !_keepAlive, verdict: Verdict.Deny).ConfigureAwait(false);
+        }
 
         if (hasBody && !chunked && contentLength > config.Limits.MaxRequestBody)
             return await RejectAsync(413, $"request body of {contentLength} bytes is over the limit of {config.Limits.MaxRequestBody}", PseudoRules.MaxRequestBody, close: true).ConfigureAwait(false);
 
         if (connect) return await TunnelAsync(config.Limits).ConfigureAwait(false);
+        if (tunnel?.Failure is { } failure)
+            return await RejectAsync(502, failure, _decision.RuleName, close: hasBody, verdict: Verdict.Allow).ConfigureAwait(false);
 
         // Max-Forwards (RFC 9110 §7.6.2): at zero the proxy answers OPTIONS and TRACE itself.
         if (h.Method is "OPTIONS" or "TRACE" && h.Get("Max-Forwards") is { } mf && long.TryParse(mf, out var maxForwards) && maxForwards <= 0)
@@ -192,7 +218,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     async Task<bool> ForwardAsync(Uri uri, bool hasBody, bool chunked, long contentLength, Limits limits)
     {
         var h = _head;
-        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), uri)
+        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), tunnel is null ? uri : tunnel.UpstreamUri(uri.PathAndQuery))
         {
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
@@ -209,7 +235,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 };
             request.Content = new StreamedBodyContent(body, chunked ? null : contentLength);
         }
-        CopyRequestHeaders(h, request);
+        ForwardHeaders.CopyRequestHeaders(h, request);
 
         // One timeout source per connection, reset per exchange (a cancelled one is replaced).
         if (_exchangeTimeout is null || !_exchangeTimeout.TryReset())
@@ -295,31 +321,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         if (closeDelimited) _keepAlive = false;
         if (body is not null && !body.Complete) _keepAlive = false;
 
-        ResponseHeadWriter.StatusLine(_out, status, response.ReasonPhrase);
-        var connectionTokens = ConnectionTokens(response);
-        bool viaWritten = false;
-        foreach (var (name, values) in response.Headers.NonValidated)
-        {
-            if (IsHopByHop(name) || connectionTokens?.Contains(name) == true) continue;
-            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase))
-            {
-                ResponseHeadWriter.Header(_out, "Via", $"{values}, {ViaValue}");
-                viaWritten = true;
-                continue;
-            }
-            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
-        }
-        foreach (var (name, values) in content.Headers.NonValidated)
-        {
-            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
-            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
-        }
-        if (!viaWritten) ResponseHeadWriter.Header(_out, "Via", ViaValue);
-        if (length is { } len && (!noBody || _head.Method == "HEAD" || status == 304)) ResponseHeadWriter.Header(_out, "Content-Length", len);
-        if (chunkedOut) ResponseHeadWriter.Header(_out, "Transfer-Encoding", "chunked");
-        if (!_keepAlive) ResponseHeadWriter.Header(_out, "Connection", "close");
-        else if (_head.MinorVersion == 0) ResponseHeadWriter.Header(_out, "Connection", "keep-alive");
-        ResponseHeadWriter.EndHead(_out);
+        WriteResponseHead(response, status, length, noBody, chunkedOut);
         _x!.Status = status;
 
         long written = 0;
@@ -371,6 +373,37 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         return _keepAlive;
     }
 
+    /// <summary>The response head as the client gets it: hop-by-hop headers dropped, Via added, framing for this client.</summary>
+    void WriteResponseHead(HttpResponseMessage response, int status, long? length, bool noBody, bool chunkedOut)
+    {
+        var content = response.Content;
+        ResponseHeadWriter.StatusLine(_out, status, response.ReasonPhrase);
+        var connectionTokens = ForwardHeaders.ConnectionTokens(response);
+        bool viaWritten = false;
+        foreach (var (name, values) in response.Headers.NonValidated)
+        {
+            if (HttpHeaderRules.IsHopByHop(name) || connectionTokens?.Contains(name) == true) continue;
+            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase))
+            {
+                ResponseHeadWriter.Header(_out, "Via", $"{values}, {ViaValue}");
+                viaWritten = true;
+                continue;
+            }
+            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
+        }
+        foreach (var (name, values) in content.Headers.NonValidated)
+        {
+            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
+            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
+        }
+        if (!viaWritten) ResponseHeadWriter.Header(_out, "Via", ViaValue);
+        if (length is { } len && (!noBody || _head.Method == "HEAD" || status == 304)) ResponseHeadWriter.Header(_out, "Content-Length", len);
+        if (chunkedOut) ResponseHeadWriter.Header(_out, "Transfer-Encoding", "chunked");
+        if (!_keepAlive) ResponseHeadWriter.Header(_out, "Connection", "close");
+        else if (_head.MinorVersion == 0) ResponseHeadWriter.Header(_out, "Connection", "keep-alive");
+        ResponseHeadWriter.EndHead(_out);
+    }
+
     RequestAttributes SizeSoFar(long written)
     {
         _attrs.Size = written;
@@ -390,56 +423,6 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         frame[9] = (byte)'\n';
         frame[ChunkPrefix + n] = (byte)'\r';
         frame[ChunkPrefix + n + 1] = (byte)'\n';
-    }
-
-    static HashSet<string>? ConnectionTokens(HttpResponseMessage response)
-    {
-        if (!response.Headers.NonValidated.TryGetValues("Connection", out var values)) return null;
-        var set = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-        foreach (var v in values)
-            foreach (var t in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                set.Add(t);
-        return set;
-    }
-
-    /// <summary>RFC 9110 §7.6.1 and SPEC 3: these never cross the proxy.</summary>
-    static bool IsHopByHop(string name) =>
-        name.Equals("Connection", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Proxy-Connection", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Keep-Alive", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("TE", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Trailer", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Upgrade", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Proxy-Authenticate", StringComparison.OrdinalIgnoreCase);
-
-    static void CopyRequestHeaders(RequestHead h, HttpRequestMessage request)
-    {
-        HashSet<string>? named = null;
-        foreach (var (k, v) in h.Headers)
-        {
-            if (!k.Equals("Connection", StringComparison.OrdinalIgnoreCase) && !k.Equals("Proxy-Connection", StringComparison.OrdinalIgnoreCase)) continue;
-            foreach (var t in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                (named ??= new(StringComparer.OrdinalIgnoreCase)).Add(t);
-        }
-        string? via = null;
-        foreach (var (name, value) in h.Headers)
-        {
-            if (IsHopByHop(name) || named?.Contains(name) == true) continue;
-            if (name.Equals("Host", StringComparison.OrdinalIgnoreCase)) continue;   // the target's authority wins (RFC 9112 §3.2.2)
-            if (name.Equals("Expect", StringComparison.OrdinalIgnoreCase)) continue; // answered by the proxy itself
-            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
-            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase)) { via = via is null ? value : $"{via}, {value}"; continue; }
-            if (name.Equals("Max-Forwards", StringComparison.OrdinalIgnoreCase) && long.TryParse(value, out var mf) && h.Method is "OPTIONS" or "TRACE")
-            {
-                request.Headers.TryAddWithoutValidation(name, (mf - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                continue;
-            }
-            if (!request.Headers.TryAddWithoutValidation(name, value))
-                request.Content?.Headers.TryAddWithoutValidation(name, value);
-        }
-        request.Headers.TryAddWithoutValidation("Via", via is null ? ViaValue : $"{via}, {ViaValue}");
     }
 
     async Task<bool> AnswerMaxForwardsAsync()
@@ -475,35 +458,61 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         return _keepAlive;
     }
 
-    async Task<bool> TunnelAsync(Limits limits)
+    /// <param name="provisional">
+    /// The CONNECT was denied, but a rule on `sni` may allow it once the ClientHello is read: the tunnel is opened
+    /// towards the client only, and the origin is connected after the policy has seen the server name.
+    /// </param>
+    async Task<bool> TunnelAsync(Limits limits, bool provisional = false)
     {
         var host = _attrs.Host!;
         var port = _attrs.Port;
-        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        if (addresses.Length == 0)
+        Transport? up = null;
+        if (!provisional)
         {
-            return dnsError == SocketError.TimedOut
-                ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false)
-                : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            var (connected, status, why) = await ConnectUpstreamAsync(host, port, limits).ConfigureAwait(false);
+            if (connected is null) return await RejectAsync(status, why!, _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            up = connected;
         }
-        var connected = await Transport.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        if (!connected.Ok)
-        {
-            if (connected.Error == SocketError.TimedOut)
-                return await RejectAsync(504, $"connecting to {host}:{port} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
-            var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
-            return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
-        }
-        await using var up = connected.Transport!;
+        await using var upstreamTransport = up;
         conn.Target = _x!.Upstream = $"{host}:{port}";
         ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
         await FlushAsync().ConfigureAwait(false);
+
+        // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel.
+        if (inspection is not null && (provisional || ctx.Runtime.Inspection.ContainsKey(ctx.Name) || TunnelInspection.AsksSni(ctx.Policy)))
+        {
+            var reason = await new TunnelInspection(ctx, conn, inspection)
+                .RunAsync(up, () => ConnectUpstreamAsync(host, port, limits), _attrs, _decision, limits, LogConnect).ConfigureAwait(false);
+            if (reason is not null) conn.Record.Reason = reason;
+            return false;
+        }
         LogExchange(200, _decision.RuleName, _decision.Reason, Verdict.Allow);
 
         // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first: the relay
         // takes them from the pipe. Tunnel bytes count towards the connection (its closed line), not the CONNECT line.
-        await StreamRelay.RunAsync(conn.Transport, up, limits.IdleTimeout, conn.Record.Counter, conn.Aborted).ConfigureAwait(false);
+        await StreamRelay.RunAsync(conn.Transport, up!, limits.IdleTimeout, conn.Record.Counter, conn.Aborted).ConfigureAwait(false);
         return false;
+    }
+
+    /// <summary>Resolves and connects to a CONNECT target: the transport, or the status (502, 504) and why not.</summary>
+    async Task<(Transport? Transport, int Status, string? Reason)> ConnectUpstreamAsync(string host, int port, Limits limits)
+    {
+        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (addresses.Length == 0)
+            return dnsError == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
+        var connected = await Transport.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (connected.Ok) return (connected.Transport, 200, null);
+        if (connected.Error == SocketError.TimedOut) return (null, 504, $"connecting to {host}:{port} timed out");
+        var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
+        return (null, 502, $"cannot connect to {host}:{port}: {why}");
+    }
+
+    /// <summary>The CONNECT line, written once the tunnel's fate (spliced, inspected, refused) is known.</summary>
+    void LogConnect(int status, string rule, string? reason, Verdict verdict, string tls, string? sni)
+    {
+        _x!.Tls = tls;
+        _x.Sni = sni;
+        LogExchange(status, rule, reason, verdict);
     }
 
     /// <summary>Answers with the gateway's own page (403, 407, 4xx, 5xx), logs it, and says whether to keep going.</summary>
