@@ -1,5 +1,6 @@
 using System.Net;
 using Bastion.Configuration;
+using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
 
@@ -44,7 +45,9 @@ public static class Explain
         }
         else a.Source = IPAddress.Loopback;
         a.User = user;
-        if (!Parse(listener.Type, request, a, out var error)) throw new Commands.UsageException(error!);
+        var descriptor = ListenerDescriptors.Find(listener.Type) ?? throw new Commands.UsageException(
+            $"listener '{name}' is of type {ListenerTypes.Name(listener.Type)}, which this version of bastion does not build");
+        if (!descriptor.TryExplain(request, listener, rt, a, out var error)) throw new Commands.UsageException(error!);
         if (headers.Count > 0)
         {
             var map = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
@@ -66,15 +69,15 @@ public static class Explain
         if (size is not null && !Units.TryParseSize(size, out sizeValue))
             throw new Commands.UsageException($"--size '{size}' is not a size");
         Decision d;
-        if (listener.Type == ListenerType.Smtp)
+        if (!descriptor.HasResponsePhase)
         {
-            // smtp decides once per command; `size` is the message's own (SPEC 2.1).
+            // Decided once per command, `size` being the request's own (smtp: the message, SPEC 2.1).
             a.Size = sizeValue;
-            d = policy.EvaluateAll(a, trace);
+            d = descriptor.Decide(policy, a, trace);
         }
         else
         {
-            d = policy.Evaluate(a, trace);
+            d = descriptor.Decide(policy, a, trace);
             if (d.Allowed && (contentType is not null || size is not null))
             {
                 a.ContentType = contentType;
@@ -88,54 +91,34 @@ public static class Explain
         Console.WriteLine($"verdict: {d.VerdictText} (rule {d.RuleName}{(d.Reason is null ? "" : $": {d.Reason}")})");
         return d.Allowed ? Commands.ExitOk : Commands.ExitDeny;
     }
+}
 
-    /// <summary>Fills the attributes a listener of this type would supply for the request text.</summary>
-    public static bool Parse(ListenerType type, string request, RequestAttributes a, out string? error)
+/// <summary>REQUEST texts shared by listener types that speak HTTP.</summary>
+public static class ExplainText
+{
+    /// <summary>`METHOD URL` or `CONNECT host:port`.</summary>
+    public static bool TryHttp(string request, RequestAttributes a, out string? error)
     {
         error = null;
         var parts = request.Trim().Split(' ', 2, StringSplitOptions.RemoveEmptyEntries);
-        switch (type)
+        if (parts.Length != 2) { error = "an HTTP request is 'METHOD URL' (or 'CONNECT host:port')"; return false; }
+        a.Method = parts[0].ToUpperInvariant();
+        if (a.Method == "CONNECT")
         {
-            case ListenerType.HttpProxy or ListenerType.HttpReverse:
-                if (parts.Length != 2) { error = "an HTTP request is 'METHOD URL' (or 'CONNECT host:port')"; return false; }
-                a.Method = parts[0].ToUpperInvariant();
-                if (a.Method == "CONNECT")
-                {
-                    if (!HostPort.TryParse(parts[1], out var hp)) { error = $"'{parts[1]}' is not host:port"; return false; }
-                    a.Host = hp!.Host;
-                    a.Port = hp.Port;
-                    return true;
-                }
-                if (!Uri.TryCreate(parts[1], UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
-                {
-                    error = $"'{parts[1]}' is not an absolute http(s) URL";
-                    return false;
-                }
-                a.Host = u.IdnHost;
-                a.Port = u.Port;
-                a.Path = u.AbsolutePath;
-                a.Url = u.GetComponents(UriComponents.HttpRequestUrl, UriFormat.UriEscaped);
-                return true;
-            case ListenerType.Socks5 or ListenerType.Tcp:
-                if (!HostPort.TryParse(request.Trim(), out var t)) { error = $"'{request}' is not host:port"; return false; }
-                if (type == ListenerType.Socks5) a.Host = t!.Host;
-                a.Port = t!.Port;
-                return true;
-            case ListenerType.Ftp:
-                a.Command = parts[0].ToUpperInvariant();
-                if (parts.Length == 2) a.Path = parts[1];
-                return true;
-            case ListenerType.Smtp:
-                var verb = parts[0].ToUpperInvariant();
-                a.Command = verb;
-                var arg = parts.Length == 2 ? parts[1] : "";
-                int colon = arg.IndexOf(':');
-                var addr = colon >= 0 ? arg[(colon + 1)..].Trim().Trim('<', '>') : arg.Trim('<', '>');
-                if (verb == "MAIL") a.MailFrom = addr;
-                else if (verb == "RCPT") a.RcptTo = [addr];
-                return true;
+            if (!HostPort.TryParse(parts[1], out var hp)) { error = $"'{parts[1]}' is not host:port"; return false; }
+            a.Host = hp!.Host;
+            a.Port = hp.Port;
+            return true;
         }
-        error = "unsupported listener type";
-        return false;
+        if (!Uri.TryCreate(parts[1], UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
+        {
+            error = $"'{parts[1]}' is not an absolute http(s) URL";
+            return false;
+        }
+        a.Host = u.IdnHost;
+        a.Port = u.Port;
+        a.Path = u.AbsolutePath;
+        a.Url = u.GetComponents(UriComponents.HttpRequestUrl, UriFormat.UriEscaped);
+        return true;
     }
 }
