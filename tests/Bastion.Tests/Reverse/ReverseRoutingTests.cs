@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Bastion.Gateway;
 using Bastion.Protocols.HttpReverse;
 using Bastion.Tests.Infrastructure;
 
@@ -167,7 +168,7 @@ public class ReverseRoutingTests
         await gw.WaitForLogAsync(l => l.Str("client") == "203.0.113.7:5555" && l.Num("status") == 200);
 
         // v2 too; and a trusted front that sends no header is refused.
-        var v2 = Bastion.Hosting.ProxyProtocol.BuildV2(new(System.Net.IPAddress.Parse("203.0.113.8"), 6000), new(System.Net.IPAddress.Loopback, port));
+        var v2 = Bastion.Gateway.ProxyProtocol.BuildV2(new(System.Net.IPAddress.Parse("203.0.113.8"), 6000), new(System.Net.IPAddress.Loopback, port));
         var ok2 = await Raw.ExchangeAsync(port, System.Text.Encoding.Latin1.GetString(v2) + "GET /100b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         Assert.StartsWith("HTTP/1.1 200", ok2);
         var bad = await Raw.ExchangeAsync(port, "GET /100b HTTP/1.1\r\nHost: x\r\n\r\n");

@@ -112,7 +112,12 @@ public sealed class Exchange
     /// <summary>A cached delegate for <see cref="AddBytes"/>, to hand to a relay.</summary>
     public Action<long, long> Counter => _counter ??= AddBytes;
 
-    /// <summary>The upstream's response head arrived: upstream latency is measured from the exchange's start.</summary>
+    long _sentAt;
+
+    /// <summary>The request went upstream now (else upstream latency is measured from the exchange's start).</summary>
+    public void UpstreamSent() => _sentAt = Stopwatch.GetTimestamp();
+
+    /// <summary>The upstream's response head arrived: upstream latency is observed when the exchange closes.</summary>
     public void ResponseStarted() => _responseAt = Stopwatch.GetTimestamp();
 
     public TimeSpan Elapsed => Kind == ExchangeKinds.Connection && Connection is { } c ? c.Age : Stopwatch.GetElapsedTime(_start);
@@ -121,7 +126,7 @@ public sealed class Exchange
     public void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0) return;
-        if (_responseAt != 0) _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(_start, _responseAt));
+        if (_responseAt != 0) _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(_sentAt != 0 ? _sentAt : _start, _responseAt));
         _ctx.Record(new AccessEvent
         {
             Event = Kind,

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
 

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
+using Bastion.Gateway;
 using Bastion.Hosting;
 
 namespace Bastion.Protocols.HttpProxy;

@@ -10,6 +10,7 @@ using Bastion.Identity;
 using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Gateway;
+using Bastion.Protocols.Http;
 
 namespace Bastion.Protocols.HttpProxy;
 
@@ -30,21 +31,15 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     CancellationTokenSource? _headTimeout;
     CancellationTokenSource? _exchangeTimeout;
 
-    // Per exchange.
-    string _requestId = "";
-    long _start;
-    int _status;
-    long _bytesIn, _bytesOut;
+    // Per exchange: its record (request, status, bytes, verdict: the access-log line), keep-alive and decision.
+    Exchange? _x;
     bool _keepAlive;
     Decision _decision;
-    string? _requestText;
 
     public async Task RunAsync()
     {
-        var socket = conn.Socket!;
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
-        _in = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true));
-        _out = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        _in = conn.Transport.Input;
+        _out = conn.Transport.Output;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
         // A stopping gateway closes connections that wait for their next request; busy ones finish first.
         using var drain = conn.Draining.Register(static s =>
@@ -69,8 +64,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         finally
         {
             _exchangeTimeout?.Dispose();
-            try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
-            ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests");
+            try { await _out.FlushAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException or InvalidOperationException) { }
+            conn.Record.Request = exchanges == 1 && _x?.Request is { } only ? only : $"{exchanges} requests";
         }
     }
 
@@ -105,14 +100,14 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 if (status == ParseStatus.Done)
                 {
                     _in.AdvanceTo(consumed);
-                    _bytesIn += _head.HeadLength;
+                    _x!.AddIn(_head.HeadLength);
                     return true;
                 }
                 if (status == ParseStatus.Error)
                 {
                     _in.AdvanceTo(buf.End);
-                    _requestText = "(malformed request)";
-                    await RejectAsync(error.Status, error.Reason, "protocol", close: true).ConfigureAwait(false);
+                    _x!.Request = "(malformed request)";
+                    await RejectAsync(error.Status, error.Reason, PseudoRules.Protocol, close: true).ConfigureAwait(false);
                     return false;
                 }
                 _in.AdvanceTo(buf.Start, buf.End);
@@ -120,8 +115,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 {
                     if (!buf.IsEmpty)
                     {
-                        _requestText = "(incomplete request)";
-                        LogExchange(400, "protocol", "connection closed in the middle of a request head", Verdict.Deny);
+                        _x!.Request = "(incomplete request)";
+                        LogExchange(400, PseudoRules.Protocol, "connection closed in the middle of a request head", Verdict.Deny);
                     }
                     return false;
                 }
@@ -131,19 +126,15 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         {
             if (!started) return false;
             // Slow or stalled head (slowloris): answer 408 and close.
-            _requestText = "(request head timeout)";
-            await RejectAsync(408, "request head not received in time", "limits.header_timeout", close: true).ConfigureAwait(false);
+            _x!.Request = "(request head timeout)";
+            await RejectAsync(408, "request head not received in time", PseudoRules.HeaderTimeout, close: true).ConfigureAwait(false);
             return false;
         }
     }
 
     void BeginExchange()
     {
-        _requestId = Ids.Next();
-        _start = Stopwatch.GetTimestamp();
-        _status = 0;
-        _bytesIn = _bytesOut = 0;
-        _requestText = null;
+        _x = ctx.Open(conn, ExchangeKinds.Request);
         _decision = default;
     }
 
@@ -152,69 +143,42 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     {
         timeout.TryReset();
         var h = _head;
-        _requestText = $"{h.Method} {h.Target}";
+        _x!.Request = $"{h.Method} {h.Target}";
         _keepAlive = h.MinorVersion == 1 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
 
         // Framing (RFC 9112 §6): anything ambiguous is refused and the connection closed.
         if (RequestFraming.Check(h, out long contentLength, out bool chunked) is { } framingError)
-            return await RejectAsync(framingError.Status, framingError.Reason, "protocol", close: true).ConfigureAwait(false);
+            return await RejectAsync(framingError.Status, framingError.Reason, PseudoRules.Protocol, close: true).ConfigureAwait(false);
         bool hasBody = chunked || contentLength > 0;
-        if (h.Count("Host") > 1) return await RejectAsync(400, "more than one Host header", "protocol", close: true).ConfigureAwait(false);
+        if (h.Count("Host") > 1) return await RejectAsync(400, "more than one Host header", PseudoRules.Protocol, close: true).ConfigureAwait(false);
 
         // The target: authority-form for CONNECT, absolute-form for everything else.
         _attrs.ResetRequest();
         _attrs.Source = conn.Client.Address;
-        _attrs.Method = h.Method;
         _attrs.Headers = h;
-        Uri? uri = null;
         bool connect = h.Method == "CONNECT";
-        if (connect)
-        {
-            if (!HostPort.TryParse(h.Target, out var hp) || hp!.Port == 0)
-                return await RejectAsync(400, "CONNECT needs host:port", "protocol", close: true).ConfigureAwait(false);
-            _attrs.Host = hp.Host;
-            _attrs.Port = hp.Port;
-        }
-        else
-        {
-            if (!Uri.TryCreate(h.Target, UriKind.Absolute, out uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.Host.Length == 0)
-            {
-                var why = h.Target.StartsWith('/')
-                    ? "this is a forward proxy: the request target must be an absolute URL (http://host/path)"
-                    : "unsupported or malformed request target";
-                return await RejectAsync(400, why, "protocol", close: true).ConfigureAwait(false);
-            }
-            _attrs.Host = uri.IdnHost;
-            _attrs.Port = uri.Port;
-            _attrs.Path = uri.AbsolutePath;
-            _attrs.Url = h.Target;
-        }
+        if (!HttpAttributes.TryProxyTarget(_attrs, h.Method, h.Target, out var uri, out var targetError))
+            return await RejectAsync(400, targetError!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
         _attrs.Size = chunked ? -1 : contentLength;
 
         // Identify.
         var config = ctx.Config;
         if (config.Authenticate)
         {
-            if (!IdentityStore.TryParseBasic(h.Get("Proxy-Authorization"), out var user, out var password)
-                || !await ctx.Runtime.Identity.VerifyAsync(user, password, conn.Aborted).ConfigureAwait(false))
-            {
-                if (h.Get("Proxy-Authorization") is not null) ctx.Metrics.AuthFailure(ctx.Name);
-                return await RejectAsync(407, "proxy authentication required", "authenticate", close: hasBody || !_keepAlive).ConfigureAwait(false);
-            }
-            _user = conn.User = user;
+            var auth = await HttpDecisions.AuthenticateAsync(ctx, h.Get("Proxy-Authorization"), conn.Aborted).ConfigureAwait(false);
+            if (!auth.Ok)
+                return await RejectAsync(407, "proxy authentication required", PseudoRules.Authenticate, close: hasBody || !_keepAlive).ConfigureAwait(false);
+            _user = conn.User = auth.User;
         }
         _attrs.User = _user;
 
         // Decide.
-        var policy = ctx.Policy;
-        _decision = policy.Evaluate(_attrs);
-        if (_decision.Allowed && h.Method == "TRACE" && !AllowsExplicitly(policy, "TRACE"))
-            _decision = Decision.Deny(_decision.RuleName, "TRACE is denied unless a rule names it");
+        _decision = HttpDecisions.Decide(ctx.Policy, _attrs);
         if (!_decision.Allowed)
             return await RejectAsync(403, _decision.Reason ?? "denied by policy", _decision.RuleName, close: hasBody || !_keepAlive, verdict: Verdict.Deny).ConfigureAwait(false);
 
         if (hasBody && !chunked && contentLength > config.Limits.MaxRequestBody)
-            return await RejectAsync(413, $"request body of {contentLength} bytes is over the limit of {config.Limits.MaxRequestBody}", "limits.max_request_body", close: true).ConfigureAwait(false);
+            return await RejectAsync(413, $"request body of {contentLength} bytes is over the limit of {config.Limits.MaxRequestBody}", PseudoRules.MaxRequestBody, close: true).ConfigureAwait(false);
 
         if (connect) return await TunnelAsync(config.Limits).ConfigureAwait(false);
 
@@ -223,14 +187,6 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             return await AnswerMaxForwardsAsync().ConfigureAwait(false);
 
         return await ForwardAsync(uri!, hasBody, chunked, contentLength, config.Limits).ConfigureAwait(false);
-    }
-
-    static bool AllowsExplicitly(CompiledPolicy policy, string method)
-    {
-        foreach (var r in policy.RequestRules)
-            foreach (var c in r.Conditions)
-                if (c.Attribute == "method" && c.Describe().Contains(method, StringComparison.Ordinal)) return true;
-        return false;
     }
 
     async Task<bool> ForwardAsync(Uri uri, bool hasBody, bool chunked, long contentLength, Limits limits)
@@ -264,7 +220,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         var cts = _exchangeTimeout;
         cts.CancelAfter(limits.ResponseTimeout);
         HttpResponseMessage response;
-        var sent = Stopwatch.GetTimestamp();
+        _x!.Upstream = uri.Authority;
+        _x.UpstreamSent();
         try
         {
             response = await upstream.SendAsync(request, cts.Token).ConfigureAwait(false);
@@ -272,7 +229,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         catch (Exception e) when (body?.Failure is { } f)
         {
             _ = e;
-            return await RejectAsync(f.Status, f.Message, f.Status == 413 ? "limits.max_request_body" : "protocol", close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await RejectAsync(f.Status, f.Message, f.Status == 413 ? PseudoRules.MaxRequestBody : PseudoRules.Protocol, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!conn.Aborted.IsCancellationRequested)
         {
@@ -283,7 +240,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             var status = e.InnerException is OperationCanceledException or TimeoutException ? 504 : 502;
             return await RejectAsync(status, $"upstream {uri.Authority}: {UpstreamError(e)}", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
-        ctx.Metrics.UpstreamLatency(ctx.Name, Stopwatch.GetElapsedTime(sent));
+        _x.ResponseStarted();
         using (response)
         {
             return await RelayResponseAsync(response, body, limits, cts).ConfigureAwait(false);
@@ -320,9 +277,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         var policy = ctx.Policy;
         if (policy.HasResponseRules)
         {
-            _attrs.ContentType = content.Headers.NonValidated.TryGetValues("Content-Type", out var ctv) ? ctv.ToString() : null;
-            _attrs.Size = length ?? -1;
-            var rd = policy.EvaluateResponse(_attrs);
+            var contentType = content.Headers.NonValidated.TryGetValues("Content-Type", out var ctv) ? ctv.ToString() : null;
+            var rd = HttpDecisions.JudgeResponse(policy, _attrs, contentType, length);
             if (!rd.Allowed)
             {
                 _decision = rd;
@@ -335,7 +291,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         bool noBody = _head.Method == "HEAD" || status is 204 or 304 || (status >= 100 && status < 200);
         bool chunkedOut = !noBody && length is null && _head.MinorVersion == 1;
         bool closeDelimited = !noBody && length is null && _head.MinorVersion == 0;
-        bool sizeWatch = !noBody && length is null && policy.HasResponseRules && policy.ResponseRules.Any(r => r.Conditions.Any(c => c.Attribute == "size"));
+        bool sizeWatch = !noBody && length is null && HttpDecisions.WatchesSize(policy);
         if (closeDelimited) _keepAlive = false;
         if (body is not null && !body.Complete) _keepAlive = false;
 
@@ -364,7 +320,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         if (!_keepAlive) ResponseHeadWriter.Header(_out, "Connection", "close");
         else if (_head.MinorVersion == 0) ResponseHeadWriter.Header(_out, "Connection", "keep-alive");
         ResponseHeadWriter.EndHead(_out);
-        _status = status;
+        _x!.Status = status;
 
         long written = 0;
         if (!noBody)
@@ -410,7 +366,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             }
         }
         await FlushAsync().ConfigureAwait(false);
-        _bytesIn += body?.Total ?? 0;
+        _x.AddIn(body?.Total ?? 0);
         LogExchange(status, _decision.RuleName, _decision.Reason, Verdict.Allow);
         return _keepAlive;
     }
@@ -496,7 +452,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             ResponseHeadWriter.Header(_out, "Via", ViaValue);
             ResponseHeadWriter.Header(_out, "Content-Length", 0);
             ResponseHeadWriter.EndHead(_out);
-            _status = 200;
+            _x!.Status = 200;
         }
         else
         {
@@ -512,7 +468,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             ResponseHeadWriter.Header(_out, "Content-Length", bytes.Length);
             ResponseHeadWriter.EndHead(_out);
             _out.Write(bytes);
-            _status = 200;
+            _x!.Status = 200;
         }
         await FlushAsync().ConfigureAwait(false);
         LogExchange(200, _decision.RuleName, "Max-Forwards reached zero: answered by the proxy", Verdict.Allow);
@@ -530,7 +486,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false)
                 : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
-        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        var connected = await Transport.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
         if (!connected.Ok)
         {
             if (connected.Error == SocketError.TimedOut)
@@ -538,42 +494,30 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
             return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
-        using var up = connected.Socket!;
-        conn.Target = $"{host}:{port}";
+        await using var up = connected.Transport!;
+        conn.Target = _x!.Upstream = $"{host}:{port}";
         ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
         await FlushAsync().ConfigureAwait(false);
         LogExchange(200, _decision.RuleName, _decision.Reason, Verdict.Allow);
 
-        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first.
-        ReadOnlyMemory<byte> pending = default;
-        if (_in.TryRead(out var early))
-        {
-            pending = early.Buffer.ToArray();
-            _in.AdvanceTo(early.Buffer.End);
-        }
-        var listener = ctx.Name;
-        var metrics = ctx.Metrics;
-        await SocketRelay.RunAsync(conn.Socket!, up, limits.IdleTimeout, (i, o) =>
-        {
-            Interlocked.Add(ref conn.BytesIn, i);
-            Interlocked.Add(ref conn.BytesOut, o);
-            metrics.Bytes(listener, i, o);
-        }, pending, default, conn.Aborted).ConfigureAwait(false);
+        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first: the relay
+        // takes them from the pipe. Tunnel bytes count towards the connection (its closed line), not the CONNECT line.
+        await StreamRelay.RunAsync(conn.Transport, up, limits.IdleTimeout, conn.Record.Counter, conn.Aborted).ConfigureAwait(false);
         return false;
     }
 
     /// <summary>Answers with the gateway's own page (403, 407, 4xx, 5xx), logs it, and says whether to keep going.</summary>
     async Task<bool> RejectAsync(int status, string reason, string rule, bool close, Verdict verdict = Verdict.Deny)
     {
-        if (_requestId.Length == 0) BeginExchange();
+        if (_x is null) BeginExchange();
         if (close) _keepAlive = false;
-        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, _requestId, status == 403 ? rule : null));
+        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, _x!.Id, status == 403 ? rule : null));
         try
         {
             ResponseHeadWriter.StatusLine(_out, status, null);
-            ResponseHeadWriter.Header(_out, "Content-Type", "text/html; charset=utf-8");
+            ResponseHeadWriter.Header(_out, "Content-Type", ErrorPages.ContentType);
             ResponseHeadWriter.Header(_out, "Content-Length", page.Length);
-            ResponseHeadWriter.Header(_out, "X-Bastion-Request-Id", _requestId);
+            ResponseHeadWriter.Header(_out, "X-Bastion-Request-Id", _x.Id);
             ResponseHeadWriter.Header(_out, "Via", ViaValue);
             if (status == 407) ResponseHeadWriter.Header(_out, "Proxy-Authenticate", "Basic realm=\"bastion\"");
             if (status == 405) ResponseHeadWriter.Header(_out, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT");
@@ -583,37 +527,25 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             await FlushAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { _keepAlive = false; }
-        _status = status;
+        _x.Status = status;
         LogExchange(status, rule, reason, verdict);
         return _keepAlive;
     }
 
     ValueTask<FlushResult> FlushAsync()
     {
-        _bytesOut += _out.UnflushedBytes;
+        _x?.AddOut(_out.UnflushedBytes);
         return _out.FlushAsync(conn.Aborted);
     }
 
+    /// <summary>The exchange's one log line (and its metrics): status, verdict, rule, reason; bytes were counted as they moved.</summary>
     void LogExchange(int status, string rule, string? reason, Verdict verdict)
     {
-        Interlocked.Add(ref conn.BytesIn, _bytesIn);
-        Interlocked.Add(ref conn.BytesOut, _bytesOut);
-        ctx.Metrics.Bytes(ctx.Name, _bytesIn, _bytesOut);
-        ctx.Record(new AccessEvent
-        {
-            Id = _requestId,
-            Listener = ctx.Name,
-            Type = ctx.TypeName,
-            Client = conn.ClientText,
-            User = _user,
-            Request = _requestText,
-            Verdict = verdict,
-            Rule = rule,
-            Reason = reason,
-            Status = status,
-            BytesIn = _bytesIn,
-            BytesOut = _bytesOut,
-            DurationMs = Stopwatch.GetElapsedTime(_start).TotalMilliseconds,
-        });
+        var x = _x!;
+        x.Status = status;
+        x.User = _user;
+        if (verdict == Verdict.Allow) x.Allow(rule, reason);
+        else x.Deny(rule, reason);
+        x.Close();
     }
 }

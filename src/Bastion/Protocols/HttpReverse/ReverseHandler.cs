@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http;
 using System.Net.Sockets;
 using System.Text;
+using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
 using Bastion.Identity;
