@@ -158,23 +158,35 @@ public sealed partial class LlhttpCodecTests(ITestOutputHelper output)
     /// </summary>
     internal static byte[] WithHost(LlhttpCase c)
     {
-        var begins = MessageBegin().Matches(c.Log).Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
-        var hosts = HostField().Matches(c.Log).Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
         var input = c.Input;
         var output = new List<byte>(input.Length + 32);
         int copied = 0;
+        foreach (int at in HostInsertions(c))
+        {
+            output.AddRange(input.AsSpan(copied, at - copied));
+            output.AddRange("Host: x\r\n"u8);
+            copied = at;
+        }
+        output.AddRange(input.AsSpan(copied));
+        return [.. output];
+    }
+
+    /// <summary>Where `Host: x\r\n` goes: just after the request line of each message without a Host field.</summary>
+    internal static List<int> HostInsertions(LlhttpCase c)
+    {
+        var begins = MessageBegin().Matches(c.Log).Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        var hosts = HostField().Matches(c.Log).Select(m => int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        var input = c.Input;
+        var at = new List<int>();
         for (int k = 0; k < begins.Count; k++)
         {
             int begin = begins[k], next = k + 1 < begins.Count ? begins[k + 1] : input.Length;
             if (hosts.Any(h => h >= begin && h < next)) continue;
             int lf = Array.IndexOf(input, (byte)'\n', begin);
             if (lf < 0 || lf >= next || input[lf - 1] != (byte)'\r') continue;
-            output.AddRange(input.AsSpan(copied, lf + 1 - copied));
-            output.AddRange("Host: x\r\n"u8);
-            copied = lf + 1;
+            at.Add(lf + 1);
         }
-        output.AddRange(input.AsSpan(copied));
-        return [.. output];
+        return at;
     }
 
     [GeneratedRegex(@"^off=(\d+) message begin", RegexOptions.Multiline)]

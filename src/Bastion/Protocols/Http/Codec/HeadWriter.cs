@@ -77,17 +77,18 @@ public sealed class HeadWriter(int capacity = 4096)
 
     /// <summary>
     /// Copies the head's field lines as received, except hop-by-hop ones, fields its Connection header names, and
-    /// those whose identity is in <paramref name="drop"/>. Consecutive kept lines go in one copy.
+    /// those whose identity is in <paramref name="drop"/>; hop-by-hop fields in <paramref name="keep"/> stay (Upgrade on
+    /// an upgrade). Consecutive kept lines go in one copy.
     /// </summary>
-    public HeadWriter CopyFields(HttpHead h, ulong drop)
+    public HeadWriter CopyFields(HttpHead h, ulong drop, ulong keep = 0)
     {
-        drop |= HopByHop;
+        drop = (drop | HopByHop) & ~keep;
         int runStart = -1, runEnd = -1;
         for (int i = 0; i < h.FieldCount; i++)
         {
             ref readonly var f = ref h[i];
-            bool keep = !f.Listed && (drop & (1UL << (int)f.Id)) == 0;
-            if (keep)
+            bool kept = !f.Listed && (drop & (1UL << (int)f.Id)) == 0;
+            if (kept)
             {
                 if (runStart < 0) runStart = f.Start;
                 runEnd = f.End;

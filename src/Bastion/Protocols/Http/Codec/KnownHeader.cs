@@ -23,6 +23,7 @@ public enum KnownHeader : byte
     XForwardedProto,
     XForwardedHost,
     ContentType,
+    Cookie,
 }
 
 /// <summary>Classifies a header name's bytes once, at parse time, so later decisions compare a byte, not a string.</summary>
@@ -33,7 +34,7 @@ public static class KnownHeaders
         2 => Is(name, "te"u8) ? KnownHeader.TE : KnownHeader.Other,
         3 => Is(name, "via"u8) ? KnownHeader.Via : KnownHeader.Other,
         4 => Is(name, "host"u8) ? KnownHeader.Host : KnownHeader.Other,
-        6 => Is(name, "expect"u8) ? KnownHeader.Expect : KnownHeader.Other,
+        6 => Is(name, "expect"u8) ? KnownHeader.Expect : Is(name, "cookie"u8) ? KnownHeader.Cookie : KnownHeader.Other,
         7 => Is(name, "upgrade"u8) ? KnownHeader.Upgrade : Is(name, "trailer"u8) ? KnownHeader.Trailer : KnownHeader.Other,
         10 => Is(name, "connection"u8) ? KnownHeader.Connection : Is(name, "keep-alive"u8) ? KnownHeader.KeepAlive : KnownHeader.Other,
         12 => Is(name, "content-type"u8) ? KnownHeader.ContentType : Is(name, "max-forwards"u8) ? KnownHeader.MaxForwards : KnownHeader.Other,

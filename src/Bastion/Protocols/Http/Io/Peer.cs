@@ -38,6 +38,18 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
         if (_start == _end) _start = _end = 0;
     }
 
+    /// <summary>Adds bytes read elsewhere (what a PROXY header reader left in a pipe) after what is buffered.</summary>
+    public void Append(ReadOnlySpan<byte> bytes)
+    {
+        if (_buf.Length - _end < bytes.Length)
+        {
+            Compact();
+            if (_buf.Length - _end < bytes.Length) Grow(_end + bytes.Length);
+        }
+        bytes.CopyTo(_buf.AsSpan(_end));
+        _end += bytes.Length;
+    }
+
     /// <summary>Drops everything buffered.</summary>
     public void Clear() => _start = _end = 0;
 

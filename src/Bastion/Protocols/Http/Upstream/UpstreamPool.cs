@@ -40,6 +40,7 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
     const long CheckAfterIdleMs = 1000;
 
     readonly Stack<UpstreamConnection> _idle = new();
+    volatile bool _retired;
     int _open;
     long _opened;
 
@@ -148,7 +149,7 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
         c.IdleSince = Environment.TickCount64;
         lock (_idle)
         {
-            if (_idle.Count < maxIdle)
+            if (_idle.Count < maxIdle && !_retired)
             {
                 _idle.Push(c);
                 return ValueTask.CompletedTask;
@@ -158,6 +159,13 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
     }
 
     internal void Closed() => Interlocked.Decrement(ref _open);
+
+    /// <summary>No more idle keeping (the pool was dropped or its configuration replaced): idle ones close now, busy ones after use.</summary>
+    public ValueTask RetireAsync()
+    {
+        _retired = true;
+        return PruneAsync(all: true);
+    }
 
     /// <summary>Closes connections idle for longer than <see cref="IdleTimeout"/> (or all of them).</summary>
     public async ValueTask PruneAsync(bool all = false)
