@@ -139,6 +139,7 @@ public sealed class AccessLog : IAsyncDisposable
         w.WriteString("ts", ts[..n]);
         w.WriteString("event", e.Event);
         w.WriteString("id", e.Id);
+        if (e.Conn is not null && e.Conn != e.Id) w.WriteString("conn", e.Conn);
         w.WriteString("listener", e.Listener);
         w.WriteString("type", e.Type);
         w.WriteString("client", e.Client);
@@ -148,6 +149,8 @@ public sealed class AccessLog : IAsyncDisposable
         w.WriteString("rule", e.Rule);
         w.WriteString("reason", e.Reason);
         w.WriteNumber("status", e.Status);
+        if (e.Upstream is not null) w.WriteString("upstream", e.Upstream);
+        if (e.Tls is not null) w.WriteString("tls", e.Tls);
         w.WriteNumber("bytes_in", e.BytesIn);
         w.WriteNumber("bytes_out", e.BytesOut);
         w.WriteNumber("duration_ms", Math.Round(e.DurationMs, 3));

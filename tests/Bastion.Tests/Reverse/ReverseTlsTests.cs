@@ -83,7 +83,8 @@ public class ReverseTlsTests
         // Self-signed and not trusted: the gateway refuses to talk to it.
         var (status, body) = await Get($"{url}/100b");
         Assert.Equal(502, status);
-        Assert.Contains("request", body);
+        Assert.Contains("upstream", body);
+        Assert.Contains("Request id: <code>", body);
         Assert.Equal(2, o.Requests);
     }
 

@@ -66,7 +66,7 @@ public sealed class Exchange
         return this;
     }
 
-    public Exchange Deny(string rule, string? reason)
+    public Exchange Deny(string? rule, string? reason)
     {
         Verdict = Bastion.Configuration.Verdict.Deny;
         Rule = rule;
@@ -74,7 +74,7 @@ public sealed class Exchange
         return this;
     }
 
-    public Exchange Allow(string rule, string? reason = null)
+    public Exchange Allow(string? rule, string? reason = null)
     {
         Verdict = Bastion.Configuration.Verdict.Allow;
         Rule = rule;

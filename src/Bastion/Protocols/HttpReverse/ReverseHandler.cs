@@ -7,7 +7,7 @@ using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
 using Bastion.Identity;
-using Bastion.Observability;
+using Bastion.Protocols.Http;
 using Bastion.Policy;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -19,8 +19,9 @@ namespace Bastion.Protocols.HttpReverse;
 /// <summary>What one request carries through the pipeline and the transformer.</summary>
 sealed class RequestState
 {
-    public required string Id;
-    public required long Start;
+    /// <summary>The request's record: its access-log line and metrics.</summary>
+    public required Exchange X;
+    public string Id => X.Id;
     public required ReverseState State;
     public readonly RequestAttributes Attrs = new();
     public ClientConnection? Conn;
@@ -31,7 +32,6 @@ sealed class RequestState
     public bool StripAuthorization;
     public long BytesIn, BytesOut;
     public CountingStream? InCounter, OutCounter;
-    public long ResponseHeadersAt;
 }
 
 /// <summary>Request headers as the policy engine sees them, without copying.</summary>
@@ -86,7 +86,9 @@ sealed class ReverseHandler
     public async Task HandleAsync(HttpContext http)
     {
         var st = State();
-        var rs = new RequestState { Id = Ids.Next(), Start = Stopwatch.GetTimestamp(), State = st };
+        var conn = http.Features.Get<ClientConnection>();
+        var x = conn is not null ? _ctx.Open(conn, ExchangeKinds.Request) : _ctx.OpenRefused($"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}");
+        var rs = new RequestState { X = x, State = st, Conn = conn };
         try
         {
             await ServeAsync(http, rs).ConfigureAwait(false);
@@ -100,8 +102,8 @@ sealed class ReverseHandler
         {
             Console.Error.WriteLine($"bastion: listener {_ctx.Name}: request {rs.Id} failed: {e}");
             if (!http.Response.HasStarted)
-                await Page(http, 500, $"500 Internal Server Error\nrequest {rs.Id} failed in bastion\n", rs).ConfigureAwait(false);
-            Log(http, rs, Verdict.Deny, 500, "error", e.GetType().Name);
+                await Page(http, 500, "the request failed inside the gateway", rs).ConfigureAwait(false);
+            Log(http, rs, Verdict.Deny, 500, PseudoRules.Error, e.GetType().Name);
         }
     }
 
@@ -111,28 +113,24 @@ sealed class ReverseHandler
         var cfg = st.Config;
         var req = http.Request;
         var a = rs.Attrs;
-        rs.Conn = http.Features.Get<ClientConnection>();
         var source = http.Connection.RemoteIpAddress ?? IPAddress.None;
         if (source.IsIPv4MappedToIPv6) source = source.MapToIPv4();
         a.Source = source;
-        a.Port = http.Connection.LocalPort;
-        a.Method = req.Method;
-        a.Host = NormalizeHost(req.Host.Host);
-        a.Path = req.Path.HasValue ? req.Path.Value : "/";
+        HttpAttributes.Origin(a, req.Method, req.Scheme, req.Host.Value ?? "", req.Host.Host, req.Path.HasValue ? req.Path.Value! : "/",
+            req.PathBase.Value + req.QueryString.Value, http.Connection.LocalPort, st.NeedsUrl);
         a.Headers = new HeaderSource(req.Headers);
-        if (st.NeedsUrl) a.Url = req.Scheme + "://" + req.Host.Value + req.PathBase.Value + req.Path.Value + req.QueryString.Value;
 
         if (st.Rate is { } rate && !rate.TryTake(source, out var retryAfter))
         {
             http.Response.Headers.RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await Deny(http, rs, 429, "Too Many Requests", "limits.rate", "request rate limit exceeded").ConfigureAwait(false);
+            await Deny(http, rs, 429, PseudoRules.Rate, "request rate limit exceeded").ConfigureAwait(false);
             return;
         }
         if (req.ContentLength is long declared)
         {
             if (declared > cfg.Limits.MaxRequestBody)
             {
-                await Deny(http, rs, 413, "Content Too Large", "limits.max_request_body", $"request body over {cfg.Limits.MaxRequestBody} bytes").ConfigureAwait(false);
+                await Deny(http, rs, 413, PseudoRules.MaxRequestBody, $"request body over {cfg.Limits.MaxRequestBody} bytes").ConfigureAwait(false);
                 return;
             }
             rs.BytesIn = declared;
@@ -146,23 +144,16 @@ sealed class ReverseHandler
         if (cfg.Authenticate)
         {
             var header = req.Headers.Authorization;
-            string? bad = null;
-            if (!IdentityStore.TryParseBasic(header.Count > 0 ? header[0] : null, out var user, out var password))
-                bad = "credentials required";
-            else if (!await st.Runtime.Identity.VerifyAsync(user, password, http.RequestAborted).ConfigureAwait(false))
-            {
-                bad = "bad credentials";
-                _ctx.Metrics.AuthFailure(_ctx.Name);
-            }
-            if (bad is not null)
+            var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, http.RequestAborted).ConfigureAwait(false);
+            if (!auth.Ok)
             {
                 http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
-                await Deny(http, rs, 401, "Unauthorized", "authenticate", bad).ConfigureAwait(false);
+                await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
                 return;
             }
-            a.User = user;
+            a.User = auth.User;
             rs.StripAuthorization = true;
-            if (rs.Conn is { } c) c.User = user;
+            if (rs.Conn is { } c) c.User = auth.User;
         }
         else if (rs.Conn?.User is { } fromFront)
         {
@@ -170,18 +161,18 @@ sealed class ReverseHandler
             a.User = fromFront;
         }
 
-        var d = st.Policy.Evaluate(a);
+        var d = HttpDecisions.Decide(st.Policy, a);
         rs.Decision = d;
         if (!d.Allowed)
         {
-            await Deny(http, rs, 403, "Forbidden", d.RuleName, d.Reason ?? "denied by policy").ConfigureAwait(false);
+            await Deny(http, rs, 403, d.RuleName, d.Reason ?? "denied by policy").ConfigureAwait(false);
             return;
         }
 
         var route = st.Routes.Match(a.Host, req.Method, a.Path!, req.Headers);
         if (route is null)
         {
-            await Page(http, 404, $"404 Not Found\nrequest {rs.Id}: no route for {req.Host.Value}{req.Path.Value}\n", rs).ConfigureAwait(false);
+            await Page(http, 404, $"no route for {req.Host.Value}{req.Path.Value}", rs).ConfigureAwait(false);
             Log(http, rs, Verdict.Allow, 404, d.RuleName, "no route");
             return;
         }
@@ -206,11 +197,12 @@ sealed class ReverseHandler
             var target = group.Pick();
             if (target is null)
             {
-                await Page(http, 503, $"503 Service Unavailable\nrequest {rs.Id}: no healthy upstream in '{group.Name}'\n", rs).ConfigureAwait(false);
+                await Page(http, 503, $"no healthy upstream in '{group.Name}'", rs).ConfigureAwait(false);
                 Log(http, rs, Verdict.Allow, 503, rs.Decision.RuleName, reason is null ? "no healthy upstream" : $"no healthy upstream ({reason})");
                 return;
             }
             rs.Target = target;
+            rs.X.Upstream = target.Prefix;
             target.Begin();
             ForwarderError err;
             try { err = await _forwarder.SendAsync(http, target.Prefix, group.Invoker, config, _transformer).ConfigureAwait(false); }
@@ -251,9 +243,9 @@ sealed class ReverseHandler
                     _ => status,
                 };
                 if (!http.RequestAborted.IsCancellationRequested)
-                    await Page(http, status, $"{status} {ReasonPhrase(status)}\nrequest {rs.Id}: {reason}\n", rs).ConfigureAwait(false);
+                    await Page(http, status, reason, rs).ConfigureAwait(false);
             }
-            Log(http, rs, status == 413 ? Verdict.Deny : Verdict.Allow, status, status == 413 ? "limits.max_request_body" : rs.Decision.RuleName, reason);
+            Log(http, rs, status == 413 ? Verdict.Deny : Verdict.Allow, status, status == 413 ? PseudoRules.MaxRequestBody : rs.Decision.RuleName, reason);
             return;
         }
     }
@@ -291,73 +283,39 @@ sealed class ReverseHandler
         return e.Message;
     }
 
-    static string? NormalizeHost(string host)
+    async Task Deny(HttpContext http, RequestState rs, int status, string rule, string reason)
     {
-        if (host.Length == 0) return null;
-        // An IPv6 literal is judged without its brackets, as `source` and `host` lists write it.
-        if (host[0] == '[' && host[^1] == ']') host = host[1..^1];
-        foreach (var ch in host)
-            if (ch is >= 'A' and <= 'Z') return host.ToLowerInvariant();
-        return host;
-    }
-
-    async Task Deny(HttpContext http, RequestState rs, int status, string phrase, string rule, string reason)
-    {
-        await Page(http, status, $"{status} {phrase}\nrequest {rs.Id} denied by bastion: {reason} (rule {rule})\n", rs).ConfigureAwait(false);
+        await Page(http, status, reason, rs, rule).ConfigureAwait(false);
         Log(http, rs, Verdict.Deny, status, rule, reason);
     }
 
-    internal static Task Page(HttpContext http, int status, string text, RequestState? rs = null)
+    /// <summary>The gateway's own answer: the shared HTML error page with the reason, the rule of a policy denial and the request id.</summary>
+    internal static Task Page(HttpContext http, int status, string reason, RequestState rs, string? rule = null)
     {
         var resp = http.Response;
         resp.StatusCode = status;
-        resp.ContentType = "text/plain; charset=utf-8";
+        resp.ContentType = ErrorPages.ContentType;
         resp.Headers.CacheControl = "no-store";
-        var bytes = Encoding.UTF8.GetBytes(text);
+        resp.Headers["X-Bastion-Request-Id"] = rs.Id;
+        var bytes = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, rs.Id, rule));
         resp.ContentLength = bytes.Length;
-        if (rs is not null) rs.BytesOut = bytes.Length;
+        rs.BytesOut = bytes.Length;
         return resp.Body.WriteAsync(bytes).AsTask();
     }
 
-    static string ReasonPhrase(int status) => status switch
-    {
-        400 => "Bad Request",
-        413 => "Content Too Large",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status),
-    };
-
+    /// <summary>The request's one log line: bytes from the body counters (or the declared lengths), the verdict, the rule.</summary>
     void Log(HttpContext http, RequestState rs, Verdict verdict, int status, string? rule, string? reason)
     {
         var req = http.Request;
-        long bytesIn = rs.InCounter?.Count ?? rs.BytesIn;
-        long bytesOut = rs.OutCounter?.Count ?? rs.BytesOut;
-        if (rs.Conn is { } c)
-        {
-            Interlocked.Add(ref c.BytesIn, bytesIn);
-            Interlocked.Add(ref c.BytesOut, bytesOut);
-        }
-        _ctx.Metrics.Bytes(_ctx.Name, bytesIn, bytesOut);
-        if (rs.ResponseHeadersAt != 0)
-            _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(rs.Start, rs.ResponseHeadersAt));
-        _ctx.Record(new AccessEvent
-        {
-            Id = rs.Id,
-            Listener = _ctx.Name,
-            Type = _ctx.TypeName,
-            Client = rs.Conn?.ClientText ?? $"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}",
-            User = rs.Attrs.User,
-            Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}" : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}",
-            Verdict = verdict,
-            Rule = rule,
-            Reason = reason,
-            Status = status,
-            BytesIn = bytesIn,
-            BytesOut = bytesOut,
-            DurationMs = Stopwatch.GetElapsedTime(rs.Start).TotalMilliseconds,
-        });
+        var x = rs.X;
+        x.AddIn(rs.InCounter?.Count ?? rs.BytesIn);
+        x.AddOut(rs.OutCounter?.Count ?? rs.BytesOut);
+        x.User = rs.Attrs.User;
+        x.Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}" : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
+        x.Status = status;
+        if (verdict == Verdict.Allow) x.Allow(rule, reason);
+        else x.Deny(rule, reason);
+        x.Close();
     }
 }
 
@@ -406,20 +364,17 @@ sealed class BastionTransformer : HttpTransformer
     public override async ValueTask<bool> TransformResponseAsync(HttpContext http, HttpResponseMessage? proxyResponse, CancellationToken ct)
     {
         var rs = http.Features.Get<RequestState>()!;
-        rs.ResponseHeadersAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        rs.X.ResponseStarted();
         if (proxyResponse is not null && rs.State.Policy.HasResponseRules)
         {
-            var a = rs.Attrs;
-            a.ContentType = proxyResponse.Content.Headers.ContentType?.MediaType;
-            a.Size = proxyResponse.Content.Headers.ContentLength ?? -1;
-            var d = rs.State.Policy.EvaluateResponse(a);
+            var headers = proxyResponse.Content.Headers;
+            var d = HttpDecisions.JudgeResponse(rs.State.Policy, rs.Attrs, headers.ContentType?.MediaType, headers.ContentLength);
             if (!d.Allowed)
             {
                 // Nothing of the upstream's response has been sent: replace it whole.
                 rs.ResponseDenied = d;
                 http.Response.Headers.Clear();
-                await ReverseHandler.Page(http, 403,
-                    $"403 Forbidden\nrequest {rs.Id} denied by bastion: {d.Reason ?? "response denied by policy"} (rule {d.RuleName})\n", rs).ConfigureAwait(false);
+                await ReverseHandler.Page(http, 403, d.Reason ?? "response denied by policy", rs, d.RuleName).ConfigureAwait(false);
                 return false;
             }
         }
