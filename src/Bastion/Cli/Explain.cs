@@ -45,9 +45,6 @@ public static class Explain
         }
         else a.Source = IPAddress.Loopback;
         a.User = user;
-        var descriptor = ListenerDescriptors.Find(listener.Type) ?? throw new Commands.UsageException(
-            $"listener '{name}' is of type {ListenerTypes.Name(listener.Type)}, which this version of bastion does not build");
-        if (!descriptor.TryExplain(request, listener, rt, a, out var error)) throw new Commands.UsageException(error!);
         if (headers.Count > 0)
         {
             var map = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
@@ -65,60 +62,45 @@ public static class Explain
         var trace = new PolicyTrace();
         Console.WriteLine($"listener {listener.Name} ({ListenerTypes.Name(listener.Type)}), policy {policy.Name}, default {(policy.Default == Verdict.Allow ? "allow" : "deny")}");
         Console.WriteLine($"request: {request}  source={a.Source}{(a.User is null ? "" : $" user={a.User}")}");
-        long sizeValue = -1;
-        if (size is not null && !Units.TryParseSize(size, out sizeValue))
-            throw new Commands.UsageException($"--size '{size}' is not a size");
-        Decision d;
-        if (!descriptor.HasResponsePhase)
+        long? sizeValue = null;
+        if (size is not null)
         {
-            // Decided once per command, `size` being the request's own (smtp: the message, SPEC 2.1).
-            a.Size = sizeValue;
-            d = descriptor.Decide(policy, a, trace);
+            if (!Units.TryParseSize(size, out var sv)) throw new Commands.UsageException($"--size '{size}' is not a size");
+            sizeValue = sv;
         }
-        else
-        {
-            d = descriptor.Decide(policy, a, trace);
-            if (d.Allowed && (contentType is not null || size is not null))
-            {
-                a.ContentType = contentType;
-                a.Size = sizeValue;
-                trace.Add("response:");
-                var rd = policy.EvaluateResponse(a, trace);
-                if (!rd.Allowed) d = rd;
-            }
-        }
+        var d = Judge(rt, listener, request, a, contentType, sizeValue, trace);
         foreach (var line in trace.Lines) Console.WriteLine("  " + line);
         Console.WriteLine($"verdict: {d.VerdictText} (rule {d.RuleName}{(d.Reason is null ? "" : $": {d.Reason}")})");
         return d.Allowed ? Commands.ExitOk : Commands.ExitDeny;
     }
-}
 
-/// <summary>REQUEST texts shared by listener types that speak HTTP.</summary>
-public static class ExplainText
-{
-    /// <summary>`METHOD URL` or `CONNECT host:port`.</summary>
-    public static bool TryHttp(string request, RequestAttributes a, out string? error)
+    /// <summary>
+    /// The decision a live listener would make on REQUEST: the type's descriptor maps it to attributes with the
+    /// code the live session uses and decides as the session does; a content type or size judges a response too.
+    /// <paramref name="a"/> comes with what the caller knows of the client (source, user, headers, SNI).
+    /// </summary>
+    public static Decision Judge(Runtime rt, ListenerConfig listener, string request, RequestAttributes a,
+        string? contentType = null, long? size = null, PolicyTrace? trace = null)
     {
-        error = null;
-        var parts = request.Trim().Split(' ', 2, StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length != 2) { error = "an HTTP request is 'METHOD URL' (or 'CONNECT host:port')"; return false; }
-        a.Method = parts[0].ToUpperInvariant();
-        if (a.Method == "CONNECT")
+        var descriptor = ListenerDescriptors.Find(listener.Type) ?? throw new Commands.UsageException(
+            $"listener '{listener.Name}' is of type {ListenerTypes.Name(listener.Type)}, which this version of bastion does not build");
+        if (!descriptor.TryExplain(request, listener, rt, a, out var error)) throw new Commands.UsageException(error!);
+        var policy = rt.PolicyFor(listener);
+        if (!descriptor.HasResponsePhase)
         {
-            if (!HostPort.TryParse(parts[1], out var hp)) { error = $"'{parts[1]}' is not host:port"; return false; }
-            a.Host = hp!.Host;
-            a.Port = hp.Port;
-            return true;
+            // Decided once per command, `size` being the request's own (smtp: the message, SPEC 2.1).
+            a.Size = size ?? -1;
+            return descriptor.Decide(policy, a, trace);
         }
-        if (!Uri.TryCreate(parts[1], UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https"))
+        var d = descriptor.Decide(policy, a, trace);
+        if (d.Allowed && (contentType is not null || size is not null))
         {
-            error = $"'{parts[1]}' is not an absolute http(s) URL";
-            return false;
+            a.ContentType = contentType;
+            a.Size = size ?? -1;
+            trace?.Add("response:");
+            var rd = policy.EvaluateResponse(a, trace);
+            if (!rd.Allowed) d = rd;
         }
-        a.Host = u.IdnHost;
-        a.Port = u.Port;
-        a.Path = u.AbsolutePath;
-        a.Url = u.GetComponents(UriComponents.HttpRequestUrl, UriFormat.UriEscaped);
-        return true;
+        return d;
     }
 }

@@ -209,16 +209,9 @@ public class ReverseRoutingTests
     }
 
     [Fact]
-    public async Task Example_configuration_passes_check()
+    public async Task Bad_routes_are_reported_with_their_position()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bastion.slnx"))) dir = dir.Parent;
-        Assert.NotNull(dir);
-        var r = await Proc.BastionAsync(["check", "-c", Path.Combine(dir.FullName, "examples", "http-reverse.yaml")]);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        Assert.Equal("ok", r.Stdout.Trim());
-
-        // And a bad template or prefix is reported with its position.
+        // A bad template or prefix is reported with its position.
         var bad = Path.Combine(Scratch.NewDir("chk"), "bad.yaml");
         await File.WriteAllTextAsync(bad, """
             listeners:
@@ -229,7 +222,7 @@ public class ReverseRoutingTests
                 routes:
                   - { path: "/a/{**rest}/b", upstream: "http://127.0.0.1:1", strip_prefix: api }
             """);
-        r = await Proc.BastionAsync(["check", "-c", bad]);
+        var r = await Proc.BastionAsync(["check", "-c", bad]);
         Assert.Equal(2, r.ExitCode);
         Assert.Contains("bad.yaml:7:", r.Stdout + r.Stderr);
         Assert.Contains("catch-all", r.Stdout + r.Stderr);

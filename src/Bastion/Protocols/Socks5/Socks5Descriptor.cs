@@ -18,8 +18,7 @@ public sealed class Socks5Descriptor : IListenerDescriptor
     {
         error = null;
         if (!HostPort.TryParse(request.Trim(), out var t)) { error = $"'{request}' is not host:port"; return false; }
-        a.Host = t!.Host;
-        a.Port = t.Port;
+        Socks5Session.Fill(a, t!.Host, t.Port);
         return true;
     }
 
