@@ -6,7 +6,7 @@ namespace Bastion.Tests.Smtp;
 /// <summary>`check` and `explain` for smtp listeners, through the real command line.</summary>
 public class SmtpConfigTests
 {
-    static string Example => Path.Combine(ExampleConfigTests.RepoRoot(), "examples", "smtp.yaml");
+    static string Example => Path.Combine(Repo.Root, "examples", "smtp.yaml");
 
     [Theory]
     [InlineData("RCPT TO:<someone@elsewhere.example>", 1, "no-relay")]
