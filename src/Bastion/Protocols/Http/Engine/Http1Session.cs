@@ -39,7 +39,7 @@ public abstract class Http1Session : Expiring
     int _phase;          // Phase: what the deadline means now
     bool _timedOut;
     int _exchanges;
-    CancellationTokenRegistration _drain;
+    CancellationTokenRegistration _drain, _abort;
 
     const int Idle = 0, ReadingHead = 1, Busy = 2;
 
@@ -62,6 +62,8 @@ public abstract class Http1Session : Expiring
             var self = (Http1Session)s!;
             if (Volatile.Read(ref self._phase) == Idle) self.Client.Io.ShutdownReceive();
         }, this);
+        // An aborted connection (drain deadline, the admin API) is cut at once.
+        _abort = Conn.Aborted.UnsafeRegister(static s => ((Http1Session)s!).Client.Io.Abort(), this);
         // Bytes a PROXY header reader left in the transport's pipe belong to the first request.
         if (Conn.Transport.HasInputPipe && Conn.Transport.TakeBuffered() is { IsEmpty: false } early) Client.Append(early.Span);
         try
@@ -86,6 +88,7 @@ public abstract class Http1Session : Expiring
         finally
         {
             _drain.Dispose();
+            _abort.Dispose();
             Deadlines.Remove(this);
             await OnClosedAsync().ConfigureAwait(false);
             Client.Release();
@@ -182,11 +185,12 @@ public abstract class Http1Session : Expiring
     /// <paramref name="extra"/> adds header fields (WWW-Authenticate, Retry-After...).
     /// </summary>
     protected async ValueTask<bool> RejectAsync(int status, string reason, string rule, bool close, Verdict verdict = Verdict.Deny,
-        string? extraName = null, string? extraValue = null)
+        string? extraName = null, string? extraValue = null, string? logReason = null)
     {
         X ??= Ctx.Open(Conn, ExchangeKinds.Request);
         if (close) KeepAlive = false;
-        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, X.Id, status == 403 ? rule : null));
+        // A denial names its rule on the page; a failure (502, 504) does not.
+        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, X.Id, verdict == Verdict.Deny && rule != PseudoRules.Protocol ? rule : null));
         var w = Out;
         w.Reset();
         StatusLine(w, status);
@@ -200,8 +204,8 @@ public abstract class Http1Session : Expiring
         if (!Head.IsHead) w.Append(page);
         await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false);
         X.Status = status;
-        if (verdict == Verdict.Allow) X.Allow(rule, reason);
-        else X.Deny(rule, reason);
+        if (verdict == Verdict.Allow) X.Allow(rule, logReason ?? reason);
+        else X.Deny(rule, logReason ?? reason);
         return KeepAlive;
     }
 
@@ -240,16 +244,74 @@ public abstract class Http1Session : Expiring
     /// </summary>
     protected async ValueTask<(UpstreamResult Result, bool Again)> ForwardAsync(UpstreamPool pool, Limits limits, RelayOptions o)
     {
+        var r = await SendUpstreamAsync(pool, limits).ConfigureAwait(false);
+        return (r, await RespondAsync(r, limits, o).ConfigureAwait(false));
+    }
+
+    /// <summary>The request to the upstream, up to its final response head (nothing is answered to the client yet).</summary>
+    protected async ValueTask<UpstreamResult> SendUpstreamAsync(UpstreamPool pool, Limits limits)
+    {
         var framing = Head.Framing;
-        if (framing.HasBody && Head.Expects100 && Head.MinorVersion == 1)
-            await SendToClientAsync("HTTP/1.1 100 Continue\r\n\r\n"u8.ToArray()).ConfigureAwait(false);
+        if (framing.HasBody && Head.Expects100 && Head.MinorVersion == 1 && !_continued)
+        {
+            _continued = true;
+            await SendToClientAsync(Continue).ConfigureAwait(false);
+        }
         X!.UpstreamSent();
-        var r = await UpstreamExchange.SendAsync(pool, UpOut.WrittenMemory, Client, framing, limits.MaxRequestBody,
+        return await UpstreamExchange.SendAsync(pool, UpOut.WrittenMemory, Client, framing, limits.MaxRequestBody,
             Head.IsHead, Head.IsConnect, new UpstreamTimeouts(limits.ResponseTimeout, limits.IdleTimeout),
             Head.MinorVersion == 1 ? _interim ??= RelayInterimAsync : null, Math.Max(64 * 1024, limits.MaxHeaderSize), Conn.Aborted).ConfigureAwait(false);
-        if (r.End != UpstreamEnd.Response) return (r, await UpstreamFailedAsync(r, limits).ConfigureAwait(false));
-        return (r, await RelayResponseAsync(r, limits, o).ConfigureAwait(false));
     }
+
+    /// <summary>Relays the response the upstream gave, or answers for the upstream that gave none.</summary>
+    protected async ValueTask<bool> RespondAsync(UpstreamResult r, Limits limits, RelayOptions o)
+    {
+        _continued = false;
+        if (r.End != UpstreamEnd.Response) return await UpstreamFailedAsync(r, limits).ConfigureAwait(false);
+        if (r.Connection!.Response.Status == 101) return await UpgradeAsync(r, limits).ConfigureAwait(false);
+        return await RelayResponseAsync(r, limits, o).ConfigureAwait(false);
+    }
+
+    bool _continued;
+    static readonly ReadOnlyMemory<byte> Continue = "HTTP/1.1 100 Continue\r\n\r\n"u8.ToArray();
+
+    /// <summary>
+    /// 101 Switching Protocols to an upgrade request (WebSocket): the head goes to the client with Upgrade and
+    /// Connection: upgrade, then bytes flow both ways until either side closes or both are idle past idle_timeout.
+    /// </summary>
+    async ValueTask<bool> UpgradeAsync(UpstreamResult r, Limits limits)
+    {
+        var up = r.Connection!;
+        var resp = up.Response;
+        var x = X!;
+        x.ResponseStarted();
+        KeepAlive = false;
+        if (!Head.Upgrade || r.RequestBody is not null)
+        {
+            await up.CloseAsync().ConfigureAwait(false);
+            return await RejectAsync(502, $"upstream {up.Pool.Label} switched protocols without being asked to", Decision.RuleName ?? PseudoRules.Error,
+                close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        var w = Out;
+        w.Reset();
+        w.Append("HTTP/1.1 101 "u8).Append(resp.Reason).CrLf()
+            .CopyFields(resp, 0, keep: UpgradeMask)
+            .Append("Connection: upgrade\r\n\r\n"u8);
+        x.Status = 101;
+        x.Allow(Decision.RuleName ?? PseudoRules.Error, Decision.Reason);
+        if (!await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false))
+        {
+            await up.CloseAsync().ConfigureAwait(false);
+            return false;
+        }
+        up.NoDeadline();
+        await DuplexRelay.RunAsync(Client, up.Peer, limits.IdleTimeout, x.Counter).ConfigureAwait(false);
+        await up.CloseAsync().ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Upgrade, the one hop-by-hop field an upgrade passes on.</summary>
+    protected static readonly ulong UpgradeMask = HeadWriter.Mask(KnownHeader.Upgrade);
 
     Func<ResponseHead, ValueTask>? _interim;
 

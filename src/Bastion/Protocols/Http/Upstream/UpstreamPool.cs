@@ -99,7 +99,7 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
         var name = Host.Length > 0 && Host[0] == '[' ? Host[1..^1] : Host;
         var (addresses, dnsError) = await Connector.ResolveAsync(name, ConnectTimeout, ct).ConfigureAwait(false);
         if (addresses.Length == 0)
-            return new ConnectOutcome(null, dnsError == SocketError.TimedOut ? $"resolving {Host} timed out" : $"cannot resolve {Host}", dnsError == SocketError.TimedOut);
+            return new ConnectOutcome(null, dnsError == SocketError.TimedOut ? $"upstream {Label} failed: resolving {Host} timed out" : $"upstream {Label} failed: cannot resolve {Host}", dnsError == SocketError.TimedOut);
         var r = await Connector.ConnectAsync(addresses, Port, ConnectTimeout, ct).ConfigureAwait(false);
         if (!r.Ok)
         {
@@ -110,7 +110,7 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
                 SocketError.HostUnreachable or SocketError.NetworkUnreachable => "unreachable",
                 _ => r.Message ?? r.Error.ToString(),
             };
-            return new ConnectOutcome(null, $"cannot connect to {Label}: {why}", r.Error == SocketError.TimedOut);
+            return new ConnectOutcome(null, $"upstream {Label} failed: {why}", r.Error == SocketError.TimedOut);
         }
         var socket = r.Socket!;
         Duplex io;
@@ -130,8 +130,8 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
                 var inner = e;
                 while (inner.InnerException is not null) inner = inner.InnerException;
                 return new ConnectOutcome(null, e is OperationCanceledException && !ct.IsCancellationRequested
-                    ? $"TLS handshake with {Label} timed out"
-                    : $"TLS handshake with {Label} failed: {inner.Message}", e is OperationCanceledException);
+                    ? $"upstream {Label} failed: TLS handshake timed out"
+                    : $"upstream {Label} failed: TLS handshake: {inner.Message}", e is OperationCanceledException);
             }
             io = Duplex.Over(ssl, socket);
         }
