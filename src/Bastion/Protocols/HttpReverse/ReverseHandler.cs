@@ -17,46 +17,17 @@ using Yarp.ReverseProxy.Forwarder;
 namespace Bastion.Protocols.HttpReverse;
 
 /// <summary>
-/// The per-request pipeline: rate limit, body limit, authentication, policy, route, balance, forward (YARP), log.
+/// The HTTP/2 path (Kestrel, after TLS negotiated h2): the per-request pipeline on YARP: rate limit, body limit,
+/// authentication, policy, route, balance, forward (YARP), log. HTTP/1.1 is <see cref="ReverseSession"/>'s.
 /// Every path ends in exactly one access-log line through <see cref="ListenerContext.Record"/>.
 /// </summary>
-sealed class ReverseHandler
+sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForwarder forwarder)
 {
-    readonly ListenerContext _ctx;
-    readonly IHttpForwarder _forwarder;
-    readonly BastionTransformer _transformer;
-    readonly object _rebuild = new();
-    volatile ReverseState _state;
+    readonly ListenerContext _ctx = ctx;
+    readonly IHttpForwarder _forwarder = forwarder;
+    readonly BastionTransformer _transformer = new();
 
-    public ReverseHandler(ListenerContext ctx, IHttpForwarder forwarder)
-    {
-        _ctx = ctx;
-        _forwarder = forwarder;
-        _transformer = new BastionTransformer();
-        _state = ReverseState.Build(ctx, ctx.Runtime, null);
-    }
-
-    /// <summary>The state for the configuration in force; rebuilt once when reload swapped the snapshot.</summary>
-    public ReverseState State()
-    {
-        var st = _state;
-        var rt = _ctx.Runtime;
-        if (ReferenceEquals(st.Runtime, rt)) return st;
-        lock (_rebuild)
-        {
-            st = _state;
-            if (ReferenceEquals(st.Runtime, rt)) return st;
-            try { st = ReverseState.Build(_ctx, rt, st); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
-            {
-                // A file the new configuration names cannot be read: keep serving with what we have.
-                Console.Error.WriteLine($"bastion: listener {_ctx.Name}: reload kept the previous routes: {e.Message}");
-                st = st with { Runtime = rt };
-            }
-            _state = st;
-            return st;
-        }
-    }
+    public ReverseState State() => states.Current();
 
     public async Task HandleAsync(HttpContext http)
     {
@@ -98,7 +69,7 @@ sealed class ReverseHandler
         }
 
         var req = http.Request;
-        var route = rs.State.Routes.Match(rs.Attrs.Host, req.Method, rs.Attrs.Path!, req.Headers);
+        var route = rs.State.Routes.Match(rs.Attrs.Host, req.Method, rs.Attrs.Path!, new KestrelRouteHeaders(req.Headers));
         if (route is null)
         {
             await Page(http, 404, $"no route for {req.Host.Value}{req.Path.Value}", rs).ConfigureAwait(false);
