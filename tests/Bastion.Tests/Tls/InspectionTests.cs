@@ -193,16 +193,60 @@ public sealed class InspectionTests(InspectionFixture f) : IClassFixture<Inspect
     }
 
     [Fact]
-    public async Task Metrics_count_inspected_and_spliced_tunnels()
+    public async Task Metrics_stats_and_config_show_inspected_and_spliced_tunnels()
     {
-        await using var gw = await TestGateway.StartAsync(f.Yaml());
+        await using var gw = await TestGateway.StartAsync("admin:\n  listen: 127.0.0.1:0\n" + f.Yaml());
         Assert.Equal(0, (await Curl(gw, $"https://shop.localhost:{f.Origin.Port}/100b")).ExitCode);
         Assert.Equal(0, (await Proc.CurlAsync(["-x", gw.Url("web"), "--cacert", f.OriginCaPem, $"https://bank.localhost:{f.Origin.Port}/100b"])).ExitCode);
         await gw.WaitForLogAsync(l => l.Str("event") == "connection" && l.Str("request") == $"CONNECT bank.localhost:{f.Origin.Port}");
-        var tunnels = gw.Host.Metrics.TlsTunnels("web");
-        Assert.Equal(1, tunnels["inspected"]);
-        Assert.Equal(1, tunnels["spliced"]);
-        var text = await gw.Host.Metrics.ExportAsync();
-        Assert.Contains("bastion_tls_tunnels_total{listener=\"web\",mode=\"inspected\"} 1", text);
+        var admin = gw.Host.Admin!.BoundEndPoint!.Port;
+
+        var metrics = (await Admin.AdminHttp.GetAsync(admin, "/metrics")).Body;
+        Assert.Equal(1, Admin.AdminHttp.Sample(metrics, "bastion_tls_tunnels_total", "listener=\"web\",mode=\"inspected\""));
+        Assert.Equal(1, Admin.AdminHttp.Sample(metrics, "bastion_tls_tunnels_total", "listener=\"web\",mode=\"spliced\""));
+        Assert.Equal(1, Admin.AdminHttp.Sample(metrics, "bastion_tls_mint_seconds_count", "listener=\"web\""));
+
+        var stats = await Admin.AdminHttp.JsonAsync(admin, "/api/stats");
+        var web = stats.GetProperty("listeners").EnumerateArray().Single(l => l.GetProperty("name").GetString() == "web");
+        Assert.Equal(1, web.GetProperty("tls").GetProperty("inspected").GetInt64());
+        Assert.Equal(1, web.GetProperty("tls").GetProperty("spliced").GetInt64());
+
+        var config = (await Admin.AdminHttp.GetAsync(admin, "/api/config")).Body;
+        Assert.Contains("\"tls_inspection\"", config);
+        Assert.Contains("bank.localhost", config);
+        Assert.DoesNotContain("PRIVATE KEY", config);
+    }
+
+    [Fact]
+    public async Task A_connect_denied_by_default_is_allowed_by_a_rule_on_its_server_name()
+    {
+        await using var gw = await TestGateway.StartAsync($$"""
+            listeners:
+              - name: web
+                type: http-proxy
+                listen: 127.0.0.1:0
+                policy: by-name
+                tls_inspection: { ca: {{f.CaDir}}, upstream_ca: {{f.OriginCaPem}} }
+            policies:
+              by-name:
+                default: deny
+                rules:
+                  - allow: { sni: shop.localhost }
+                    name: shop-only
+            """);
+        int before = f.Origin.Requests;
+        var ok = await Curl(gw, $"https://shop.localhost:{f.Origin.Port}/100b");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        var inside = await gw.WaitForLogAsync(l => l.Str("request") == $"GET https://shop.localhost:{f.Origin.Port}/100b");
+        Assert.Equal("shop-only", inside.Str("rule"));
+
+        // Another name: the tunnel closes after the ClientHello, and the origin is never connected to.
+        var denied = await Curl(gw, $"https://api.localhost:{f.Origin.Port}/100b");
+        Assert.NotEqual(0, denied.ExitCode);
+        var line = await gw.WaitForLogAsync(l => l.Str("request") == $"CONNECT api.localhost:{f.Origin.Port}");
+        Assert.Equal("deny", line.Str("verdict"));
+        Assert.Equal("by-name#default", line.Str("rule"));
+        Assert.Equal("api.localhost", line.Str("sni"));
+        Assert.Equal(before + 1, f.Origin.Requests);
     }
 }

@@ -67,10 +67,11 @@ sealed class InspectedOrigin : IDisposable
         {
             TargetHost = origin.Name,
             CertificateRevocationCheckMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+            CertificateChainPolicy = settings.Verifier.HandshakePolicy(),
             RemoteCertificateValidationCallback = (_, cert, chain, errors) =>
             {
                 if (insecure) return true;
-                var problem = OriginTls.Verify(origin.Name, cert as System.Security.Cryptography.X509Certificates.X509Certificate2, chain, errors, settings.UpstreamRoots);
+                var problem = settings.Verifier.Verify(origin.Name, cert as System.Security.Cryptography.X509Certificates.X509Certificate2, chain, errors);
                 if (problem is not null) origin.LastFailure = problem;
                 return problem is null;
             },
