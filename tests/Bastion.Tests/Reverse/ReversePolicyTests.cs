@@ -128,7 +128,7 @@ public class ReversePolicyTests
                 type: http-reverse
                 listen: 127.0.0.1:0
                 policy: open
-                limits: { max_request_body: 1KiB, response_timeout: 300ms, max_header_size: 4KiB }
+                limits: { max_request_body: 1KiB, response_timeout: 2s, max_header_size: 4KiB }
                 routes:
                   - { path: "/{**rest}", upstream: {{o.Url}} }
               - name: rated
