@@ -249,4 +249,44 @@ public sealed class InspectionTests(InspectionFixture f) : IClassFixture<Inspect
         Assert.Equal("api.localhost", line.Str("sni"));
         Assert.Equal(before + 1, f.Origin.Requests);
     }
+
+    [Fact]
+    public async Task A_websocket_inside_an_inspected_tunnel_is_judged_then_relayed_both_ways()
+    {
+        await using var gw = await TestGateway.StartAsync(f.Yaml());
+        var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(f.CaCert);
+        using var ws = new System.Net.WebSockets.ClientWebSocket();
+        ws.Options.Proxy = new System.Net.WebProxy(gw.Url("web"));
+        ws.Options.RemoteCertificateValidationCallback = (_, cert, _, errors) =>
+        {
+            // Trust exactly the inspection CA, as a client with it installed would.
+            if (cert is null || (errors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors) != 0) return false;
+            using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+            chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+            return chain.Build(new System.Security.Cryptography.X509Certificates.X509Certificate2(cert));
+        };
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await ws.ConnectAsync(new Uri($"wss://shop.localhost:{f.Origin.Port}/ws"), cts.Token);
+        var recv = new byte[16 * 1024];
+        for (int i = 0; i < 3; i++)
+        {
+            var msg = System.Text.Encoding.UTF8.GetBytes($"inspected {i} " + new string('x', i * 3000));
+            await ws.SendAsync(msg, System.Net.WebSockets.WebSocketMessageType.Text, true, cts.Token);
+            int got = 0;
+            System.Net.WebSockets.WebSocketReceiveResult r;
+            do
+            {
+                r = await ws.ReceiveAsync(new ArraySegment<byte>(recv, got, recv.Length - got), cts.Token);
+                got += r.Count;
+            }
+            while (!r.EndOfMessage);
+            Assert.Equal(msg, recv[..got]);
+        }
+        await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", cts.Token);
+        var line = await gw.WaitForLogAsync(l => l.Str("request") == $"GET https://shop.localhost:{f.Origin.Port}/ws");
+        Assert.Equal(101, line.Num("status"));
+        Assert.Equal("inspected", line.Str("tls"));
+    }
 }

@@ -245,10 +245,13 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         var w = UpOut;
         w.Reset();
         w.Append(h.MethodBytes).Append(" "u8).Append(uri!.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
-        w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin);
+        // WebSockets (wss:// inside the tunnel) upgrade as on the reverse proxy: Upgrade kept, Connection: upgrade.
+        bool upgrade = h.Upgrade;
+        w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin, keep: upgrade ? UpgradeMask : 0);
         w.Append("Host: "u8).Append(t.Authority).CrLf();
         WriteVia(w, h);
         if (maxForwards > 0) w.Field("Max-Forwards"u8, maxForwards - 1);
+        if (upgrade) w.Append("Connection: upgrade\r\n"u8);
         w.Framing(framing).CrLf();
         x.Upstream = t.Authority;
         var (_, again) = await ForwardAsync(t.Pool, limits, new RelayOptions(Ctx.Policy, ViaOnResponse: true)).ConfigureAwait(false);
