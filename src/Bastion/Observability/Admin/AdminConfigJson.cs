@@ -167,7 +167,14 @@ public static class AdminConfigJson
         {
             w.WriteStartObject("ftp");
             w.WriteString("passive_ports", ftp.PassivePorts);
+            w.WriteString("passive_address", ftp.PassiveAddress);
             w.WriteString("data_mode", ftp.DataMode);
+            if (ftp.Tls is { } ftls) { w.WriteStartObject("tls"); w.WriteString("cert", c.Resolve(ftls.Cert)); w.WriteString("key", c.Resolve(ftls.Key)); w.WriteEndObject(); }
+            w.WriteString("client_tls", ftp.ClientTlsRequired ? "required" : "optional");
+            w.WriteString("upstream_tls", ftp.UpstreamTls);
+            w.WriteString("upstream_ca", ftp.UpstreamCa);
+            w.WriteNumber("max_line", ftp.MaxLine);
+            w.WriteString("data_timeout", Dur(ftp.DataTimeout));
             w.WriteEndObject();
         }
         if (l.Smtp is { } smtp)
