@@ -221,7 +221,7 @@ public sealed class FtpGatewayTests(FtpFixture f)
         var rt = f.Gateway.Host.Current;
         foreach (var (client, listener, live, explain, logged) in cases)
         {
-            int before = f.Gateway.LogLines().Count(l => l.Str("request") == logged);
+            int before = f.Gateway.LogLines().Count(l => l.Str("request") == logged && l.Str("listener") == listener);
             foreach (var cmd in live) await client.CommandAsync(cmd);
             var line = await Wait.ForAsync(() =>
             {

@@ -34,8 +34,11 @@ public sealed class Admission(ListenerContext ctx)
     }
 
     /// <summary>The line for a connection turned away by the limit (the protocol may have answered, e.g. HTTP 503).</summary>
-    public void RefuseOverLimit(string? client) =>
-        ctx.OpenRefused(client).Deny(PseudoRules.MaxConnections, "connection limit reached").Close();
+    public void RefuseOverLimit(string? client) => OverLimit(client).Close();
+
+    /// <summary>The record of a refusal over the limit, not yet closed: for a protocol that answers with its id first.</summary>
+    public Exchange OverLimit(string? client) =>
+        ctx.OpenRefused(client).Deny(PseudoRules.MaxConnections, "connection limit reached");
 
     /// <summary>Registers an admitted connection: the registry, the connection metrics, its record (the closed line), abort on drain.</summary>
     public ClientConnection Register(Transport transport, IPEndPoint peer, IPEndPoint? local)
