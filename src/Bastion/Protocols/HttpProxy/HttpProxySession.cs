@@ -155,6 +155,9 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         timeout.TryReset();
         var h = _head;
         _x!.Request = $"{h.Method} {h.Target}";
+        _x.Protocol = h.MinorVersion == 1 ? "HTTP/1.1" : "HTTP/1.0";
+        _x.Referer = h.Get("Referer");
+        _x.UserAgent = h.Get("User-Agent");
         _keepAlive = h.MinorVersion == 1 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
 
         // Framing (RFC 9112 §6): anything ambiguous is refused and the connection closed.
@@ -185,6 +188,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         if (config.Authenticate && tunnel is null)
         {
             var auth = await HttpDecisions.AuthenticateAsync(ctx, h.Get("Proxy-Authorization"), conn.Aborted).ConfigureAwait(false);
+            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+            if (!auth.Ok && auth.Tried is { } tried) _x.User = tried;
             if (!auth.Ok)
                 return await RejectAsync(407, "proxy authentication required", PseudoRules.Authenticate, close: hasBody || !_keepAlive).ConfigureAwait(false);
             _user = conn.User = auth.User;
@@ -298,6 +303,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     {
         var content = response.Content;
         long? length = content.Headers.NonValidated.TryGetValues("Content-Length", out var clv) && long.TryParse(clv.ToString(), out var cl) ? cl : null;
+        if (content.Headers.NonValidated.TryGetValues("Content-Type", out var mediaType)) _x!.ContentType = mediaType.ToString();
 
         // The response's moment: response rules see the request's attributes plus the response's.
         var policy = ctx.Policy;
@@ -474,7 +480,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             up = connected;
         }
         await using var upstreamTransport = up;
-        conn.Target = _x!.Upstream = $"{host}:{port}";
+        conn.Target = conn.Record.Upstream = _x!.Upstream = $"{host}:{port}";
         ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
         await FlushAsync().ConfigureAwait(false);
 
@@ -537,6 +543,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { _keepAlive = false; }
         _x.Status = status;
+        _x.ContentType = ErrorPages.ContentType;
         LogExchange(status, rule, reason, verdict);
         return _keepAlive;
     }
@@ -552,7 +559,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     {
         var x = _x!;
         x.Status = status;
-        x.User = _user;
+        if (_user is not null) x.User = _user;
         if (verdict == Verdict.Allow) x.Allow(rule, reason);
         else x.Deny(rule, reason);
         x.Close();
