@@ -94,9 +94,26 @@ public sealed record SyslogConfig(string Address, int Facility, string AppName, 
     /// <summary>RFC 5424 facility names and their codes.</summary>
     public static readonly Dictionary<string, int> Facilities = new(StringComparer.Ordinal)
     {
-        ["kern"] = 0, ["user"] = 1, ["mail"] = 2, ["daemon"] = 3, ["auth"] = 4, ["syslog"] = 5, ["lpr"] = 6, ["news"] = 7,
-        ["uucp"] = 8, ["cron"] = 9, ["authpriv"] = 10, ["ftp"] = 11, ["local0"] = 16, ["local1"] = 17, ["local2"] = 18,
-        ["local3"] = 19, ["local4"] = 20, ["local5"] = 21, ["local6"] = 22, ["local7"] = 23,
+        ["kern"] = 0,
+        ["user"] = 1,
+        ["mail"] = 2,
+        ["daemon"] = 3,
+        ["auth"] = 4,
+        ["syslog"] = 5,
+        ["lpr"] = 6,
+        ["news"] = 7,
+        ["uucp"] = 8,
+        ["cron"] = 9,
+        ["authpriv"] = 10,
+        ["ftp"] = 11,
+        ["local0"] = 16,
+        ["local1"] = 17,
+        ["local2"] = 18,
+        ["local3"] = 19,
+        ["local4"] = 20,
+        ["local5"] = 21,
+        ["local6"] = 22,
+        ["local7"] = 23,
     };
 }
 

@@ -33,9 +33,27 @@ public sealed class LogFormatTests
 
         public AccessEvent Build() => new()
         {
-            Ts = T, Event = Event, Id = "abc123-2", Conn = "abc123-1", Listener = "office", Type = Type, Client = Client, User = User,
-            Request = Request, Verdict = Verdict, Rule = "web", Status = Status, Upstream = Upstream, BytesIn = 112, BytesOut = 1591,
-            DurationMs = DurationMs, ContentType = ContentType, Protocol = Protocol, Referer = Referer, UserAgent = UserAgent, UpstreamMs = 8.25,
+            Ts = T,
+            Event = Event,
+            Id = "abc123-2",
+            Conn = "abc123-1",
+            Listener = "office",
+            Type = Type,
+            Client = Client,
+            User = User,
+            Request = Request,
+            Verdict = Verdict,
+            Rule = "web",
+            Status = Status,
+            Upstream = Upstream,
+            BytesIn = 112,
+            BytesOut = 1591,
+            DurationMs = DurationMs,
+            ContentType = ContentType,
+            Protocol = Protocol,
+            Referer = Referer,
+            UserAgent = UserAgent,
+            UpstreamMs = 8.25,
         };
     }
 

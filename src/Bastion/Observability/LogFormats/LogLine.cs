@@ -34,24 +34,39 @@ public readonly ref struct LogLine(IBufferWriter<byte> output)
     }
 
     /// <summary>
-    /// Text that came from clients or servers, escaped as Apache does: `"`, `\` and control characters become
-    /// `\"`, `\\` and `\xhh`, so that a value can neither end its field nor start a new line. "-" when empty.
+    /// Text that came from clients or servers, escaped as Apache's mod_log_config does: `"` and `\` become `\"` and
+    /// `\\`, control characters and bytes above 0x7E `\xhh` (a char up to 0xFF is a byte, as header values are read
+    /// as Latin-1; above, its UTF-8 bytes), so that a value can neither end its field nor start a new line, and the
+    /// line stays ASCII. "-" when empty.
     /// </summary>
     public void Escaped(string? s)
     {
         if (string.IsNullOrEmpty(s)) { Char('-'); return; }
         int start = 0;
+        Span<byte> utf8 = stackalloc byte[4];
         for (int i = 0; i < s.Length; i++)
         {
             char c = s[i];
-            if (c >= ' ' && c != '"' && c != '\\' && c != '\x7f') continue;
+            if (c >= ' ' && c < '\x7f' && c != '"' && c != '\\') continue;
             Raw(s.AsSpan(start, i - start));
             if (c == '"') Raw("\\\""u8);
             else if (c == '\\') Raw("\\\\"u8);
-            else
+            else if (c <= '\xff')
             {
+                // Header values are read as Latin-1: a char up to 0xFF is the byte that was received.
                 Raw("\\x"u8);
                 Raw(((int)c).ToString("x2", CultureInfo.InvariantCulture));
+            }
+            else
+            {
+                int chars = char.IsHighSurrogate(c) && i + 1 < s.Length ? 2 : 1;
+                int n = Encoding.UTF8.GetBytes(s.AsSpan(i, chars), utf8);
+                for (int k = 0; k < n; k++)
+                {
+                    Raw("\\x"u8);
+                    Raw(utf8[k].ToString("x2", CultureInfo.InvariantCulture));
+                }
+                i += chars - 1;
             }
             start = i + 1;
         }

@@ -54,6 +54,9 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
+            // Header values as bytes (Latin-1), so obs-text crosses byte for byte (the upstream handler writes Latin-1
+            // too) instead of failing the request with a 502, as the forward proxy does.
+            k.RequestHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
             k.Limits.MaxRequestBodySize = limits.MaxRequestBody > 0 ? limits.MaxRequestBody : null;
             k.Limits.MaxRequestHeadersTotalSize = limits.MaxHeaderSize;
             k.Limits.MaxRequestLineSize = limits.MaxHeaderSize;
