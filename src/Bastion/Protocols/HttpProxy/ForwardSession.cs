@@ -61,6 +61,8 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         {
             int pa = h.IndexOf(KnownHeader.ProxyAuthorization);
             var auth = await HttpDecisions.AuthenticateAsync(Ctx, pa < 0 ? null : HttpHead.Latin1(h.Value(pa)), Conn.Aborted).ConfigureAwait(false);
+            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+            if (!auth.Ok && auth.Tried is { } tried) X!.User = tried;
             if (!auth.Ok)
                 return await RejectAsync(407, "proxy authentication required", PseudoRules.Authenticate, close: hasBody || !KeepAlive,
                     extraName: "Proxy-Authenticate", extraValue: "Basic realm=\"bastion\"").ConfigureAwait(false);

@@ -127,6 +127,8 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
         if (!auth.Ok)
         {
             http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
+            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+            if (auth.Tried is { } tried) rs.X.User = tried;
             await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
             return false;
         }
@@ -160,6 +162,7 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
             rs.Target = target;
             rs.X.Upstream = target.Prefix;
             target.Begin();
+            rs.X.UpstreamSent();
             ForwarderError err;
             try { err = await _forwarder.SendAsync(http, target.Prefix, group.Invoker, config, _transformer).ConfigureAwait(false); }
             finally { target.End(); }
@@ -266,9 +269,13 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
         var x = rs.X;
         x.AddIn(rs.InCounter?.Count ?? rs.BytesIn);
         x.AddOut(rs.OutCounter?.Count ?? rs.BytesOut);
-        x.User = rs.Attrs.User;
+        if (rs.Attrs.User is not null) x.User = rs.Attrs.User;
         x.Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}" : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
         x.Status = status;
+        x.Protocol = req.Protocol;
+        x.Referer = req.Headers.Referer.Count > 0 ? req.Headers.Referer.ToString() : null;
+        x.UserAgent = req.Headers.UserAgent.Count > 0 ? req.Headers.UserAgent.ToString() : null;
+        x.ContentType = http.Response.ContentType;
         if (verdict == Verdict.Allow) x.Allow(rule, reason);
         else x.Deny(rule, reason);
         x.Close();

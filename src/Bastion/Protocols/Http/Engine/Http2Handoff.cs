@@ -44,6 +44,8 @@ public sealed class Http2Handoff : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
+            // Header values as bytes (Latin-1), so obs-text crosses byte for byte as on the HTTP/1.1 engine.
+            k.RequestHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
             k.Limits.MaxRequestBodySize = limits.MaxRequestBody > 0 ? limits.MaxRequestBody : null;
             k.Limits.MaxRequestHeadersTotalSize = limits.MaxHeaderSize;
             k.Limits.Http2.MaxRequestHeaderFieldSize = Math.Max(4096, limits.MaxHeaderSize);
