@@ -88,7 +88,7 @@ public sealed class AccessLog : IAsyncDisposable
             var dir = Path.GetDirectoryName(Path.GetFullPath(target));
             if (dir is not null) Directory.CreateDirectory(dir);
             // Unbuffered: lines are batched above, and a failing disk then fails the write we count, not a later dispose.
-            _out = new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+            _out = AppendFile.Open(target);
             _ownsStream = true;
         }
         _writer = Task.Run(WriteLoop);

@@ -160,7 +160,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
             up = socket;
         }
         using var upstream = up;
-        Conn.Target = X!.Upstream = $"{host}:{port}";
+        Conn.Target = Conn.Record.Upstream = X!.Upstream = $"{host}:{port}";
         if (!await SendToClientAsync("HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n"u8.ToArray()).ConfigureAwait(false)) return false;
         X.Status = 200;
 
