@@ -357,7 +357,7 @@ public static class ConfigLoader
     static SmtpConfig? ParseSmtp(YamlWalker w, YamlNode n)
     {
         var m = w.Map(n, "smtp", "banner", "extensions", "tls", "upstream_tls", "max_recipients", "max_line", "max_message",
-            "bare_newline", "allow_address_hacks", "upstream_ca");
+            "bare_newline", "allow_address_hacks", "upstream_ca", "auth", "auth_without_tls");
         if (m is null) return null;
         var banner = m.TryGetValue("banner", out var b) ? w.Scalar(b.Value, "banner") : null;
         ImmutableArray<string> ext = [];
@@ -384,6 +384,13 @@ public static class ConfigLoader
         }
         if (m.TryGetValue("allow_address_hacks", out var ah)) cfg = cfg with { AllowAddressHacks = w.Bool(ah.Value, "allow_address_hacks") ?? false };
         if (m.TryGetValue("upstream_ca", out var ca)) cfg = cfg with { UpstreamCa = w.Scalar(ca.Value, "upstream_ca") };
+        if (m.TryGetValue("auth", out var au))
+        {
+            var mode = w.Scalar(au.Value, "auth");
+            if (mode is not ("optional" or "required")) w.Error(au.Value, $"smtp.auth must be optional or required, not '{mode}'");
+            else cfg = cfg with { Auth = mode };
+        }
+        if (m.TryGetValue("auth_without_tls", out var awt)) cfg = cfg with { AuthWithoutTls = w.Bool(awt.Value, "auth_without_tls") ?? false };
         return cfg;
     }
 

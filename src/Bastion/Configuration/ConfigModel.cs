@@ -190,6 +190,10 @@ public sealed record SmtpConfig(string? Banner, ImmutableArray<string> Extension
     public string? UpstreamCa { get; init; }
     /// <summary>Whether `extensions:` was written (otherwise the defaults apply).</summary>
     public bool ExtensionsGiven { get; init; }
+    /// <summary>With `authenticate: true`: `optional` (AUTH offered, the policy decides) or `required` (530 before MAIL).</summary>
+    public string Auth { get; init; } = "optional";
+    /// <summary>Offer AUTH on a plain connection too (by default only after STARTTLS, like postfix's smtpd_tls_auth_only).</summary>
+    public bool AuthWithoutTls { get; init; }
 }
 
 public enum ProxyProtocolVersion { None, V1, V2 }

@@ -45,21 +45,29 @@ public sealed record ServerCapabilities(bool Pipelining, long Size, bool EightBi
 public static class Extensions
 {
     /// <summary>Every name `smtp.extensions` may list.</summary>
-    public static readonly string[] Known = ["PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "STARTTLS", "ENHANCEDSTATUSCODES"];
+    public static readonly string[] Known = ["PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8", "STARTTLS", "ENHANCEDSTATUSCODES", "AUTH", "CHUNKING"];
 
-    /// <summary>The default list when `extensions:` is not given.</summary>
-    public static readonly string[] Default = ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "STARTTLS"];
+    /// <summary>The default list when `extensions:` is not given (AUTH only with `authenticate: true`; CHUNKING only when listed).</summary>
+    public static readonly string[] Default = ["PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES", "STARTTLS", "AUTH"];
 
-    public readonly record struct Offer(bool Pipelining, bool Size, bool EightBitMime, bool SmtpUtf8, bool StartTls, bool Enhanced);
+    public readonly record struct Offer(bool Pipelining, bool Size, bool EightBitMime, bool SmtpUtf8, bool StartTls, bool Enhanced,
+        bool Auth = false, bool Chunking = false);
 
-    /// <summary>What to advertise, given the allow-list, the server's offer and the session's state.</summary>
-    public static Offer Decide(IReadOnlyCollection<string> allowed, ServerCapabilities server, bool tlsConfigured, bool tlsActive) => new(
+    /// <summary>
+    /// What to advertise, given the allow-list, the server's offer and the session's state. AUTH is the gateway's own
+    /// (checked against its users, never relayed) and only over TLS unless configured; CHUNKING is the gateway's own
+    /// too (BDAT is sent to the server as DATA).
+    /// </summary>
+    public static Offer Decide(IReadOnlyCollection<string> allowed, ServerCapabilities server, bool tlsConfigured, bool tlsActive,
+        bool authenticate = false, bool authWithoutTls = false) => new(
         Pipelining: allowed.Contains("PIPELINING"),
         Size: allowed.Contains("SIZE"),
         EightBitMime: allowed.Contains("8BITMIME") && server.EightBitMime,
         SmtpUtf8: allowed.Contains("SMTPUTF8") && server.SmtpUtf8,
         StartTls: allowed.Contains("STARTTLS") && tlsConfigured && !tlsActive,
-        Enhanced: allowed.Contains("ENHANCEDSTATUSCODES") && server.EnhancedStatusCodes);
+        Enhanced: allowed.Contains("ENHANCEDSTATUSCODES") && server.EnhancedStatusCodes,
+        Auth: allowed.Contains("AUTH") && authenticate && (tlsActive || authWithoutTls),
+        Chunking: allowed.Contains("CHUNKING"));
 
     /// <summary>The 250 reply lines: greeting first, then one keyword a line.</summary>
     public static List<string> EhloLines(string hostName, string clientName, Offer offer, long maxMessage)
@@ -71,6 +79,8 @@ public static class Extensions
         if (offer.SmtpUtf8) lines.Add("SMTPUTF8");
         if (offer.StartTls) lines.Add("STARTTLS");
         if (offer.Enhanced) lines.Add("ENHANCEDSTATUSCODES");
+        if (offer.Auth) lines.Add("AUTH PLAIN LOGIN");
+        if (offer.Chunking) lines.Add("CHUNKING");
         return lines;
     }
 }

@@ -6,7 +6,7 @@ namespace Bastion.Protocols.Smtp;
 /// What the session has advertised, and so what a command may use: parameters of an extension that was not
 /// offered are refused like unknown ones (RFC 5321 4.1.1.11, RFC 1870, 6152, 6531).
 /// </summary>
-public readonly record struct CommandOptions(bool Size, bool EightBitMime, bool SmtpUtf8, bool Chunking, bool AllowHacks);
+public readonly record struct CommandOptions(bool Size, bool EightBitMime, bool SmtpUtf8, bool Chunking, bool AllowHacks, bool Auth = false);
 
 /// <summary>
 /// RFC 5321 command lines (without their CRLF), strictly: a known verb, one space before arguments, paths in
@@ -89,6 +89,10 @@ public static class SmtpCommandParser
             }
             else if (opt.SmtpUtf8 && AsciiEqualsIgnoreCase(key, "SMTPUTF8"u8) && value.IsEmpty)
                 cmd.SmtpUtf8 = true;
+            else if (opt.Auth && AsciiEqualsIgnoreCase(key, "AUTH"u8) && !value.IsEmpty)
+            {
+                // RFC 4954 5: accepted when AUTH is offered, and not passed on (the server trusts no one's say-so here).
+            }
             else return new(555, "5.5.4", $"MAIL parameter {Printable(key)} not recognized");
         }
         return CommandError.None;

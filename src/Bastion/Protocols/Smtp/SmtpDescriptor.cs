@@ -29,7 +29,11 @@ public sealed class SmtpDescriptor : IListenerDescriptor
             error(l.PosOf("upstream"), $"listener '{l.Name}': upstream '{l.Upstream}' is neither host:port nor a group under 'upstreams:'");
         else if (SmtpListener.ResolveTargets(root, l).Count == 0)
             error(l.PosOf("upstream"), $"listener '{l.Name}': upstream group '{l.Upstream}' has no host:port target");
-        if (l.Smtp is not { } s) return;
+        if (l.Smtp is not { } s)
+        {
+            if (l.Authenticate) error(l.PosOf("authenticate"), $"listener '{l.Name}': AUTH is offered only after STARTTLS: set smtp.tls, or smtp.auth_without_tls: true");
+            return;
+        }
         if (s.Tls is { } t)
         {
             if (!File.Exists(root.Resolve(t.Cert))) error(t.Pos, $"listener '{l.Name}': smtp.tls: cannot read certificate {root.Resolve(t.Cert)}");
@@ -39,6 +43,16 @@ public sealed class SmtpDescriptor : IListenerDescriptor
             error(s.Pos, $"listener '{l.Name}': smtp.extensions lists STARTTLS but smtp.tls names no certificate");
         if (s.UpstreamCa is { } ca && !File.Exists(root.Resolve(ca)))
             error(s.Pos, $"listener '{l.Name}': smtp.upstream_ca: cannot read {root.Resolve(ca)}");
+        // AUTH is checked against identity.users, so it needs `authenticate: true`, and a leg it may be offered on.
+        bool listsAuth = !s.ExtensionsGiven || s.Extensions.Contains("AUTH");
+        if (l.Authenticate && !listsAuth)
+            error(s.Pos, $"listener '{l.Name}': authenticate is on but smtp.extensions does not list AUTH");
+        if (!l.Authenticate && s.ExtensionsGiven && s.Extensions.Contains("AUTH"))
+            error(s.Pos, $"listener '{l.Name}': smtp.extensions lists AUTH but the listener does not authenticate (authenticate: true)");
+        if (!l.Authenticate && s.Auth == "required")
+            error(s.Pos, $"listener '{l.Name}': smtp.auth: required needs authenticate: true");
+        if (l.Authenticate && s.Tls is null && !s.AuthWithoutTls)
+            error(s.Pos, $"listener '{l.Name}': AUTH is offered only after STARTTLS: set smtp.tls, or smtp.auth_without_tls: true");
     }
 
     public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error)

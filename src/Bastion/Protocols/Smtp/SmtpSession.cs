@@ -16,11 +16,13 @@ namespace Bastion.Protocols.Smtp;
 /// message. PIPELINING towards the client is the gateway's own: replies are written in order and sent when the
 /// client has nothing more queued.
 /// </summary>
-sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConnection conn)
+sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConnection conn)
 {
     readonly ListenerConfig _cfg = ctx.Config;
     readonly SmtpConfig _smtp = ctx.Config.Smtp ?? SmtpListener.DefaultConfig;
     readonly RequestAttributes _attrs = new() { Source = conn.Client.Address, User = conn.User };
+    /// <summary>The user a trusted PROXY header named, if any; AUTH replaces it until STARTTLS.</summary>
+    readonly string? _proxyUser = conn.User;
     readonly SmtpCommand _cmd = new();
     readonly CancellationTokenSource _idle = new();
     Transport Client => conn.Transport;
@@ -58,7 +60,7 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
         _linked = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted, _idle.Token);
         _connX.Request = $"SMTP {_cfg.Upstream}";
         _lines = new LineReader(Client.Input, _smtp.MaxLine - 2);
-        _opts = new CommandOptions(false, false, false, false, _smtp.AllowAddressHacks);
+        _opts = PlainOptions;
         try
         {
             if (!await ConnectUpstreamAsync().ConfigureAwait(false))
@@ -93,21 +95,9 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
     {
         // Replies to pipelined commands go out together, once the client has nothing more queued.
         if (!_lines.HasBuffered) await FlushAsync().ConfigureAwait(false);
-        LineRead read;
-        _idle.TryReset();
-        _idle.CancelAfter(_cfg.Limits.IdleTimeout);
-        try { read = await _lines.ReadAsync(_linked.Token).ConfigureAwait(false); }
-        catch (OperationCanceledException) when (_idle.IsCancellationRequested && !conn.Aborted.IsCancellationRequested)
-        {
-            _connX.Reason = "idle timeout";
-            await ReplyAsync($"421 4.4.2 {Host} idle timeout, closing connection", flush: true).ConfigureAwait(false);
-            return false;
-        }
-        _connX.AddIn(read.WireLength);
+        if (await ReadLineAsync().ConfigureAwait(false) is not { } read) return false;
         switch (read.Status)
         {
-            case LineStatus.End:
-                return false;
             case LineStatus.TooLong:
                 await Refuse(500, "5.5.2", $"line too long (max {_smtp.MaxLine} octets)").ConfigureAwait(false);
                 return true;
@@ -137,7 +127,7 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
             case SmtpVerb.Help: await ReplyAsync("214 2.0.0 See RFC 5321").ConfigureAwait(false); return true;
             case SmtpVerb.Vrfy: await ReplyAsync("252 2.5.2 Cannot VRFY user; send mail and delivery will be attempted").ConfigureAwait(false); return true;
             case SmtpVerb.Expn: await ReplyAsync("502 5.5.1 EXPN not available").ConfigureAwait(false); return true;
-            case SmtpVerb.Auth: await ReplyAsync("502 5.5.1 AUTH not available").ConfigureAwait(false); return true;
+            case SmtpVerb.Auth: return await AuthAsync().ConfigureAwait(false);
             case SmtpVerb.StartTls: return await StartTlsAsync().ConfigureAwait(false);
             case SmtpVerb.Quit:
                 await ReplyAsync($"221 2.0.0 {Host} closing connection", flush: true).ConfigureAwait(false);
@@ -147,6 +137,26 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
                 return true;
         }
     }
+
+    /// <summary>One line from the client within the idle timeout; null when the client left or timed out (421 sent).</summary>
+    async Task<LineRead?> ReadLineAsync()
+    {
+        LineRead read;
+        _idle.TryReset();
+        _idle.CancelAfter(_cfg.Limits.IdleTimeout);
+        try { read = await _lines.ReadAsync(_linked.Token).ConfigureAwait(false); }
+        catch (OperationCanceledException) when (_idle.IsCancellationRequested && !conn.Aborted.IsCancellationRequested)
+        {
+            _connX.Reason = "idle timeout";
+            await ReplyAsync($"421 4.4.2 {Host} idle timeout, closing connection", flush: true).ConfigureAwait(false);
+            return null;
+        }
+        _connX.AddIn(read.WireLength);
+        return read.Status == LineStatus.End ? null : read;
+    }
+
+    /// <summary>Before EHLO (and after STARTTLS) no extension's parameters are accepted.</summary>
+    CommandOptions PlainOptions => new(false, false, false, false, _smtp.AllowAddressHacks);
 
     // ---- session commands -------------------------------------------------------------------------------------
 
@@ -163,9 +173,10 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
         _helo = name;
         _esmtp = esmtp;
         _offer = esmtp
-            ? Extensions.Decide(listener.AllowedExtensions(_smtp), _up!.Capabilities, listener.ServerCertificate(ctx.Runtime.Config, _smtp) is not null, Client.IsTls)
+            ? Extensions.Decide(listener.AllowedExtensions(_smtp), _up!.Capabilities, listener.ServerCertificate(ctx.Runtime.Config, _smtp) is not null,
+                Client.IsTls, _cfg.Authenticate, _smtp.AuthWithoutTls)
             : default;
-        _opts = new CommandOptions(_offer.Size, _offer.EightBitMime, _offer.SmtpUtf8, false, _smtp.AllowAddressHacks);
+        _opts = new CommandOptions(_offer.Size, _offer.EightBitMime, _offer.SmtpUtf8, _offer.Chunking, _smtp.AllowAddressHacks, _offer.Auth);
         if (!esmtp)
         {
             await ReplyAsync($"250 {Host}").ConfigureAwait(false);
@@ -203,7 +214,8 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
         if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
         _helo = null;
         _offer = default;
-        _opts = new CommandOptions(false, false, false, false, _smtp.AllowAddressHacks);
+        _opts = PlainOptions;
+        ForgetLogin();
         return true;
     }
 
@@ -218,6 +230,11 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
         x.Request = $"MAIL FROM:{path.Wire}";
         try
         {
+            if (_cfg.Authenticate && _smtp.Auth == "required" && _authUser is null)
+            {
+                x.Deny(PseudoRules.Authenticate, "authentication required (smtp.auth: required)");
+                return await Answer(x, 530, "5.7.0", "authentication required").ConfigureAwait(false);
+            }
             if (_cmd.DeclaredSize > _smtp.MaxMessage)
             {
                 x.Deny("smtp.max_message", $"declared size {_cmd.DeclaredSize} exceeds {_smtp.MaxMessage}");
@@ -304,7 +321,7 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
             }
             await ReplyAsync("354 End data with <CR><LF>.<CR><LF>", flush: true).ConfigureAwait(false);
             var up = _up!;
-            up.Output.Write(ReceivedHeader.Build(_helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, false, x.Id,
+            up.Output.Write(ReceivedHeader.Build(_helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, _authUser is not null, x.Id,
                 _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now));
             bool ended;
             DataScanner scanner;
