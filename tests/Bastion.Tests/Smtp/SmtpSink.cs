@@ -12,8 +12,8 @@ public sealed class SmtpSink : IAsyncDisposable
 {
     const string Script = """
         import asyncio, json, os, ssl, sys
-        from aiosmtpd.smtp import SMTP
-        out, cert, key = sys.argv[1], sys.argv[2], sys.argv[3]
+        from aiosmtpd.smtp import SMTP, AuthResult
+        out, cert, key, auth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "auth"
         class Store:
             n = 0
             async def handle_DATA(self, server, session, envelope):
@@ -22,11 +22,14 @@ public sealed class SmtpSink : IAsyncDisposable
                 with open(base + ".eml", "wb") as f:
                     f.write(envelope.original_content)
                 meta = {"from": envelope.mail_from, "rcpt": envelope.rcpt_tos,
-                        "options": envelope.mail_options, "tls": session.ssl is not None, "helo": session.host_name}
+                        "options": envelope.mail_options, "tls": session.ssl is not None, "helo": session.host_name,
+                        "auth": bool(session.authenticated)}
                 with open(base + ".tmp", "w") as f:
                     json.dump(meta, f)
                 os.rename(base + ".tmp", base + ".json")
                 return "250 2.0.0 stored as %05d" % Store.n
+        def accept_all(server, session, envelope, mechanism, data):
+            return AuthResult(success=True)
         async def main():
             ctx = None
             if cert != "-":
@@ -34,7 +37,8 @@ public sealed class SmtpSink : IAsyncDisposable
                 ctx.load_cert_chain(cert, key)
             loop = asyncio.get_running_loop()
             srv = await loop.create_server(lambda: SMTP(Store(), tls_context=ctx, hostname="sink.test",
-                                           data_size_limit=0, enable_SMTPUTF8=True), "127.0.0.1", 0)
+                                           data_size_limit=0, enable_SMTPUTF8=True,
+                                           authenticator=accept_all if auth else None, auth_require_tls=False), "127.0.0.1", 0)
             print("PORT %d" % srv.sockets[0].getsockname()[1], flush=True)
             await srv.serve_forever()
         asyncio.run(main())
@@ -51,7 +55,9 @@ public sealed class SmtpSink : IAsyncDisposable
         Port = port;
     }
 
-    public static async Task<SmtpSink> StartAsync(bool tls = false)
+    /// <param name="tls">Offer STARTTLS.</param>
+    /// <param name="auth">Offer AUTH (accepting anyone), so that a test can see that no client's AUTH reaches it.</param>
+    public static async Task<SmtpSink> StartAsync(bool tls = false, bool auth = false)
     {
         var dir = Scratch.NewDir("sink");
         var script = Path.Combine(dir, "sink.py");
@@ -60,14 +66,14 @@ public sealed class SmtpSink : IAsyncDisposable
         Directory.CreateDirectory(store);
         string cert = "-", key = "-";
         if (tls) (cert, key) = TestCerts.WritePem(dir, "sink", TestCerts.Localhost());
-        var p = Proc.Start("/usr/bin/python3", [script, store, cert, key]);
+        var p = Proc.Start("/usr/bin/python3", [script, store, cert, key, auth ? "auth" : "-"]);
         await p.WaitForOutputAsync("PORT ", TimeSpan.FromSeconds(20));
         var line = p.Output.Split('\n').First(l => l.StartsWith("PORT ", StringComparison.Ordinal));
         var port = int.Parse(line[5..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
         return new SmtpSink(p, store, port);
     }
 
-    public sealed record Message(string From, string[] Rcpt, string[] Options, bool Tls, string Helo, byte[] Content)
+    public sealed record Message(string From, string[] Rcpt, string[] Options, bool Tls, string Helo, bool Auth, byte[] Content)
     {
         public string Text => Encoding.UTF8.GetString(Content);
     }
@@ -82,7 +88,7 @@ public sealed class SmtpSink : IAsyncDisposable
             list.Add(new Message(r.GetProperty("from").GetString()!,
                 [.. r.GetProperty("rcpt").EnumerateArray().Select(e => e.GetString()!)],
                 [.. r.GetProperty("options").EnumerateArray().Select(e => e.GetString()!)],
-                r.GetProperty("tls").GetBoolean(), r.GetProperty("helo").GetString() ?? "",
+                r.GetProperty("tls").GetBoolean(), r.GetProperty("helo").GetString() ?? "", r.GetProperty("auth").GetBoolean(),
                 File.ReadAllBytes(Path.ChangeExtension(json, ".eml"))));
         }
         return list;

@@ -75,6 +75,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         }
         finally
         {
+            AbandonChunks("session ended between BDAT chunks");
             if (_up is { } up)
             {
                 try { await up.QuitAsync().ConfigureAwait(false); }
@@ -119,6 +120,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             case SmtpVerb.Mail: return await MailAsync().ConfigureAwait(false);
             case SmtpVerb.Rcpt: return await RcptAsync().ConfigureAwait(false);
             case SmtpVerb.Data: return await DataAsync().ConfigureAwait(false);
+            case SmtpVerb.Bdat: return await BdatAsync().ConfigureAwait(false);
             case SmtpVerb.Rset:
                 if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
                 await ReplyAsync("250 2.0.0 OK").ConfigureAwait(false);
@@ -302,13 +304,14 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     async Task<bool> DataAsync()
     {
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before DATA").ConfigureAwait(false); return true; }
+        if (_chunkX is not null) { await ReplyAsync("503 5.5.1 DATA after BDAT; finish with BDAT LAST").ConfigureAwait(false); return true; }
         if (_rcpts.Count == 0)
         {
             await ReplyAsync(_tried > 0 ? "554 5.5.1 no valid recipients" : "503 5.5.1 need RCPT before DATA").ConfigureAwait(false);
             return true;
         }
         var x = ctx.Open(conn, ExchangeKinds.Request);
-        x.Request = MessageText();
+        x.Request = MessageText("DATA");
         try
         {
             var go = await UpstreamCommandAsync("DATA", x).ConfigureAwait(false);
@@ -321,8 +324,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             }
             await ReplyAsync("354 End data with <CR><LF>.<CR><LF>", flush: true).ConfigureAwait(false);
             var up = _up!;
-            up.Output.Write(ReceivedHeader.Build(_helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, _authUser is not null, x.Id,
-                _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now));
+            WriteReceived(up, x);
             bool ended;
             DataScanner scanner;
             string? lost;
@@ -341,37 +343,50 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
                 x.Deny(PseudoRules.Protocol, "client closed the connection during DATA");
                 return false;
             }
-            if (scanner.Refusal is { } refusal)
-            {
-                DropUpstream(abort: true);
-                x.Deny(scanner.RefusalCode == 552 ? "smtp.max_message" : PseudoRules.Protocol, refusal);
-                await ResetLocalAsync().ConfigureAwait(false);
-                return await Answer(x, scanner.RefusalCode, scanner.RefusalEnhanced, refusal).ConfigureAwait(false);
-            }
-            if (lost is not null)
-            {
-                DropUpstream(abort: true);
-                x.Reason = lost;
-                await ResetLocalAsync().ConfigureAwait(false);
-                return await Answer(x, 451, "4.4.2", "upstream connection lost, message not accepted; try again later").ConfigureAwait(false);
-            }
-            SmtpAttributes.ForMessage(_attrs, _from, _rcpts, scanner.Size);
-            var d = ctx.Policy.EvaluateAll(_attrs);
-            x.Decide(d);
-            if (!d.Allowed)
-            {
-                DropUpstream(abort: true);
-                await ResetLocalAsync().ConfigureAwait(false);
-                return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
-            }
-            // Only now does the server see the end of data: its reply decides the client's.
-            var done = await UpstreamCommandAsync(".", x).ConfigureAwait(false);
-            await ResetLocalAsync().ConfigureAwait(false);
-            _upInTransaction = false;
-            if (done is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
-            return await RelayAsync(x, done).ConfigureAwait(false);
+            return await EndMessageAsync(x, new MessageCheck(scanner.Refusal, scanner.RefusalCode, scanner.RefusalEnhanced, scanner.Size), lost).ConfigureAwait(false);
         }
         finally { x.Close(); }
+    }
+
+    /// <summary>What the DATA scan or the BDAT encoding found by the client's end of the message.</summary>
+    readonly record struct MessageCheck(string? Refusal, int Code, string Enhanced, long Size);
+
+    /// <summary>
+    /// The end of a message, DATA or BDAT alike: a refusal from the scan, a lost server, or the policy with every rule
+    /// (`command: DATA`, the real size). Refused, the server's session is dropped without an end of data, so it
+    /// discards the partial message; allowed, the server gets the end of data and its reply decides the client's.
+    /// </summary>
+    async Task<bool> EndMessageAsync(Exchange x, MessageCheck check, string? lost)
+    {
+        if (check.Refusal is { } refusal)
+        {
+            DropUpstream(abort: true);
+            x.Deny(check.Code == 552 ? "smtp.max_message" : PseudoRules.Protocol, refusal);
+            await ResetLocalAsync().ConfigureAwait(false);
+            return await Answer(x, check.Code, check.Enhanced, refusal).ConfigureAwait(false);
+        }
+        if (lost is not null)
+        {
+            DropUpstream(abort: true);
+            x.Reason = lost;
+            await ResetLocalAsync().ConfigureAwait(false);
+            return await Answer(x, 451, "4.4.2", "upstream connection lost, message not accepted; try again later").ConfigureAwait(false);
+        }
+        SmtpAttributes.ForMessage(_attrs, _from!, _rcpts, check.Size);
+        var d = ctx.Policy.EvaluateAll(_attrs);
+        x.Decide(d);
+        if (!d.Allowed)
+        {
+            DropUpstream(abort: true);
+            await ResetLocalAsync().ConfigureAwait(false);
+            return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
+        }
+        // Only now does the server see the end of data: its reply decides the client's.
+        var done = await UpstreamCommandAsync(".", x).ConfigureAwait(false);
+        await ResetLocalAsync().ConfigureAwait(false);
+        _upInTransaction = false;
+        if (done is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
+        return await RelayAsync(x, done).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -413,9 +428,15 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         }
     }
 
+    void WriteReceived(SmtpUpstream up, Exchange x) =>
+        up.Output.Write(ReceivedHeader.Build(_helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, _authUser is not null, x.Id,
+            _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now));
+
     /// <summary>RSET towards the server when it has a transaction open; false when the server is gone.</summary>
     async Task<bool> ResetTransactionAsync()
     {
+        // Between BDAT chunks the server is inside DATA: RSET would be message text. Dropping it discards the message.
+        AbandonChunks("transaction reset between BDAT chunks");
         bool ok = true;
         if (_upInTransaction && _up is not null)
         {
@@ -444,9 +465,9 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return Task.CompletedTask;
     }
 
-    string MessageText()
+    string MessageText(string verb)
     {
-        var sb = new StringBuilder("DATA from=").Append(_from!.Wire).Append(" to=");
+        var sb = new StringBuilder(verb).Append(" from=").Append(_from!.Wire).Append(" to=");
         for (int i = 0; i < _rcpts.Count; i++) sb.Append(i == 0 ? "<" : ",<").Append(_rcpts[i]).Append('>');
         if (_denied > 0) sb.Append(" denied=").Append(_denied);
         return sb.ToString();
