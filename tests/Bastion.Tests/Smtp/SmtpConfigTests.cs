@@ -45,4 +45,38 @@ public class SmtpConfigTests
         Assert.Contains("upstream 'nowhere' is neither host:port nor a group", r.Stderr + r.Stdout);
         Assert.Contains("lists STARTTLS but smtp.tls names no certificate", r.Stderr + r.Stdout);
     }
+
+    [Fact]
+    public async Task Check_refuses_auth_that_could_never_be_offered()
+    {
+        var dir = Scratch.NewDir("smtp-check-auth");
+        var file = Path.Combine(dir, "bad.yaml");
+        await File.WriteAllTextAsync(Path.Combine(dir, "users.htpasswd"), "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n");
+        await File.WriteAllTextAsync(file, """
+            identity: { users: users.htpasswd }
+            listeners:
+              - name: plain
+                type: smtp
+                listen: 127.0.0.1:0
+                upstream: 127.0.0.1:25
+                authenticate: true
+                policy: p
+                smtp: { auth: sometimes }
+              - name: noauth
+                type: smtp
+                listen: 127.0.0.1:0
+                upstream: 127.0.0.1:25
+                policy: p
+                smtp: { auth: required, extensions: [PIPELINING, AUTH], auth_without_tls: true }
+            policies:
+              p: { default: deny, rules: [] }
+            """);
+        var r = await Proc.BastionAsync(["check", "-c", file]);
+        Assert.Equal(2, r.ExitCode);
+        var text = r.Stderr + r.Stdout;
+        Assert.Contains("smtp.auth must be optional or required", text);
+        Assert.Contains("listener 'plain': AUTH is offered only after STARTTLS", text);
+        Assert.Contains("listener 'noauth': smtp.extensions lists AUTH but the listener does not authenticate", text);
+        Assert.Contains("listener 'noauth': smtp.auth: required needs authenticate: true", text);
+    }
 }

@@ -141,6 +141,15 @@ public class SmtpParserTests
     }
 
     [Fact]
+    public void Mail_auth_parameter_only_when_auth_is_offered()
+    {
+        Assert.False(P("MAIL FROM:<a@b.example> AUTH=<>", All with { Auth = true }).Error.IsError);
+        Assert.False(P("MAIL FROM:<a@b.example> AUTH=alice+40b.example", All with { Auth = true }).Error.IsError);
+        Assert.Equal(555, P("MAIL FROM:<a@b.example> AUTH=<>").Error.Code);
+        Assert.Equal(501, P("MAIL FROM:<a@b.example> AUTH=", All with { Auth = true }).Error.Code);
+    }
+
+    [Fact]
     public void Address_length_limits()
     {
         var local = new string('a', 65);
@@ -247,5 +256,12 @@ public class SmtpParserTests
         // After STARTTLS, or without a certificate, STARTTLS is not offered; nothing beyond the allow-list ever is.
         offer = Extensions.Decide(["SIZE"], server, tlsConfigured: true, tlsActive: true);
         Assert.Equal(["gw.example greets c", "SIZE 5000"], Extensions.EhloLines("gw.example", "c", offer, 5_000));
+        // AUTH is the gateway's own (the server's AUTH PLAIN above is never shown): with authenticate, over TLS
+        // unless allowed in the clear. CHUNKING is the gateway's own too, whatever the server offers.
+        string[] both = ["AUTH", "CHUNKING"];
+        Assert.Equal(["g greets c", "CHUNKING"], Extensions.EhloLines("g", "c", Extensions.Decide(both, server, true, false, authenticate: true), 1));
+        Assert.Equal(["g greets c", "AUTH PLAIN LOGIN", "CHUNKING"], Extensions.EhloLines("g", "c", Extensions.Decide(both, server, true, true, authenticate: true), 1));
+        Assert.Equal(["g greets c", "AUTH PLAIN LOGIN"], Extensions.EhloLines("g", "c", Extensions.Decide(["AUTH"], server, false, false, true, authWithoutTls: true), 1));
+        Assert.Equal(["g greets c"], Extensions.EhloLines("g", "c", Extensions.Decide(["AUTH"], server, true, true, authenticate: false), 1));
     }
 }
