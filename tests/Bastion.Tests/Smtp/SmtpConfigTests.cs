@@ -21,6 +21,17 @@ public class SmtpConfigTests
     }
 
     [Fact]
+    public async Task Explain_judges_an_smtp_auth_user_as_the_session_does()
+    {
+        var r = await Proc.BastionAsync(["explain", "-c", Example, "--listener", "submission", "--user", "alice", "RCPT TO:<x@elsewhere.example>"]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("(rule staff-relay)", r.Stdout);
+        r = await Proc.BastionAsync(["explain", "-c", Example, "--listener", "submission", "RCPT TO:<x@elsewhere.example>"]);
+        Assert.True(r.ExitCode == 1, r.ToString());
+        Assert.Contains("submit#default", r.Stdout);
+    }
+
+    [Fact]
     public async Task Check_refuses_what_the_gateway_cannot_honour()
     {
         var dir = Scratch.NewDir("smtp-check");
