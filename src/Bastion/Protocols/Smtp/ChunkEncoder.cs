@@ -10,37 +10,22 @@ namespace Bastion.Protocols.Smtp;
 /// client did not send. The size (the sum of the chunks, RFC 3030 4.2) is checked as the bytes arrive. The
 /// terminating ".\r\n" is never written here: the session sends it once the message is allowed.
 /// </summary>
-public sealed class ChunkEncoder(BareNewlineMode mode, long maxSize)
+public sealed class ChunkEncoder(BareNewlineMode mode, long maxSize) : MessageFilter(mode, maxSize)
 {
     enum State : byte { LineStart, Mid, Cr }
 
     State _state;
     long _size;
 
-    /// <summary>Octets of the message so far, as the client sent them.</summary>
-    public long Size => _size;
-
-    /// <summary>Why the message is refused (bare newline: 554, size: 552); once set, nothing more is written.</summary>
-    public string? Refusal { get; private set; }
-    public int RefusalCode { get; private set; }
-    public string RefusalEnhanced { get; private set; } = "";
-
-    /// <summary>Bare CRs and LFs written as CRLF (normalize mode), for the log.</summary>
-    public int Normalized { get; private set; }
+    /// <summary>Octets of the message so far, as the client sent them (the sum of the chunks).</summary>
+    public override long Size => _size;
 
     public void Reset()
     {
         _state = State.LineStart;
         _size = 0;
-        Refusal = null;
-        RefusalCode = 0;
-        RefusalEnhanced = "";
-        Normalized = 0;
+        ResetCheck();
     }
-
-    static ReadOnlySpan<byte> Dot => "."u8;
-    static ReadOnlySpan<byte> Lf => "\n"u8;
-    static ReadOnlySpan<byte> CrLf => "\r\n"u8;
 
     /// <summary>Encodes all of <paramref name="input"/> (a piece of a chunk) into <paramref name="output"/>.</summary>
     public void Feed(ReadOnlySpan<byte> input, IBufferWriter<byte> output)
@@ -89,12 +74,7 @@ public sealed class ChunkEncoder(BareNewlineMode mode, long maxSize)
         }
         if (run < n) Write(output, input[run..n]);
         _size += n;
-        if (Refusal is null && _size > maxSize)
-        {
-            Refusal = $"message exceeds the maximum size of {maxSize} octets";
-            RefusalCode = 552;
-            RefusalEnhanced = "5.3.4";
-        }
+        CheckSize();
     }
 
     /// <summary>After the LAST chunk: a trailing bare CR is judged, and an unfinished last line gets its CRLF.</summary>
@@ -108,7 +88,7 @@ public sealed class ChunkEncoder(BareNewlineMode mode, long maxSize)
 
     void BareLf(ReadOnlySpan<byte> input, IBufferWriter<byte> output, ref int run, int i)
     {
-        if (mode == BareNewlineMode.Normalize)
+        if (Normalizing)
         {
             Write(output, input[run..i]);
             Write(output, CrLf);
@@ -125,7 +105,7 @@ public sealed class ChunkEncoder(BareNewlineMode mode, long maxSize)
 
     void BareCr(ReadOnlySpan<byte> input, IBufferWriter<byte> output, ref int run, int i)
     {
-        if (mode == BareNewlineMode.Normalize)
+        if (Normalizing)
         {
             // The CR is already in the run (or was written with the previous piece): add its LF.
             Write(output, input[run..i]);
@@ -141,17 +121,4 @@ public sealed class ChunkEncoder(BareNewlineMode mode, long maxSize)
         }
     }
 
-    void Refuse(string why)
-    {
-        if (Refusal is not null) return;
-        Refusal = why;
-        RefusalCode = 554;
-        RefusalEnhanced = "5.6.0";
-    }
-
-    void Write(IBufferWriter<byte> output, ReadOnlySpan<byte> bytes)
-    {
-        if (Refusal is not null || bytes.IsEmpty) return;
-        output.Write(bytes);
-    }
 }

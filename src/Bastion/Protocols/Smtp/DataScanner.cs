@@ -2,9 +2,6 @@ using System.Buffers;
 
 namespace Bastion.Protocols.Smtp;
 
-/// <summary>What to do with a bare CR or bare LF inside message data (postfix's smtpd_forbid_bare_newline).</summary>
-public enum BareNewlineMode : byte { Refuse, Normalize }
-
 public enum DataStatus : byte { NeedMore, End }
 
 /// <summary>
@@ -15,7 +12,7 @@ public enum DataStatus : byte { NeedMore, End }
 /// that is then a lone "." is written "..", so the server cannot see an end the gateway did not see.
 /// The terminating ".\r\n" is never written: the session sends it once the message is allowed.
 /// </summary>
-public sealed class DataScanner(BareNewlineMode mode, long maxSize)
+public sealed class DataScanner(BareNewlineMode mode, long maxSize) : MessageFilter(mode, maxSize)
 {
     enum State : byte { LineStart, Mid, Cr, Dot, DotCr }
 
@@ -26,15 +23,7 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
     int _stuffing;
 
     /// <summary>Octets of the message so far (excluding the terminator and stuffing dots).</summary>
-    public long Size => Math.Max(0, _consumed - _stuffing);
-
-    /// <summary>Why the message is refused (bare newline: 554, size: 552); once set, nothing more is written.</summary>
-    public string? Refusal { get; private set; }
-    public int RefusalCode { get; private set; }
-    public string RefusalEnhanced { get; private set; } = "";
-
-    /// <summary>Lines whose bare CR/LF were rewritten (normalize mode), for the log.</summary>
-    public int Normalized { get; private set; }
+    public override long Size => Math.Max(0, _consumed - _stuffing);
 
     public void Reset()
     {
@@ -42,16 +31,10 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
         _soft = false;
         _consumed = 0;
         _stuffing = 0;
-        Refusal = null;
-        RefusalCode = 0;
-        RefusalEnhanced = "";
-        Normalized = 0;
+        ResetCheck();
     }
 
     static ReadOnlySpan<byte> StuffedDotLine => "..\r\n"u8;
-    static ReadOnlySpan<byte> Dot => "."u8;
-    static ReadOnlySpan<byte> Lf => "\n"u8;
-    static ReadOnlySpan<byte> CrLf => "\r\n"u8;
 
     /// <summary>
     /// Scans <paramref name="input"/>, writing what may be relayed to <paramref name="output"/>. Returns
@@ -72,7 +55,7 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
                         if (j < 0) { i = n; continue; }
                         i += j;
                         if (input[i] == '\r') _state = State.Cr;
-                        else { BareNewline(input, output, ref run, i, "bare LF"); _state = mode == BareNewlineMode.Normalize ? State.LineStart : State.Mid; }
+                        else { BareNewline(input, output, ref run, i, "bare LF"); _state = Normalizing ? State.LineStart : State.Mid; }
                         i++;
                         continue;
                     }
@@ -84,7 +67,7 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
                         _state = State.Dot;
                     }
                     else if (b == '\r') { _state = State.Cr; _soft = false; }
-                    else if (b == '\n') { BareNewline(input, output, ref run, i, "bare LF"); _state = mode == BareNewlineMode.Normalize ? State.LineStart : State.Mid; }
+                    else if (b == '\n') { BareNewline(input, output, ref run, i, "bare LF"); _state = Normalizing ? State.LineStart : State.Mid; }
                     else { _state = State.Mid; _soft = false; }
                     i++;
                     continue;
@@ -97,7 +80,7 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
                         continue;
                     }
                     // The CR before this byte was bare; this byte is read again in the new state.
-                    if (mode == BareNewlineMode.Normalize)
+                    if (Normalizing)
                     {
                         Write(output, input[run..i]);
                         Write(output, Lf);
@@ -173,7 +156,7 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
     /// <summary>A line that is a lone "." ended by a bare CR or LF.</summary>
     void DotLineBare(IBufferWriter<byte> output, string what)
     {
-        if (mode == BareNewlineMode.Normalize)
+        if (Normalizing)
         {
             Write(output, StuffedDotLine);
             Normalized++;
@@ -189,7 +172,7 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
 
     void BareNewline(ReadOnlySpan<byte> input, IBufferWriter<byte> output, ref int run, int i, string what)
     {
-        if (mode == BareNewlineMode.Normalize)
+        if (Normalizing)
         {
             Write(output, input[run..i]);
             Write(output, CrLf);
@@ -200,27 +183,4 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize)
         else Refuse(what + " in message data");
     }
 
-    void CheckSize()
-    {
-        if (Refusal is null && Size > maxSize)
-        {
-            Refusal = $"message exceeds the maximum size of {maxSize} octets";
-            RefusalCode = 552;
-            RefusalEnhanced = "5.3.4";
-        }
-    }
-
-    void Refuse(string why)
-    {
-        if (Refusal is not null) return;
-        Refusal = why;
-        RefusalCode = 554;
-        RefusalEnhanced = "5.6.0";
-    }
-
-    void Write(IBufferWriter<byte> output, ReadOnlySpan<byte> bytes)
-    {
-        if (Refusal is not null || bytes.IsEmpty) return;
-        output.Write(bytes);
-    }
 }

@@ -78,6 +78,9 @@ public sealed class SmtpListener(ListenerContext ctx) : StreamListener(ctx)
     /// <summary>Round-robin start over a group; the session tries the others in turn when one fails.</summary>
     public int NextStart(int count) => count <= 1 ? 0 : (int)((uint)Interlocked.Increment(ref _next) % (uint)count);
 
-    public DataScanner Scanner(SmtpConfig c) =>
-        new(c.BareNewline == "normalize" ? BareNewlineMode.Normalize : BareNewlineMode.Refuse, c.MaxMessage);
+    public DataScanner Scanner(SmtpConfig c) => new(BareNewline(c), c.MaxMessage);
+
+    public ChunkEncoder Encoder(SmtpConfig c) => new(BareNewline(c), c.MaxMessage);
+
+    static BareNewlineMode BareNewline(SmtpConfig c) => c.BareNewline == "normalize" ? BareNewlineMode.Normalize : BareNewlineMode.Refuse;
 }

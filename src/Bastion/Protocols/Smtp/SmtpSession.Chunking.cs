@@ -49,7 +49,7 @@ sealed partial class SmtpSession
                 finally { x.Close(); }
             }
             WriteReceived(_up!, x);
-            _encoder ??= new ChunkEncoder(_smtp.BareNewline == "normalize" ? BareNewlineMode.Normalize : BareNewlineMode.Refuse, _smtp.MaxMessage);
+            _encoder ??= listener.Encoder(_smtp);
             _encoder.Reset();
             _chunkX = x;
             _chunkLost = null;
@@ -77,7 +77,7 @@ sealed partial class SmtpSession
         }
         // LAST, or a refusal: the message ends here (RFC 3030 4.2: after a failed chunk the client sends no more).
         _chunkX = null;
-        try { return await EndMessageAsync(mx, new MessageCheck(enc.Refusal, enc.RefusalCode, enc.RefusalEnhanced, enc.Size), _chunkLost).ConfigureAwait(false); }
+        try { return await EndMessageAsync(mx, enc, _chunkLost).ConfigureAwait(false); }
         finally { mx.Close(); }
     }
 

@@ -343,27 +343,24 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
                 x.Deny(PseudoRules.Protocol, "client closed the connection during DATA");
                 return false;
             }
-            return await EndMessageAsync(x, new MessageCheck(scanner.Refusal, scanner.RefusalCode, scanner.RefusalEnhanced, scanner.Size), lost).ConfigureAwait(false);
+            return await EndMessageAsync(x, scanner, lost).ConfigureAwait(false);
         }
         finally { x.Close(); }
     }
-
-    /// <summary>What the DATA scan or the BDAT encoding found by the client's end of the message.</summary>
-    readonly record struct MessageCheck(string? Refusal, int Code, string Enhanced, long Size);
 
     /// <summary>
     /// The end of a message, DATA or BDAT alike: a refusal from the scan, a lost server, or the policy with every rule
     /// (`command: DATA`, the real size). Refused, the server's session is dropped without an end of data, so it
     /// discards the partial message; allowed, the server gets the end of data and its reply decides the client's.
     /// </summary>
-    async Task<bool> EndMessageAsync(Exchange x, MessageCheck check, string? lost)
+    async Task<bool> EndMessageAsync(Exchange x, MessageFilter check, string? lost)
     {
         if (check.Refusal is { } refusal)
         {
             DropUpstream(abort: true);
-            x.Deny(check.Code == 552 ? "smtp.max_message" : PseudoRules.Protocol, refusal);
+            x.Deny(check.RefusalCode == 552 ? "smtp.max_message" : PseudoRules.Protocol, refusal);
             await ResetLocalAsync().ConfigureAwait(false);
-            return await Answer(x, check.Code, check.Enhanced, refusal).ConfigureAwait(false);
+            return await Answer(x, check.RefusalCode, check.RefusalEnhanced, refusal).ConfigureAwait(false);
         }
         if (lost is not null)
         {
