@@ -125,6 +125,7 @@ public static class Commands
             Console.Error.WriteLine("bastion: empty password refused");
             return ExitUsage;
         }
+        if (Htpasswd.PasswordProblem(password) is { } problem) throw new UsageException(problem);
         try { Htpasswd.Upsert(file, user, Htpasswd.HashBcrypt(password)); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

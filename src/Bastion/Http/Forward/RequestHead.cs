@@ -32,6 +32,18 @@ public sealed class RequestHead : IHeaderSource
         return found;
     }
 
+    public bool TryGetLine(string name, int index, out string value)
+    {
+        foreach (var (k, v) in Headers)
+        {
+            if (!k.Equals(name, StringComparison.OrdinalIgnoreCase) || index-- > 0) continue;
+            value = v;
+            return true;
+        }
+        value = "";
+        return false;
+    }
+
     public int Count(string name)
     {
         int n = 0;

@@ -38,6 +38,12 @@ sealed class HeaderSource(IHeaderDictionary headers) : IHeaderSource
 {
     public string? Get(string name) =>
         headers.TryGetValue(name, out var v) && v.Count > 0 ? (v.Count == 1 ? v[0] : string.Join(", ", v.ToArray())) : null;
+
+    public bool TryGetLine(string name, int index, out string value)
+    {
+        value = headers.TryGetValue(name, out var v) && index < v.Count ? v[index] ?? "" : "";
+        return index < v.Count;
+    }
 }
 
 /// <summary>

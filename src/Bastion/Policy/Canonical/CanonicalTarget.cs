@@ -1,0 +1,73 @@
+namespace Bastion.Policy.Canonical;
+
+public enum TargetStatus : byte
+{
+    /// <summary>Parsed; the canonical form is ready (ambiguous forms included when the listener passes them).</summary>
+    Ok,
+    /// <summary>Well-formed, but two backends may read it differently (`%2F`, `//`, NUL...): refuse with 400.</summary>
+    Ambiguous,
+    /// <summary>Not a request target at all: refuse with 400.</summary>
+    Malformed,
+}
+
+/// <summary>What a listener does with targets that backends may read differently (SPEC 2.1).</summary>
+public enum AmbiguousTargets : byte
+{
+    /// <summary>The default: 400.</summary>
+    Refuse,
+    /// <summary>Forwarded as received; the policy judges their most decoded reading.</summary>
+    Pass,
+}
+
+/// <summary>
+/// One HTTP request target in the ONE form that is both judged and forwarded: the canonical path and query to
+/// send, and the attributes the policy sees. Reused per connection by the caller.
+/// </summary>
+public sealed class CanonicalTarget
+{
+    /// <summary>Lowercase scheme of an absolute-form target; empty for origin-form.</summary>
+    public string Scheme { get; internal set; } = "";
+    /// <summary>Normalised host (<see cref="HostName"/>) of an absolute-form target; null for origin-form.</summary>
+    public string? Host { get; internal set; }
+    /// <summary>The port: explicit, or the scheme's default; -1 for origin-form.</summary>
+    public int Port { get; internal set; } = -1;
+    /// <summary>The path as forwarded: unreserved characters decoded, other escapes in upper-case hex, dot-segments removed.</summary>
+    public string Path { get; internal set; } = "/";
+    /// <summary>The query as forwarded, with its '?', or empty.</summary>
+    public string Query { get; internal set; } = "";
+    /// <summary>The path as path rules see it: fully percent-decoded (UTF-8).</summary>
+    public string PolicyPath { get; internal set; } = "/";
+    /// <summary>Why the target is ambiguous (also set when the listener passes ambiguous targets), or null.</summary>
+    public string? Ambiguity { get; internal set; }
+    /// <summary>The target carried `user:password@` (never forwarded, never logged).</summary>
+    public bool HadUserinfo { get; internal set; }
+    /// <summary>The target carried a `#fragment` (dropped: it is the client's business only).</summary>
+    public bool HadFragment { get; internal set; }
+
+    public string PathAndQuery => Query.Length == 0 ? Path : Path + Query;
+
+    /// <summary>`host` or `host:port` when the port is not the scheme's default; IPv6 in brackets.</summary>
+    public string Authority =>
+        Host is null ? "" : Port == DefaultPort(Scheme) ? HostName.ForUrl(Host) : $"{HostName.ForUrl(Host)}:{Port}";
+
+    /// <summary>The whole URL as `url` rules see it and the log writes it (no userinfo, no fragment).</summary>
+    public string Url => Host is null ? PathAndQuery : $"{Scheme}://{Authority}{PathAndQuery}";
+
+    public static int DefaultPort(string scheme) => scheme switch
+    {
+        "http" or "ws" => 80,
+        "https" or "wss" => 443,
+        _ => -1,
+    };
+
+    internal void Clear()
+    {
+        Scheme = "";
+        Host = null;
+        Port = -1;
+        Path = PolicyPath = "/";
+        Query = "";
+        Ambiguity = null;
+        HadUserinfo = HadFragment = false;
+    }
+}
