@@ -36,7 +36,7 @@ public static class TargetAddress
         if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
         if (ip.AddressFamily == AddressFamily.InterNetwork && ip.Equals(IPAddress.Any)) return IPAddress.Loopback;
         if (ip.AddressFamily == AddressFamily.InterNetworkV6 && ip.Equals(IPAddress.IPv6Any)) return IPAddress.IPv6Loopback;
-        if (ip.ScopeId != 0) return new IPAddress(ip.GetAddressBytes());
+        if (ip.AddressFamily == AddressFamily.InterNetworkV6 && ip.ScopeId != 0) return new IPAddress(ip.GetAddressBytes());
         return ip;
     }
 }
