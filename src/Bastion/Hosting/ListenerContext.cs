@@ -47,6 +47,8 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
     /// <summary>Logs a decision or closed connection and counts it: one event, one metric, from one place.</summary>
     public void Record(AccessEvent e)
     {
+        // Last line of defence: a URL's `user:password@` never reaches a log line, whichever gateway wrote it.
+        if (e.Request is { } r && r.Contains('@')) e = e with { Request = Redact.RequestLine(r) };
         Log.Write(e);
         if (e.Event == "request" && e.Verdict is not null)
         {

@@ -60,6 +60,29 @@ public sealed class CanonicalTarget
         _ => -1,
     };
 
+    /// <summary>
+    /// The attributes the policy judges, from this one form: host, port, decoded path and URL. An origin-form target
+    /// leaves host and port to the caller (the Host header, the listener's port).
+    /// </summary>
+    public void ApplyTo(RequestAttributes a)
+    {
+        if (Host is not null)
+        {
+            a.Host = Host;
+            a.Port = Port;
+        }
+        a.Path = PolicyPath;
+        a.Url = Url;
+    }
+
+    /// <summary>An origin-form target completed by the request's scheme and its normalised Host (the reverse proxy).</summary>
+    public void SetAuthority(string scheme, string host, int port)
+    {
+        Scheme = scheme;
+        Host = host;
+        Port = port;
+    }
+
     internal void Clear()
     {
         Scheme = "";
