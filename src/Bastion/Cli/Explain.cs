@@ -1,9 +1,9 @@
 using System.Net;
 using Bastion.Configuration;
+using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
 using Bastion.Policy.Canonical;
-using Bastion.Relay;
 
 namespace Bastion.Cli;
 
@@ -65,8 +65,9 @@ public static class Explain
         else a.Source = IPAddress.Loopback;
         a.User = user;
         a.PathIgnoreCase = listener.PathIgnoreCase;
-        var target = new CanonicalTarget();
-        var parsed = Parse(listener, request, a, target, out var error);
+        var descriptor = ListenerDescriptors.Find(listener.Type) ?? throw new Commands.UsageException(
+            $"listener '{name}' is of type {ListenerTypes.Name(listener.Type)}, which this version of bastion does not build");
+        if (!descriptor.TryExplain(request, listener, rt, a, out var error)) throw new Commands.UsageException(error!);
         if (headers.Count > 0)
         {
             var lines = new List<(string, string)>();
@@ -93,15 +94,14 @@ public static class Explain
         var trace = new PolicyTrace();
         Console.WriteLine($"listener {listener.Name} ({ListenerTypes.Name(listener.Type)}), policy {policy.Name}, default {(policy.Default == Verdict.Allow ? "allow" : "deny")}");
         Console.WriteLine($"request: {request}  source={a.Source}{(a.User is null ? "" : $" user={a.User}")}");
-        // What the live gateway would refuse before asking the policy at all.
-        if (parsed != TargetStatus.Ok)
+        // What the live gateway refuses before asking the policy at all.
+        if (ExplainText.Refusal(listener, request) is { } refusal)
         {
-            Console.WriteLine($"verdict: deny (400 {(parsed == TargetStatus.Ambiguous ? "ambiguous request target" : "malformed request target")}: {error})");
+            Console.WriteLine($"verdict: deny ({refusal})");
             return Commands.ExitDeny;
         }
-        if (a.Url is not null || a.Path is not null)
-            Console.WriteLine($"judged as: host={a.Host} port={a.Port} path={a.Path}{(a.Url is null ? "" : $" url={a.Url}")}" +
-                (target.Ambiguity is null ? "" : $"  (ambiguous, passed: {target.Ambiguity})") + $"  path_case={(a.PathIgnoreCase ? "insensitive" : "sensitive")}");
+        if (a.Path is not null)
+            Console.WriteLine($"judged as: host={a.Host} port={a.Port} path={a.Path}{(a.Url is null ? "" : $" url={a.Url}")} path_case={(a.PathIgnoreCase ? "insensitive" : "sensitive")}");
         else if (a.Host is not null) Console.WriteLine($"judged as: host={a.Host} port={a.Port}");
         if (listener.RefuseConflictingHeaders && a.Headers is not null && policy.ConflictingHeader(a.Headers) is { } conflict)
         {
@@ -112,15 +112,15 @@ public static class Explain
         if (size is not null && !Units.TryParseSize(size, out sizeValue))
             throw new Commands.UsageException($"--size '{size}' is not a size");
         Decision d;
-        if (listener.Type == ListenerType.Smtp)
+        if (!descriptor.HasResponsePhase)
         {
-            // smtp decides once per command; `size` is the message's own (SPEC 2.1).
+            // Decided once per command, `size` being the request's own (smtp: the message, SPEC 2.1).
             a.Size = sizeValue;
-            d = policy.EvaluateAll(a, trace);
+            d = descriptor.Decide(policy, a, trace);
         }
         else
         {
-            d = policy.Evaluate(a, trace);
+            d = descriptor.Decide(policy, a, trace);
             if (d.Allowed && ConnectsWhereClientSays(listener, a) && policy.HasAddressRules)
                 d = ResolveStep(rt, listener, policy, a, resolved, trace) ?? d;
             if (d.Allowed && (contentType is not null || size is not null))
@@ -180,66 +180,56 @@ public static class Explain
         trace.Add($"=> connects to {string.Join(", ", judged.Allowed.Select(x => x.ToString()))}");
         return null;
     }
+}
 
+/// <summary>REQUEST texts shared by listener types that speak HTTP.</summary>
+public static class ExplainText
+{
     /// <summary>
-    /// Fills the attributes a listener of this type would supply for the request text, through the same
-    /// normalisation the listener uses (canonical target, host names). Malformed or Ambiguous: what the gateway would
-    /// refuse with 400; text that is no request at all is a usage error.
+    /// `METHOD URL` or `CONNECT host:port`, normalised as the live session does (<see cref="RequestTarget"/>): the
+    /// attributes judged are those of the canonical form.
     /// </summary>
-    public static TargetStatus Parse(ListenerConfig listener, string request, RequestAttributes a, CanonicalTarget target, out string? error)
+    public static bool TryHttp(string request, ListenerConfig listener, RequestAttributes a, out string? error)
     {
         error = null;
-        var type = listener.Type;
         var parts = request.Trim().Split(' ', 2, StringSplitOptions.RemoveEmptyEntries);
-        switch (type)
+        if (parts.Length != 2) { error = "an HTTP request is 'METHOD URL' (or 'CONNECT host:port')"; return false; }
+        a.Method = parts[0].ToUpperInvariant();
+        if (a.Method == "CONNECT")
         {
-            case ListenerType.HttpProxy or ListenerType.HttpReverse:
-                if (parts.Length != 2) throw new Commands.UsageException("an HTTP request is 'METHOD URL' (or 'CONNECT host:port')");
-                a.Method = parts[0].ToUpperInvariant();
-                if (a.Method == "CONNECT")
-                {
-                    var s = RequestTarget.ParseAuthority(parts[1], out var host, out var port, out error);
-                    if (s != TargetStatus.Ok) return s;
-                    a.Host = host;
-                    a.Port = port;
-                    return TargetStatus.Ok;
-                }
-                var status = RequestTarget.Parse(parts[1], listener.AmbiguousPaths, target, out error);
-                if (status == TargetStatus.Malformed) return status;
-                if (status != TargetStatus.Malformed && (target.Host is null || target.Scheme is not ("http" or "https")))
-                    throw new Commands.UsageException($"'{parts[1]}' is not an absolute http(s) URL");
-                target.ApplyTo(a);
-                if (type == ListenerType.HttpReverse) a.Port = target.Port;
-                return status;
-            case ListenerType.Socks5 or ListenerType.Tcp:
-                if (!HostPort.TryParse(request.Trim(), out var t)) throw new Commands.UsageException($"'{request}' is not host:port");
-                if (type == ListenerType.Socks5)
-                {
-                    if (!HostName.TryNormalize(t!.Host, out var h, out var why)) return Malformed($"bad host: {why}", out error);
-                    a.Host = h;
-                }
-                a.Port = t!.Port;
-                return TargetStatus.Ok;
-            case ListenerType.Ftp:
-                a.Command = parts[0].ToUpperInvariant();
-                if (parts.Length == 2) a.Path = parts[1];
-                return TargetStatus.Ok;
-            case ListenerType.Smtp:
-                var verb = parts[0].ToUpperInvariant();
-                a.Command = verb;
-                var arg = parts.Length == 2 ? parts[1] : "";
-                int colon = arg.IndexOf(':');
-                var addr = colon >= 0 ? arg[(colon + 1)..].Trim().Trim('<', '>') : arg.Trim('<', '>');
-                if (verb == "MAIL") a.MailFrom = addr;
-                else if (verb == "RCPT") a.RcptTo = [addr];
-                return TargetStatus.Ok;
+            // A bad authority is the gateway's 400 (see Refusal), not a usage error.
+            if (RequestTarget.ParseAuthority(parts[1], out var host, out var port, out _) == TargetStatus.Ok)
+            {
+                a.Host = host;
+                a.Port = port;
+            }
+            return true;
         }
-        throw new Commands.UsageException("unsupported listener type");
+        var target = new CanonicalTarget();
+        var status = RequestTarget.Parse(parts[1], listener.AmbiguousPaths, target, out _);
+        if (status != TargetStatus.Malformed && (target.Host is null || target.Scheme is not ("http" or "https")))
+        {
+            error = $"'{parts[1]}' is not an absolute http(s) URL";
+            return false;
+        }
+        target.ApplyTo(a);
+        return true;
     }
 
-    static TargetStatus Malformed(string why, out string? error)
+    /// <summary>Why the live gateway would answer 400 before asking the policy (malformed or ambiguous target), or null.</summary>
+    public static string? Refusal(ListenerConfig listener, string request)
     {
-        error = why;
-        return TargetStatus.Malformed;
+        if (listener.Type is not (ListenerType.HttpProxy or ListenerType.HttpReverse)) return null;
+        var parts = request.Trim().Split(' ', 2, StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length != 2) return null;
+        string? why;
+        if (parts[0].Equals("CONNECT", StringComparison.OrdinalIgnoreCase))
+            return RequestTarget.ParseAuthority(parts[1], out _, out _, out why) == TargetStatus.Ok ? null : $"400 malformed CONNECT target: {why}";
+        return RequestTarget.Parse(parts[1], listener.AmbiguousPaths, new CanonicalTarget(), out why) switch
+        {
+            TargetStatus.Ambiguous => $"400 ambiguous request target: {why} (ambiguous_paths: refuse)",
+            TargetStatus.Malformed => $"400 malformed request target: {why}",
+            _ => null,
+        };
     }
 }

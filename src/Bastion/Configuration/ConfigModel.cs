@@ -31,8 +31,7 @@ public static class ListenerTypes
     }
 
     /// <summary>Types this build can run. The rest are refused by `check` with a clear message.</summary>
-    public static bool IsBuilt(ListenerType t) => t is ListenerType.HttpProxy or ListenerType.HttpReverse
-        or ListenerType.Socks5 or ListenerType.Tcp;
+    public static bool IsBuilt(ListenerType t) => Gateway.ListenerDescriptors.Find(t) is not null;
 }
 
 /// <summary>A host (name or IP literal) and port, as written in `listen:` or `upstream:`.</summary>

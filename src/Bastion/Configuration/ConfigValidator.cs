@@ -1,3 +1,4 @@
+using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
 
@@ -37,7 +38,7 @@ public static class ConfigValidator
         {
             if (!names.Add(l.Name)) Err(l.PosOf("name"), $"duplicate listener name '{l.Name}'");
             if (!ListenerTypes.IsBuilt(l.Type))
-                Err(l.PosOf("type"), $"listener '{l.Name}': type '{ListenerTypes.Name(l.Type)}' is not built yet in this version of bastion (available: http-proxy, http-reverse, socks5, tcp)");
+                Err(l.PosOf("type"), $"listener '{l.Name}': type '{ListenerTypes.Name(l.Type)}' is not built yet in this version of bastion (available: {ListenerDescriptors.BuiltNames})");
             if (l.Listen.ToIPEndPoint() is null)
                 Err(l.PosOf("listen"), $"listener '{l.Name}': listen host '{l.Listen.Host}' must be an IP address, localhost or *");
             if (l.Listen.Port != 0)
@@ -64,29 +65,15 @@ public static class ConfigValidator
                 if (!File.Exists(c.Resolve(t.Cert))) Err(t.Pos, $"listener '{l.Name}': cannot read certificate {c.Resolve(t.Cert)}");
                 if (!File.Exists(c.Resolve(t.Key))) Err(t.Pos, $"listener '{l.Name}': cannot read key {c.Resolve(t.Key)}");
             }
-            switch (l.Type)
+            var descriptor = ListenerDescriptors.Find(l.Type);
+            descriptor?.Validate(c, l, Err);
+            // Keys another type owns (routes are for http-reverse...).
+            foreach (var d in ListenerDescriptors.All)
             {
-                case ListenerType.HttpReverse:
-                    if (l.Routes.IsEmpty) Err(l.Pos, $"listener '{l.Name}': http-reverse needs at least one route");
-                    foreach (var r in l.Routes)
-                        if (!c.Upstreams.ContainsKey(r.Upstream) && !LooksLikeUrl(r.Upstream))
-                            Err(r.Pos, $"route: unknown upstream '{r.Upstream}' (define it under 'upstreams:' or give a URL)");
-                    Http.Reverse.ReverseConfigCheck.Validate(l, Err);
-                    break;
-                case ListenerType.Tcp:
-                    if (l.Upstream is null) Err(l.Pos, $"listener '{l.Name}': tcp needs 'upstream: host:port' or an upstream group name");
-                    else if (!c.Upstreams.ContainsKey(l.Upstream) && !HostPort.TryParse(l.Upstream, out _))
-                        Err(l.PosOf("upstream"), $"listener '{l.Name}': upstream '{l.Upstream}' is neither host:port nor a group under 'upstreams:'");
-                    break;
-                case ListenerType.Ftp or ListenerType.Smtp:
-                    if (l.Upstream is { } u && !HostPort.TryParse(u, out _))
-                        Err(l.PosOf("upstream"), $"listener '{l.Name}': upstream '{u}' is not host:port");
-                    break;
+                if (d.Type == l.Type) continue;
+                foreach (var k in d.OwnKeys)
+                    if (k.IsSet(l)) Err(l.PosOf(k.Key), $"listener '{l.Name}': {k.Message}");
             }
-            if (l.Type != ListenerType.HttpReverse && !l.Routes.IsEmpty)
-                Err(l.PosOf("routes"), $"listener '{l.Name}': routes are for http-reverse listeners");
-            if (l.Type != ListenerType.Tcp && l.ProxyProtocol != ProxyProtocolVersion.None)
-                Err(l.PosOf("proxy_protocol"), $"listener '{l.Name}': proxy_protocol (towards the upstream) is for tcp listeners");
         }
 
         foreach (var (name, u) in c.Upstreams)
@@ -100,7 +87,7 @@ public static class ConfigValidator
         return errors;
     }
 
-    static bool IsTcpUrl(string s) =>
+    internal static bool IsTcpUrl(string s) =>
         s.StartsWith("tcp://", StringComparison.OrdinalIgnoreCase) && HostPort.TryParse(s[6..].TrimEnd('/'), out _);
 
     static bool IsWildcard(string host) => host is "*" or "0.0.0.0" or "::" or "[::]";
@@ -110,19 +97,8 @@ public static class ConfigValidator
 
     static string Names(IEnumerable<string> names) => names.Any() ? string.Join(", ", names.Order(StringComparer.Ordinal)) : "none";
 
-    static bool LooksLikeUrl(string s) =>
+    internal static bool LooksLikeUrl(string s) =>
         Uri.TryCreate(s, UriKind.Absolute, out var u) && (u.Scheme == "http" || u.Scheme == "https");
-
-    /// <summary>Attributes each listener type supplies to the policy (SPEC 2.1), for "can never match" warnings.</summary>
-    public static readonly Dictionary<ListenerType, HashSet<string>> Supplied = new()
-    {
-        [ListenerType.HttpProxy] = ["source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "sni", "not"],
-        [ListenerType.HttpReverse] = ["source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "not"],
-        [ListenerType.Ftp] = ["source", "user", "group", "host", "port", "command", "path", "time", "not"],
-        [ListenerType.Smtp] = ["source", "user", "group", "host", "port", "command", "mail_from", "rcpt_to", "size", "time", "not"],
-        [ListenerType.Socks5] = ["source", "user", "group", "host", "port", "time", "not"],
-        [ListenerType.Tcp] = ["source", "user", "group", "port", "time", "not"],
-    };
 
     public static List<ConfigError> Warnings(Runtime rt)
     {
@@ -136,8 +112,9 @@ public static class ConfigValidator
                 continue;
             }
             if (!rt.Policies.TryGetValue(l.Policy, out var p)) continue;
-            var supplied = Supplied[l.Type];
-            bool hasUser = l.Authenticate || l.Type is ListenerType.Ftp;
+            if (ListenerDescriptors.Find(l.Type) is not { } descriptor) continue;
+            var supplied = descriptor.Attributes;
+            bool hasUser = l.Authenticate || descriptor.AlwaysHasUser;
             foreach (var r in p.AllRules)
             {
                 foreach (var cond in r.Conditions)

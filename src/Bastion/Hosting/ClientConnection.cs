@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
+using Bastion.Gateway;
 
 namespace Bastion.Hosting;
 
@@ -29,7 +30,12 @@ public sealed class ClientConnection
     public IPEndPoint? Local { get; init; }
     /// <summary>The PROXY protocol header a trusted front sent, if any (its destination is the address the client dialled).</summary>
     public ProxyHeader? ProxyHeader { get; set; }
-    public Socket? Socket { get; init; }
+    /// <summary>The client side as a stream with pipes over it: what protocols read and write.</summary>
+    public required Transport Transport { get; init; }
+    /// <summary>The client's socket when there is one (the relay's socket-to-socket fast path); the same as Transport.Socket.</summary>
+    public Socket? Socket => Transport.Socket;
+    /// <summary>The connection this one serves (an FTP data channel's control connection); null for client connections.</summary>
+    public ClientConnection? Parent { get; private set; }
     public DateTime Started { get; } = DateTime.UtcNow;
     public long StartTimestamp { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
     public string? User { get; set; }
@@ -49,6 +55,35 @@ public sealed class ClientConnection
         try { _abort.Cancel(); }
         catch (ObjectDisposedException) { }
     }
+
+    readonly List<ClientConnection> _children = [];
+
+    /// <summary>Connections opened on behalf of this one (FTP data channels), open now.</summary>
+    public ClientConnection[] Children
+    {
+        get { lock (_children) return [.. _children]; }
+    }
+
+    /// <summary>
+    /// Links <paramref name="child"/> to this connection: it is aborted when this one is. Register it with
+    /// <see cref="ConnectionRegistry.Add"/> as any connection (the admin API lists it with its parent), and
+    /// <see cref="RemoveChild"/> plus <see cref="ConnectionRegistry.Remove"/> when it ends.
+    /// </summary>
+    public void AddChild(ClientConnection child)
+    {
+        child.Parent = this;
+        lock (_children) _children.Add(child);
+        if (Aborted.IsCancellationRequested) child.Abort();
+        else child._parentAbort = Aborted.UnsafeRegister(static c => ((ClientConnection)c!).Abort(), child);
+    }
+
+    public void RemoveChild(ClientConnection child)
+    {
+        lock (_children) _children.Remove(child);
+        child._parentAbort.Dispose();
+    }
+
+    CancellationTokenRegistration _parentAbort;
 
     public string ClientText => Client.ToString();
 

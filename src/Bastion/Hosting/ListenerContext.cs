@@ -1,5 +1,6 @@
 using System.Net;
 using Bastion.Configuration;
+using Bastion.Gateway;
 using Bastion.Observability;
 using Bastion.Policy;
 
@@ -44,18 +45,33 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
     public GatewayMetrics Metrics => Host.Metrics;
     public ConnectionRegistry Connections => Host.Connections;
 
-    /// <summary>Logs a decision or closed connection and counts it: one event, one metric, from one place.</summary>
-    public void Record(AccessEvent e)
+    /// <summary>Opens the record of one request, command, transfer or connection (<see cref="ExchangeKinds"/>).</summary>
+    public Exchange Open(ClientConnection conn, string kind) => new(this, conn, kind, null, null);
+
+    /// <summary>As <see cref="Open(ClientConnection, string)"/> with a given id (a connection-level decision keeps the connection's id).</summary>
+    public Exchange Open(ClientConnection conn, string kind, string id) => new(this, conn, kind, null, id);
+
+    /// <summary>A record for a connection refused before it was registered (over the limit): only the client's address is known.</summary>
+    public Exchange OpenRefused(string? client) => new(this, null, ExchangeKinds.Connection, client, null);
+
+    /// <summary>Logs an event and counts it: one event, one metric, from one place (<see cref="Exchange.Close"/> calls it).</summary>
+    internal void Record(AccessEvent e)
     {
         // Last line of defence: a URL's `user:password@` never reaches a log line, whichever gateway wrote it.
         if (e.Request is { } r && r.Contains('@')) e = e with { Request = Redact.RequestLine(r) };
         Log.Write(e);
-        if (e.Event == "request" && e.Verdict is not null)
+        if (e.Event != ExchangeKinds.Connection && e.Verdict is { } v)
         {
-            Metrics.Decision(Name, TypeName, e.Verdict, e.Rule ?? "");
-            if (e.Verdict == "deny") Host.RecentDenials.Add(e);
+            Metrics.Decision(Name, TypeName, v, e.Rule ?? "");
+            if (v == Verdict.Deny) Host.RecentDenials.Add(e);
         }
     }
+
+    /// <summary>
+    /// Counts a decision whose log line is left out (repeated UDP denials are logged at most once a second): the
+    /// metrics still see every one.
+    /// </summary>
+    public void CountUnlogged(Decision d) => Metrics.Decision(Name, TypeName, d.Verdict, d.RuleName);
 
     /// <summary>The line for a client connection that ended: bytes each way (by default its live counters) and duration.</summary>
     public void RecordClosed(ClientConnection conn, string? request = null, int status = 0, string? reason = null,
@@ -64,6 +80,7 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
         {
             Event = "connection",
             Id = conn.Id,
+            Conn = conn.Id,
             Listener = Name,
             Type = TypeName,
             Client = conn.ClientText,
@@ -77,21 +94,15 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
         });
 
     /// <summary>The decision line for a whole connection (socks5, tcp): verdict, rule and reason, with the protocol's reply code.</summary>
-    public void RecordDecision(ClientConnection conn, string request, string verdict, string rule, string? reason, int status = 0) =>
-        Record(new AccessEvent
-        {
-            Id = conn.Id,
-            Listener = Name,
-            Type = TypeName,
-            Client = conn.ClientText,
-            User = conn.User,
-            Request = request,
-            Verdict = verdict,
-            Rule = rule,
-            Reason = reason,
-            Status = status,
-            DurationMs = conn.Age.TotalMilliseconds,
-        });
+    public void RecordDecision(ClientConnection conn, string request, Verdict verdict, string rule, string? reason, int status = 0)
+    {
+        var x = Open(conn, ExchangeKinds.Request, conn.Id);
+        x.Request = request;
+        x.Status = status;
+        if (verdict == Verdict.Allow) x.Allow(rule, reason);
+        else x.Deny(rule, reason);
+        x.Close();
+    }
 
     /// <summary>The line for a connection refused before any protocol was spoken (limits, PROXY header).</summary>
     public void RecordRefused(string? client, string rule, string? reason, string? id = null, double durationMs = 0) =>
@@ -102,7 +113,7 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
             Listener = Name,
             Type = TypeName,
             Client = client,
-            Verdict = "deny",
+            Verdict = Verdict.Deny,
             Rule = rule,
             Reason = reason,
             DurationMs = durationMs,

@@ -18,7 +18,7 @@ public sealed class Runtime
     public required ImmutableDictionary<string, CompiledPolicy> Policies { get; init; }
     public required ImmutableDictionary<string, CidrSet> ProxyProtocolFronts { get; init; }
     /// <summary>How client-named hosts are resolved (`resolver:`); what address rules then judge.</summary>
-    public Relay.Resolver Resolver { get; init; } = Relay.Resolver.Default;
+    public Gateway.Resolver Resolver { get; init; } = Gateway.Resolver.Default;
     public long Generation { get; init; }
     public DateTime LoadedAt { get; init; } = DateTime.UtcNow;
 
@@ -91,7 +91,7 @@ public sealed class Runtime
             Identity = identity,
             Policies = policies.ToImmutable(),
             ProxyProtocolFronts = fronts.ToImmutable(),
-            Resolver = Relay.Resolver.Load(config, errors),
+            Resolver = Gateway.Resolver.Load(config, errors),
             Generation = generation,
         };
         errors.AddRange(ConfigValidator.Warnings(rt));

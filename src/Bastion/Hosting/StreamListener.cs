@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Bastion.Configuration;
+using Bastion.Gateway;
 using Bastion.Observability;
 
 namespace Bastion.Hosting;
@@ -79,7 +80,7 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
             Type = Ctx.TypeName,
             Client = (IPEndPoint)socket.RemoteEndPoint!,
             Local = (IPEndPoint)socket.LocalEndPoint!,
-            Socket = socket,
+            Transport = Transport.FromSocket(socket),
             Draining = _stopAccepting.Token,
         };
         Ctx.Connections.Add(conn);

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using System.Threading.Channels;
+using Bastion.Configuration;
 
 namespace Bastion.Observability;
 
@@ -12,14 +13,19 @@ public sealed record AccessEvent
     /// <summary>"request" for a decision, "connection" for a closed connection.</summary>
     public string Event { get; init; } = "request";
     public required string Id { get; init; }
+    /// <summary>The connection the event belongs to (not written yet: the line format stays as it is).</summary>
+    public string? Conn { get; init; }
     public required string Listener { get; init; }
     public required string Type { get; init; }
     public string? Client { get; init; }
     public string? User { get; init; }
     public string? Request { get; init; }
-    public string? Verdict { get; init; }
+    public Verdict? Verdict { get; init; }
     public string? Rule { get; init; }
     public string? Reason { get; init; }
+    /// <summary>Where it went and over what TLS (not written yet).</summary>
+    public string? Upstream { get; init; }
+    public string? Tls { get; init; }
     public int Status { get; init; }
     public long BytesIn { get; init; }
     public long BytesOut { get; init; }
@@ -138,7 +144,7 @@ public sealed class AccessLog : IAsyncDisposable
         w.WriteString("client", e.Client);
         w.WriteString("user", e.User);
         w.WriteString("request", e.Request);
-        w.WriteString("verdict", e.Verdict);
+        w.WriteString("verdict", e.Verdict switch { Verdict.Allow => "allow", Verdict.Deny => "deny", _ => null });
         w.WriteString("rule", e.Rule);
         w.WriteString("reason", e.Reason);
         w.WriteNumber("status", e.Status);

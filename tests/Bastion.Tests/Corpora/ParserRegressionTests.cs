@@ -1,7 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;
-using Bastion.Http.Forward;
+using Bastion.Protocols.HttpProxy;
 using Bastion.Tests.Infrastructure;
 
 namespace Bastion.Tests.Corpora;

@@ -1,5 +1,5 @@
 using System.IO.Pipelines;
-using Bastion.Http.Forward;
+using Bastion.Protocols.HttpProxy;
 
 namespace Bastion.Tests.Corpora;
 

@@ -1,4 +1,4 @@
-using Bastion.Http.Reverse;
+using Bastion.Protocols.HttpReverse;
 using Bastion.Tests.Infrastructure;
 using static Bastion.Tests.Reverse.ReverseRoutingTests;
 

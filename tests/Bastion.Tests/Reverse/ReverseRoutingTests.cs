@@ -1,5 +1,5 @@
 using System.Text.Json;
-using Bastion.Http.Reverse;
+using Bastion.Protocols.HttpReverse;
 using Bastion.Tests.Infrastructure;
 
 namespace Bastion.Tests.Reverse;

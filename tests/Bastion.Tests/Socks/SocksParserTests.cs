@@ -1,5 +1,5 @@
 using System.Net;
-using Bastion.Socks;
+using Bastion.Protocols.Socks5;
 
 namespace Bastion.Tests.Socks;
 

@@ -1,6 +1,6 @@
 using System.Net;
 using Bastion.Policy;
-using Bastion.Relay;
+using Bastion.Gateway;
 
 namespace Bastion.Tests.Unit;
 

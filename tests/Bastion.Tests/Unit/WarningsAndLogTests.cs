@@ -57,7 +57,7 @@ public class AccessLogTests
             Client = "127.0.0.1:5555",
             User = "alice",
             Request = "RCPT TO:<a@b.example>",
-            Verdict = "deny",
+            Verdict = Bastion.Configuration.Verdict.Deny,
             Rule = "p#2",
             Reason = "not \"ours\"",
             Status = 550,

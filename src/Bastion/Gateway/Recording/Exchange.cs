@@ -1,0 +1,146 @@
+using System.Diagnostics;
+using Bastion.Configuration;
+using Bastion.Hosting;
+using Bastion.Observability;
+using Bastion.Policy;
+
+namespace Bastion.Gateway;
+
+/// <summary>
+/// The record of one request, command, transfer or connection: a session opens it
+/// (<see cref="ListenerContext.Open(ClientConnection, string)"/>), fills in what it learns, counts bytes through it,
+/// and closes it once. <see cref="Close"/> writes the one access-log event and the metrics, from one place.
+/// Byte counts go to the exchange, its connection's live counters and the listener's metrics together.
+/// </summary>
+public sealed class Exchange
+{
+    readonly ListenerContext _ctx;
+    readonly long _start = Stopwatch.GetTimestamp();
+    long _in, _out;
+    long _responseAt;
+    int _closed;
+
+    internal Exchange(ListenerContext ctx, ClientConnection? conn, string kind, string? client, string? id)
+    {
+        _ctx = ctx;
+        Connection = conn;
+        Kind = kind;
+        Id = id ?? (kind == ExchangeKinds.Connection && conn is not null ? conn.Id : Ids.Next());
+        Client = client ?? conn?.ClientText;
+    }
+
+    /// <summary>"request", "connection" or "transfer" (<see cref="ExchangeKinds"/>).</summary>
+    public string Kind { get; }
+    /// <summary>The request id (a connection's own id for a connection record).</summary>
+    public string Id { get; }
+    /// <summary>The connection it belongs to; null for a connection refused before it was registered.</summary>
+    public ClientConnection? Connection { get; }
+    /// <summary>The connection id, for correlating requests with their connection.</summary>
+    public string? ConnectionId => Connection?.Id;
+    public string? Client { get; set; }
+    /// <summary>The authenticated user; unless set, the connection's at the time of closing.</summary>
+    public string? User { get => _user ?? Connection?.User; set => _user = value; }
+    string? _user;
+    /// <summary>The request as the protocol writes it: `GET http://h/p`, `CONNECT h:443`, `RCPT TO:&lt;a@b&gt;`.</summary>
+    public string? Request { get; set; }
+    /// <summary>The protocol's answer: HTTP status, SOCKS reply code, SMTP/FTP reply code.</summary>
+    public int Status { get; set; }
+    /// <summary>The upstream it went to (host:port or URL prefix), when it went anywhere.</summary>
+    public string? Upstream { get; set; }
+    /// <summary>The TLS state worth logging (protocol version, SNI), when any.</summary>
+    public string? Tls { get; set; }
+    public string? Reason { get; set; }
+    public Verdict? Verdict { get; private set; }
+    public string? Rule { get; private set; }
+    public bool IsClosed => Volatile.Read(ref _closed) != 0;
+
+    public long BytesIn => Kind == ExchangeKinds.Connection && Connection is { } c ? Interlocked.Read(ref c.BytesIn) : Interlocked.Read(ref _in);
+    public long BytesOut => Kind == ExchangeKinds.Connection && Connection is { } c ? Interlocked.Read(ref c.BytesOut) : Interlocked.Read(ref _out);
+
+    /// <summary>The policy's (or a pseudo-rule's) decision; the reason is kept unless the decision carries one.</summary>
+    public Exchange Decide(Decision d)
+    {
+        Verdict = d.Verdict;
+        Rule = d.RuleName;
+        Reason = d.Reason ?? Reason;
+        return this;
+    }
+
+    public Exchange Deny(string rule, string? reason)
+    {
+        Verdict = Bastion.Configuration.Verdict.Deny;
+        Rule = rule;
+        Reason = reason;
+        return this;
+    }
+
+    public Exchange Allow(string rule, string? reason = null)
+    {
+        Verdict = Bastion.Configuration.Verdict.Allow;
+        Rule = rule;
+        Reason = reason;
+        return this;
+    }
+
+    /// <summary>Bytes from the client. A connection record counts straight into its connection's counters.</summary>
+    public void AddIn(long n)
+    {
+        if (n == 0) return;
+        if (Kind != ExchangeKinds.Connection) Interlocked.Add(ref _in, n);
+        if (Connection is { } c) Interlocked.Add(ref c.BytesIn, n);
+        _ctx.Metrics.Bytes(_ctx.Name, n, 0);
+    }
+
+    /// <summary>Bytes to the client.</summary>
+    public void AddOut(long n)
+    {
+        if (n == 0) return;
+        if (Kind != ExchangeKinds.Connection) Interlocked.Add(ref _out, n);
+        if (Connection is { } c) Interlocked.Add(ref c.BytesOut, n);
+        _ctx.Metrics.Bytes(_ctx.Name, 0, n);
+    }
+
+    /// <summary>For relays: (fromClient, toClient) deltas.</summary>
+    public void AddBytes(long fromClient, long toClient)
+    {
+        AddIn(fromClient);
+        AddOut(toClient);
+    }
+
+    Action<long, long>? _counter;
+
+    /// <summary>A cached delegate for <see cref="AddBytes"/>, to hand to a relay.</summary>
+    public Action<long, long> Counter => _counter ??= AddBytes;
+
+    /// <summary>The upstream's response head arrived: upstream latency is measured from the exchange's start.</summary>
+    public void ResponseStarted() => _responseAt = Stopwatch.GetTimestamp();
+
+    public TimeSpan Elapsed => Kind == ExchangeKinds.Connection && Connection is { } c ? c.Age : Stopwatch.GetElapsedTime(_start);
+
+    /// <summary>Writes the access-log event and the metrics. Only the first call does anything.</summary>
+    public void Close()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) != 0) return;
+        if (_responseAt != 0) _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(_start, _responseAt));
+        _ctx.Record(new AccessEvent
+        {
+            Event = Kind,
+            Id = Id,
+            Conn = ConnectionId,
+            Listener = _ctx.Name,
+            Type = _ctx.TypeName,
+            Client = Client,
+            User = User,
+            Request = Request,
+            Verdict = Verdict,
+            Rule = Rule,
+            Reason = Reason,
+            Status = Status,
+            Upstream = Upstream,
+            Tls = Tls,
+            BytesIn = BytesIn,
+            BytesOut = BytesOut,
+            DurationMs = Elapsed.TotalMilliseconds,
+        });
+    }
+}

@@ -1,0 +1,180 @@
+using System.Buffers;
+using System.Net.Sockets;
+
+namespace Bastion.Gateway;
+
+/// <summary>Byte counts of a finished relay, as seen from the client: in = client → upstream.</summary>
+public readonly record struct RelayResult(long BytesFromClient, long BytesToClient, bool IdleTimedOut);
+
+/// <summary>
+/// The one bidirectional byte pump (CONNECT tunnels, SOCKS, TCP, FTP data, upgraded HTTP). Each direction
+/// copies through one pooled buffer; an end-of-stream from one side is passed on as a half-close (shutdown of
+/// the send side) so the other direction keeps flowing until it ends too. An idle timeout closes both.
+/// </summary>
+/// <remarks>
+/// Socket operations run without a cancellation token: a cancellable receive registers with the token on every
+/// call. Instead one registration per relay shuts both sockets down (cancellation, idle timeout, a reset in
+/// either direction), which wakes any pending receive or send. Socket buffer sizes are left to the kernel:
+/// setting SO_RCVBUF/SO_SNDBUF turns off Linux's autotuning, which does better on both loopback and WAN paths.
+/// </remarks>
+public static class SocketRelay
+{
+    const int BufferSize = 64 * 1024;
+
+    /// <param name="client">The client's socket.</param>
+    /// <param name="upstream">The server's socket.</param>
+    /// <param name="onBytes">Called with (fromClient, toClient) deltas as data moves; used for live counters.</param>
+    public static Task<RelayResult> RunAsync(Socket client, Socket upstream, TimeSpan idleTimeout,
+        Action<long, long>? onBytes = null, CancellationToken ct = default) =>
+        RunAsync(client, upstream, idleTimeout, onBytes, default, default, ct);
+
+    /// <param name="clientPrefix">Bytes already read from the client (after a handshake) that go upstream first; counted as from the client.</param>
+    /// <param name="upstreamPrefix">Bytes already read from the upstream that go to the client first; counted as to the client.</param>
+    public static async Task<RelayResult> RunAsync(Socket client, Socket upstream, TimeSpan idleTimeout,
+        Action<long, long>? onBytes, ReadOnlyMemory<byte> clientPrefix, ReadOnlyMemory<byte> upstreamPrefix,
+        CancellationToken ct = default)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var idle = new IdleWatch(idleTimeout, cts);
+        var pair = new SocketPair(client, upstream);
+        using var stop = cts.Token.UnsafeRegister(static p => ((SocketPair)p!).ShutdownBoth(), pair);
+        var up = Pump(client, upstream, clientPrefix, idle, onBytes, fromClient: true, pair);
+        var down = Pump(upstream, client, upstreamPrefix, idle, onBytes, fromClient: false, pair);
+        using (IdleSweeper.Register(idle))
+        {
+            // When one direction fails (reset, abort), stop the other too.
+            var first = await Task.WhenAny(up, down).ConfigureAwait(false);
+            if (first.Result.Failed) pair.ShutdownBoth();
+            await Task.WhenAll(up, down).ConfigureAwait(false);
+        }
+        return new RelayResult(up.Result.Bytes, down.Result.Bytes, idle.TimedOut);
+    }
+
+    readonly record struct PumpResult(long Bytes, bool Failed);
+
+    sealed class SocketPair(Socket a, Socket b)
+    {
+        volatile bool _stopped;
+        public bool Stopped => _stopped;
+
+        public void ShutdownBoth()
+        {
+            _stopped = true;
+            Shutdown(a);
+            Shutdown(b);
+        }
+
+        static void Shutdown(Socket s)
+        {
+            try { s.Shutdown(SocketShutdown.Both); }
+            catch (SocketException) { }
+            catch (ObjectDisposedException) { }
+        }
+    }
+
+    static async Task<PumpResult> Pump(Socket from, Socket to, ReadOnlyMemory<byte> prefix, IdleWatch idle,
+        Action<long, long>? onBytes, bool fromClient, SocketPair pair)
+    {
+        long total = 0;
+        byte[]? buffer = null;
+        try
+        {
+            if (!prefix.IsEmpty)
+            {
+                await SendAll(to, prefix).ConfigureAwait(false);
+                total += prefix.Length;
+                onBytes?.Invoke(fromClient ? prefix.Length : 0, fromClient ? 0 : prefix.Length);
+            }
+            buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
+            var memory = buffer.AsMemory();
+            while (true)
+            {
+                int n = await from.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                if (n == 0)
+                {
+                    // A shutdown by the relay itself also reads as end of stream: that is a stop, not a half-close.
+                    if (pair.Stopped) return new PumpResult(total, true);
+                    // Half-close: tell the other side we are done sending, keep the other direction open.
+                    try { to.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
+                    return new PumpResult(total, false);
+                }
+                idle.Touch();
+                await SendAll(to, memory[..n]).ConfigureAwait(false);
+                total += n;
+                idle.Touch();
+                onBytes?.Invoke(fromClient ? n : 0, fromClient ? 0 : n);
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            return new PumpResult(total, true);
+        }
+        finally
+        {
+            if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    static async ValueTask SendAll(Socket to, ReadOnlyMemory<byte> data)
+    {
+        // Socket.SendAsync completes only when everything is sent (or fails) for stream sockets.
+        while (!data.IsEmpty)
+        {
+            int sent = await to.SendAsync(data, SocketFlags.None).ConfigureAwait(false);
+            if (sent <= 0) throw new IOException("send made no progress");
+            data = data[sent..];
+        }
+    }
+}
+
+/// <summary>Last-activity time of one relay; the sweeper cancels it when idle too long.</summary>
+public sealed class IdleWatch(TimeSpan timeout, CancellationTokenSource cts)
+{
+    long _last = Environment.TickCount64;
+    readonly long _timeoutMs = (long)timeout.TotalMilliseconds;
+    public bool TimedOut { get; private set; }
+
+    public void Touch() => Volatile.Write(ref _last, Environment.TickCount64);
+
+    internal void Check(long now)
+    {
+        if (_timeoutMs > 0 && now - Volatile.Read(ref _last) > _timeoutMs && !cts.IsCancellationRequested)
+        {
+            TimedOut = true;
+            try { cts.Cancel(); } catch (ObjectDisposedException) { }
+        }
+    }
+}
+
+/// <summary>
+/// One timer for every relay's idle timeout: touching a timestamp per chunk is cheaper than re-arming a
+/// timer per read.
+/// </summary>
+public static class IdleSweeper
+{
+    static readonly HashSet<IdleWatch> Watches = [];
+    static readonly Timer Tick = new(_ => Sweep(), null, 1000, 1000);
+
+    public static IDisposable Register(IdleWatch w)
+    {
+        lock (Watches) Watches.Add(w);
+        return new Registration(w);
+    }
+
+    static void Sweep()
+    {
+        IdleWatch[] all;
+        lock (Watches) all = [.. Watches];
+        long now = Environment.TickCount64;
+        foreach (var w in all) w.Check(now);
+    }
+
+    sealed class Registration(IdleWatch w) : IDisposable
+    {
+        public void Dispose()
+        {
+            lock (Watches) Watches.Remove(w);
+            GC.KeepAlive(Tick);
+        }
+    }
+}

@@ -1,0 +1,619 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Bastion.Configuration;
+using Bastion.Hosting;
+using Bastion.Identity;
+using Bastion.Observability;
+using Bastion.Policy;
+using Bastion.Gateway;
+
+namespace Bastion.Protocols.HttpProxy;
+
+/// <summary>
+/// One client connection to the forward proxy, as a loop of exchanges: read head → check framing → identify →
+/// decide → forward (or tunnel for CONNECT) → judge the response → write it → log. Keep-alive on both sides;
+/// bodies stream in constant memory.
+/// </summary>
+sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream)
+{
+    const string ViaValue = "1.1 bastion";
+    readonly RequestHead _head = new();
+    readonly RequestAttributes _attrs = new();
+    PipeReader _in = null!;
+    PipeWriter _out = null!;
+    string? _user;
+    bool _idle;
+    CancellationTokenSource? _headTimeout;
+    CancellationTokenSource? _exchangeTimeout;
+
+    // Per exchange.
+    string _requestId = "";
+    long _start;
+    int _status;
+    long _bytesIn, _bytesOut;
+    bool _keepAlive;
+    Decision _decision;
+    string? _requestText;
+
+    public async Task RunAsync()
+    {
+        var socket = conn.Socket!;
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        _in = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true));
+        _out = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
+        // A stopping gateway closes connections that wait for their next request; busy ones finish first.
+        using var drain = conn.Draining.Register(static s =>
+        {
+            var self = (HttpProxySession)s!;
+            if (Volatile.Read(ref self._idle)) self._headTimeout?.Cancel();
+        }, this);
+        _headTimeout = timeout;
+        int exchanges = 0;
+        try
+        {
+            while (true)
+            {
+                var limits = ctx.Config.Limits;
+                var head = await ReadHeadAsync(timeout, limits, first: exchanges == 0).ConfigureAwait(false);
+                if (!head) break;
+                exchanges++;
+                bool again = await ExchangeAsync(timeout, limits).ConfigureAwait(false);
+                if (!again) break;
+            }
+        }
+        finally
+        {
+            _exchangeTimeout?.Dispose();
+            try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
+            ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests");
+        }
+    }
+
+    /// <summary>Reads one request head. False when the client is gone (or idle too long) between requests.</summary>
+    async Task<bool> ReadHeadAsync(CancellationTokenSource timeout, Limits limits, bool first)
+    {
+        timeout.TryReset();
+        // Between keep-alive requests the idle timeout applies; once a byte arrives, the header timeout.
+        timeout.CancelAfter(first ? limits.HeaderTimeout : limits.IdleTimeout);
+        bool started = false;
+        // While no request has begun, a stopping gateway closes the connection instead of waiting.
+        Volatile.Write(ref _idle, true);
+        if (conn.Draining.IsCancellationRequested) return false;
+        try
+        {
+            while (true)
+            {
+                var result = await _in.ReadAsync(timeout.Token).ConfigureAwait(false);
+                var buf = result.Buffer;
+                if (!started && !buf.IsEmpty)
+                {
+                    started = true;
+                    Volatile.Write(ref _idle, false);
+                    BeginExchange();
+                    if (!first)
+                    {
+                        timeout.TryReset();
+                        timeout.CancelAfter(limits.HeaderTimeout);
+                    }
+                }
+                var status = RequestHeadParser.TryParse(buf, limits.MaxHeaderSize, _head, out var consumed, out var error);
+                if (status == ParseStatus.Done)
+                {
+                    _in.AdvanceTo(consumed);
+                    _bytesIn += _head.HeadLength;
+                    return true;
+                }
+                if (status == ParseStatus.Error)
+                {
+                    _in.AdvanceTo(buf.End);
+                    _requestText = "(malformed request)";
+                    await RejectAsync(error.Status, error.Reason, "protocol", close: true).ConfigureAwait(false);
+                    return false;
+                }
+                _in.AdvanceTo(buf.Start, buf.End);
+                if (result.IsCompleted)
+                {
+                    if (!buf.IsEmpty)
+                    {
+                        _requestText = "(incomplete request)";
+                        LogExchange(400, "protocol", "connection closed in the middle of a request head", Verdict.Deny);
+                    }
+                    return false;
+                }
+            }
+        }
+        catch (OperationCanceledException) when (!conn.Aborted.IsCancellationRequested)
+        {
+            if (!started) return false;
+            // Slow or stalled head (slowloris): answer 408 and close.
+            _requestText = "(request head timeout)";
+            await RejectAsync(408, "request head not received in time", "limits.header_timeout", close: true).ConfigureAwait(false);
+            return false;
+        }
+    }
+
+    void BeginExchange()
+    {
+        _requestId = Ids.Next();
+        _start = Stopwatch.GetTimestamp();
+        _status = 0;
+        _bytesIn = _bytesOut = 0;
+        _requestText = null;
+        _decision = default;
+    }
+
+    /// <summary>Handles one request. Returns whether the connection stays open for another.</summary>
+    async Task<bool> ExchangeAsync(CancellationTokenSource timeout, Limits limits)
+    {
+        timeout.TryReset();
+        var h = _head;
+        _requestText = $"{h.Method} {h.Target}";
+        _keepAlive = h.MinorVersion == 1 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
+
+        // Framing (RFC 9112 §6): anything ambiguous is refused and the connection closed.
+        if (RequestFraming.Check(h, out long contentLength, out bool chunked) is { } framingError)
+            return await RejectAsync(framingError.Status, framingError.Reason, "protocol", close: true).ConfigureAwait(false);
+        bool hasBody = chunked || contentLength > 0;
+        if (h.Count("Host") > 1) return await RejectAsync(400, "more than one Host header", "protocol", close: true).ConfigureAwait(false);
+
+        // The target: authority-form for CONNECT, absolute-form for everything else.
+        _attrs.ResetRequest();
+        _attrs.Source = conn.Client.Address;
+        _attrs.Method = h.Method;
+        _attrs.Headers = h;
+        Uri? uri = null;
+        bool connect = h.Method == "CONNECT";
+        if (connect)
+        {
+            if (!HostPort.TryParse(h.Target, out var hp) || hp!.Port == 0)
+                return await RejectAsync(400, "CONNECT needs host:port", "protocol", close: true).ConfigureAwait(false);
+            _attrs.Host = hp.Host;
+            _attrs.Port = hp.Port;
+        }
+        else
+        {
+            if (!Uri.TryCreate(h.Target, UriKind.Absolute, out uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.Host.Length == 0)
+            {
+                var why = h.Target.StartsWith('/')
+                    ? "this is a forward proxy: the request target must be an absolute URL (http://host/path)"
+                    : "unsupported or malformed request target";
+                return await RejectAsync(400, why, "protocol", close: true).ConfigureAwait(false);
+            }
+            _attrs.Host = uri.IdnHost;
+            _attrs.Port = uri.Port;
+            _attrs.Path = uri.AbsolutePath;
+            _attrs.Url = h.Target;
+        }
+        _attrs.Size = chunked ? -1 : contentLength;
+
+        // Identify.
+        var config = ctx.Config;
+        if (config.Authenticate)
+        {
+            if (!IdentityStore.TryParseBasic(h.Get("Proxy-Authorization"), out var user, out var password)
+                || !await ctx.Runtime.Identity.VerifyAsync(user, password, conn.Aborted).ConfigureAwait(false))
+            {
+                if (h.Get("Proxy-Authorization") is not null) ctx.Metrics.AuthFailure(ctx.Name);
+                return await RejectAsync(407, "proxy authentication required", "authenticate", close: hasBody || !_keepAlive).ConfigureAwait(false);
+            }
+            _user = conn.User = user;
+        }
+        _attrs.User = _user;
+
+        // Decide.
+        var policy = ctx.Policy;
+        _decision = policy.Evaluate(_attrs);
+        if (_decision.Allowed && h.Method == "TRACE" && !AllowsExplicitly(policy, "TRACE"))
+            _decision = Decision.Deny(_decision.RuleName, "TRACE is denied unless a rule names it");
+        if (!_decision.Allowed)
+            return await RejectAsync(403, _decision.Reason ?? "denied by policy", _decision.RuleName, close: hasBody || !_keepAlive, verdict: Verdict.Deny).ConfigureAwait(false);
+
+        if (hasBody && !chunked && contentLength > config.Limits.MaxRequestBody)
+            return await RejectAsync(413, $"request body of {contentLength} bytes is over the limit of {config.Limits.MaxRequestBody}", "limits.max_request_body", close: true).ConfigureAwait(false);
+
+        if (connect) return await TunnelAsync(config.Limits).ConfigureAwait(false);
+
+        // Max-Forwards (RFC 9110 §7.6.2): at zero the proxy answers OPTIONS and TRACE itself.
+        if (h.Method is "OPTIONS" or "TRACE" && h.Get("Max-Forwards") is { } mf && long.TryParse(mf, out var maxForwards) && maxForwards <= 0)
+            return await AnswerMaxForwardsAsync().ConfigureAwait(false);
+
+        return await ForwardAsync(uri!, hasBody, chunked, contentLength, config.Limits).ConfigureAwait(false);
+    }
+
+    static bool AllowsExplicitly(CompiledPolicy policy, string method)
+    {
+        foreach (var r in policy.RequestRules)
+            foreach (var c in r.Conditions)
+                if (c.Attribute == "method" && c.Describe().Contains(method, StringComparison.Ordinal)) return true;
+        return false;
+    }
+
+    async Task<bool> ForwardAsync(Uri uri, bool hasBody, bool chunked, long contentLength, Limits limits)
+    {
+        var h = _head;
+        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), uri)
+        {
+            Version = HttpVersion.Version11,
+            VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
+        };
+        RequestBody? body = null;
+        if (hasBody)
+        {
+            body = new RequestBody(_in, contentLength, chunked, limits.MaxRequestBody);
+            if (h.HasToken("Expect", "100-continue"))
+                body.OnFirstRead = async () =>
+                {
+                    ResponseHeadWriter.Ascii(_out, "HTTP/1.1 100 Continue\r\n\r\n");
+                    await FlushAsync().ConfigureAwait(false);
+                };
+            request.Content = new StreamedBodyContent(body, chunked ? null : contentLength);
+        }
+        CopyRequestHeaders(h, request);
+
+        // One timeout source per connection, reset per exchange (a cancelled one is replaced).
+        if (_exchangeTimeout is null || !_exchangeTimeout.TryReset())
+        {
+            _exchangeTimeout?.Dispose();
+            _exchangeTimeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
+        }
+        var cts = _exchangeTimeout;
+        cts.CancelAfter(limits.ResponseTimeout);
+        HttpResponseMessage response;
+        var sent = Stopwatch.GetTimestamp();
+        try
+        {
+            response = await upstream.SendAsync(request, cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (body?.Failure is { } f)
+        {
+            _ = e;
+            return await RejectAsync(f.Status, f.Message, f.Status == 413 ? "limits.max_request_body" : "protocol", close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!conn.Aborted.IsCancellationRequested)
+        {
+            return await RejectAsync(504, $"upstream {uri.Authority} did not answer within {limits.ResponseTimeout.TotalSeconds:0.#}s", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        catch (HttpRequestException e)
+        {
+            var status = e.InnerException is OperationCanceledException or TimeoutException ? 504 : 502;
+            return await RejectAsync(status, $"upstream {uri.Authority}: {UpstreamError(e)}", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        ctx.Metrics.UpstreamLatency(ctx.Name, Stopwatch.GetElapsedTime(sent));
+        using (response)
+        {
+            return await RelayResponseAsync(response, body, limits, cts).ConfigureAwait(false);
+        }
+    }
+
+    static string UpstreamError(HttpRequestException e)
+    {
+        if (e.InnerException is SocketException se) return se.SocketErrorCode switch
+        {
+            SocketError.ConnectionRefused => "connection refused",
+            SocketError.HostNotFound or SocketError.NoData => "host not found",
+            SocketError.TimedOut => "connect timed out",
+            SocketError.HostUnreachable or SocketError.NetworkUnreachable => "unreachable",
+            _ => se.Message,
+        };
+        return e.HttpRequestError switch
+        {
+            HttpRequestError.NameResolutionError => "host not found",
+            HttpRequestError.ConnectionError => "cannot connect",
+            HttpRequestError.SecureConnectionError => "TLS handshake failed (certificate not trusted?)",
+            HttpRequestError.InvalidResponse => "invalid response",
+            HttpRequestError.ResponseEnded => "connection closed before a response",
+            _ => e.Message,
+        };
+    }
+
+    async Task<bool> RelayResponseAsync(HttpResponseMessage response, RequestBody? body, Limits limits, CancellationTokenSource cts)
+    {
+        var content = response.Content;
+        long? length = content.Headers.NonValidated.TryGetValues("Content-Length", out var clv) && long.TryParse(clv.ToString(), out var cl) ? cl : null;
+
+        // The response's moment: response rules see the request's attributes plus the response's.
+        var policy = ctx.Policy;
+        if (policy.HasResponseRules)
+        {
+            _attrs.ContentType = content.Headers.NonValidated.TryGetValues("Content-Type", out var ctv) ? ctv.ToString() : null;
+            _attrs.Size = length ?? -1;
+            var rd = policy.EvaluateResponse(_attrs);
+            if (!rd.Allowed)
+            {
+                _decision = rd;
+                // The upstream's body is not read; its connection is dropped by disposing the response.
+                return await RejectAsync(403, rd.Reason ?? "response denied by policy", rd.RuleName, close: body is not null && !body.Complete, verdict: Verdict.Deny).ConfigureAwait(false);
+            }
+        }
+
+        int status = (int)response.StatusCode;
+        bool noBody = _head.Method == "HEAD" || status is 204 or 304 || (status >= 100 && status < 200);
+        bool chunkedOut = !noBody && length is null && _head.MinorVersion == 1;
+        bool closeDelimited = !noBody && length is null && _head.MinorVersion == 0;
+        bool sizeWatch = !noBody && length is null && policy.HasResponseRules && policy.ResponseRules.Any(r => r.Conditions.Any(c => c.Attribute == "size"));
+        if (closeDelimited) _keepAlive = false;
+        if (body is not null && !body.Complete) _keepAlive = false;
+
+        ResponseHeadWriter.StatusLine(_out, status, response.ReasonPhrase);
+        var connectionTokens = ConnectionTokens(response);
+        bool viaWritten = false;
+        foreach (var (name, values) in response.Headers.NonValidated)
+        {
+            if (IsHopByHop(name) || connectionTokens?.Contains(name) == true) continue;
+            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase))
+            {
+                ResponseHeadWriter.Header(_out, "Via", $"{values}, {ViaValue}");
+                viaWritten = true;
+                continue;
+            }
+            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
+        }
+        foreach (var (name, values) in content.Headers.NonValidated)
+        {
+            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
+            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
+        }
+        if (!viaWritten) ResponseHeadWriter.Header(_out, "Via", ViaValue);
+        if (length is { } len && (!noBody || _head.Method == "HEAD" || status == 304)) ResponseHeadWriter.Header(_out, "Content-Length", len);
+        if (chunkedOut) ResponseHeadWriter.Header(_out, "Transfer-Encoding", "chunked");
+        if (!_keepAlive) ResponseHeadWriter.Header(_out, "Connection", "close");
+        else if (_head.MinorVersion == 0) ResponseHeadWriter.Header(_out, "Connection", "keep-alive");
+        ResponseHeadWriter.EndHead(_out);
+        _status = status;
+
+        long written = 0;
+        if (!noBody)
+        {
+            try
+            {
+                cts.CancelAfter(limits.IdleTimeout);
+                await using var src = await content.ReadAsStreamAsync(cts.Token).ConfigureAwait(false);
+                while (true)
+                {
+                    var mem = _out.GetMemory(16 * 1024);
+                    // Chunked: a fixed-width size line (leading zeros are valid hex) lets the data land in place.
+                    var target = chunkedOut ? mem[ChunkPrefix..^2] : mem;
+                    cts.CancelAfter(limits.IdleTimeout);
+                    int n = await src.ReadAsync(target, cts.Token).ConfigureAwait(false);
+                    if (n == 0) break;
+                    if (chunkedOut) FrameChunk(mem.Span, n);
+                    _out.Advance(chunkedOut ? ChunkPrefix + n + 2 : n);
+                    written += n;
+                    if (sizeWatch && policy.EvaluateResponse(SizeSoFar(written)) is { Allowed: false } late)
+                    {
+                        // Unknown length, now over a size bound: like Squid's reply_body_max_size, cut the transfer.
+                        _decision = late;
+                        LogExchange(status, late.RuleName, $"{late.Reason ?? "response denied by policy"} (after {written} bytes of a response of unknown length)", Verdict.Deny);
+                        return false;
+                    }
+                    var flush = await FlushAsync().ConfigureAwait(false);
+                    if (flush.IsCompleted) return false;
+                }
+                if (length is { } expected && written != expected)
+                {
+                    // The upstream broke its promise: the client must not take a short body as whole.
+                    LogExchange(status, _decision.RuleName, $"upstream body ended after {written} of {expected} bytes", Verdict.Allow);
+                    return false;
+                }
+                if (chunkedOut) ResponseHeadWriter.LastChunk(_out);
+            }
+            catch (Exception e) when (e is IOException or HttpRequestException or OperationCanceledException)
+            {
+                // Head already sent: all we can do is cut the connection so the client sees an incomplete body.
+                LogExchange(status, _decision.RuleName, $"upstream body failed after {written} bytes: {e.Message}", Verdict.Allow);
+                return false;
+            }
+        }
+        await FlushAsync().ConfigureAwait(false);
+        _bytesIn += body?.Total ?? 0;
+        LogExchange(status, _decision.RuleName, _decision.Reason, Verdict.Allow);
+        return _keepAlive;
+    }
+
+    RequestAttributes SizeSoFar(long written)
+    {
+        _attrs.Size = written;
+        return _attrs;
+    }
+
+    const int ChunkPrefix = 10;
+
+    static void FrameChunk(Span<byte> frame, int n)
+    {
+        for (int i = 7; i >= 0; i--)
+        {
+            int nibble = (n >> ((7 - i) * 4)) & 0xf;
+            frame[i] = (byte)(nibble < 10 ? '0' + nibble : 'a' + nibble - 10);
+        }
+        frame[8] = (byte)'\r';
+        frame[9] = (byte)'\n';
+        frame[ChunkPrefix + n] = (byte)'\r';
+        frame[ChunkPrefix + n + 1] = (byte)'\n';
+    }
+
+    static HashSet<string>? ConnectionTokens(HttpResponseMessage response)
+    {
+        if (!response.Headers.NonValidated.TryGetValues("Connection", out var values)) return null;
+        var set = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var v in values)
+            foreach (var t in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                set.Add(t);
+        return set;
+    }
+
+    /// <summary>RFC 9110 §7.6.1 and SPEC 3: these never cross the proxy.</summary>
+    static bool IsHopByHop(string name) =>
+        name.Equals("Connection", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Proxy-Connection", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Keep-Alive", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("TE", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Trailer", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Upgrade", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Proxy-Authenticate", StringComparison.OrdinalIgnoreCase);
+
+    static void CopyRequestHeaders(RequestHead h, HttpRequestMessage request)
+    {
+        HashSet<string>? named = null;
+        foreach (var (k, v) in h.Headers)
+        {
+            if (!k.Equals("Connection", StringComparison.OrdinalIgnoreCase) && !k.Equals("Proxy-Connection", StringComparison.OrdinalIgnoreCase)) continue;
+            foreach (var t in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                (named ??= new(StringComparer.OrdinalIgnoreCase)).Add(t);
+        }
+        string? via = null;
+        foreach (var (name, value) in h.Headers)
+        {
+            if (IsHopByHop(name) || named?.Contains(name) == true) continue;
+            if (name.Equals("Host", StringComparison.OrdinalIgnoreCase)) continue;   // the target's authority wins (RFC 9112 §3.2.2)
+            if (name.Equals("Expect", StringComparison.OrdinalIgnoreCase)) continue; // answered by the proxy itself
+            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
+            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase)) { via = via is null ? value : $"{via}, {value}"; continue; }
+            if (name.Equals("Max-Forwards", StringComparison.OrdinalIgnoreCase) && long.TryParse(value, out var mf) && h.Method is "OPTIONS" or "TRACE")
+            {
+                request.Headers.TryAddWithoutValidation(name, (mf - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
+                continue;
+            }
+            if (!request.Headers.TryAddWithoutValidation(name, value))
+                request.Content?.Headers.TryAddWithoutValidation(name, value);
+        }
+        request.Headers.TryAddWithoutValidation("Via", via is null ? ViaValue : $"{via}, {ViaValue}");
+    }
+
+    async Task<bool> AnswerMaxForwardsAsync()
+    {
+        var h = _head;
+        if (h.Method == "OPTIONS")
+        {
+            ResponseHeadWriter.StatusLine(_out, 200, null);
+            ResponseHeadWriter.Header(_out, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH, CONNECT");
+            ResponseHeadWriter.Header(_out, "Via", ViaValue);
+            ResponseHeadWriter.Header(_out, "Content-Length", 0);
+            ResponseHeadWriter.EndHead(_out);
+            _status = 200;
+        }
+        else
+        {
+            // TRACE: echo the request head, less credentials.
+            var sb = new StringBuilder($"{h.Method} {h.Target} HTTP/1.{h.MinorVersion}\r\n");
+            foreach (var (k, v) in h.Headers)
+                if (!k.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase) && !k.Equals("Authorization", StringComparison.OrdinalIgnoreCase) && !k.Equals("Cookie", StringComparison.OrdinalIgnoreCase))
+                    sb.Append(k).Append(": ").Append(v).Append("\r\n");
+            var bytes = Encoding.Latin1.GetBytes(sb.ToString());
+            ResponseHeadWriter.StatusLine(_out, 200, null);
+            ResponseHeadWriter.Header(_out, "Content-Type", "message/http");
+            ResponseHeadWriter.Header(_out, "Via", ViaValue);
+            ResponseHeadWriter.Header(_out, "Content-Length", bytes.Length);
+            ResponseHeadWriter.EndHead(_out);
+            _out.Write(bytes);
+            _status = 200;
+        }
+        await FlushAsync().ConfigureAwait(false);
+        LogExchange(200, _decision.RuleName, "Max-Forwards reached zero: answered by the proxy", Verdict.Allow);
+        return _keepAlive;
+    }
+
+    async Task<bool> TunnelAsync(Limits limits)
+    {
+        var host = _attrs.Host!;
+        var port = _attrs.Port;
+        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (addresses.Length == 0)
+        {
+            return dnsError == SocketError.TimedOut
+                ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false)
+                : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (!connected.Ok)
+        {
+            if (connected.Error == SocketError.TimedOut)
+                return await RejectAsync(504, $"connecting to {host}:{port} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
+            return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        using var up = connected.Socket!;
+        conn.Target = $"{host}:{port}";
+        ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
+        await FlushAsync().ConfigureAwait(false);
+        LogExchange(200, _decision.RuleName, _decision.Reason, Verdict.Allow);
+
+        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first.
+        ReadOnlyMemory<byte> pending = default;
+        if (_in.TryRead(out var early))
+        {
+            pending = early.Buffer.ToArray();
+            _in.AdvanceTo(early.Buffer.End);
+        }
+        var listener = ctx.Name;
+        var metrics = ctx.Metrics;
+        await SocketRelay.RunAsync(conn.Socket!, up, limits.IdleTimeout, (i, o) =>
+        {
+            Interlocked.Add(ref conn.BytesIn, i);
+            Interlocked.Add(ref conn.BytesOut, o);
+            metrics.Bytes(listener, i, o);
+        }, pending, default, conn.Aborted).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Answers with the gateway's own page (403, 407, 4xx, 5xx), logs it, and says whether to keep going.</summary>
+    async Task<bool> RejectAsync(int status, string reason, string rule, bool close, Verdict verdict = Verdict.Deny)
+    {
+        if (_requestId.Length == 0) BeginExchange();
+        if (close) _keepAlive = false;
+        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, _requestId, status == 403 ? rule : null));
+        try
+        {
+            ResponseHeadWriter.StatusLine(_out, status, null);
+            ResponseHeadWriter.Header(_out, "Content-Type", "text/html; charset=utf-8");
+            ResponseHeadWriter.Header(_out, "Content-Length", page.Length);
+            ResponseHeadWriter.Header(_out, "X-Bastion-Request-Id", _requestId);
+            ResponseHeadWriter.Header(_out, "Via", ViaValue);
+            if (status == 407) ResponseHeadWriter.Header(_out, "Proxy-Authenticate", "Basic realm=\"bastion\"");
+            if (status == 405) ResponseHeadWriter.Header(_out, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT");
+            ResponseHeadWriter.Header(_out, "Connection", _keepAlive ? "keep-alive" : "close");
+            ResponseHeadWriter.EndHead(_out);
+            if (_head.Method != "HEAD") _out.Write(page);
+            await FlushAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { _keepAlive = false; }
+        _status = status;
+        LogExchange(status, rule, reason, verdict);
+        return _keepAlive;
+    }
+
+    ValueTask<FlushResult> FlushAsync()
+    {
+        _bytesOut += _out.UnflushedBytes;
+        return _out.FlushAsync(conn.Aborted);
+    }
+
+    void LogExchange(int status, string rule, string? reason, Verdict verdict)
+    {
+        Interlocked.Add(ref conn.BytesIn, _bytesIn);
+        Interlocked.Add(ref conn.BytesOut, _bytesOut);
+        ctx.Metrics.Bytes(ctx.Name, _bytesIn, _bytesOut);
+        ctx.Record(new AccessEvent
+        {
+            Id = _requestId,
+            Listener = ctx.Name,
+            Type = ctx.TypeName,
+            Client = conn.ClientText,
+            User = _user,
+            Request = _requestText,
+            Verdict = verdict,
+            Rule = rule,
+            Reason = reason,
+            Status = status,
+            BytesIn = _bytesIn,
+            BytesOut = _bytesOut,
+            DurationMs = Stopwatch.GetElapsedTime(_start).TotalMilliseconds,
+        });
+    }
+}

@@ -1,0 +1,126 @@
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Text;
+using Bastion.Gateway;
+using Bastion.Tests.Infrastructure;
+
+namespace Bastion.Tests.Gateway;
+
+/// <summary>
+/// The relay between transports, on real loopback sockets: client ⇄ [gateway client side | gateway upstream side] ⇄ server.
+/// </summary>
+public class StreamRelayTests
+{
+    static async Task<byte[]> ReadToEnd(Stream s)
+    {
+        var ms = new MemoryStream();
+        await s.CopyToAsync(ms);
+        return ms.ToArray();
+    }
+
+    static async Task<byte[]> ReadToEnd(Socket s)
+    {
+        var ms = new MemoryStream();
+        var buf = new byte[65536];
+        int n;
+        while ((n = await s.ReceiveAsync(buf, SocketFlags.None)) > 0) ms.Write(buf, 0, n);
+        return ms.ToArray();
+    }
+
+    static byte[] Data(int n, int seed)
+    {
+        var b = new byte[n];
+        new Random(seed).NextBytes(b);
+        return b;
+    }
+
+    [Fact]
+    public async Task Plain_sockets_half_close_each_way_and_count_bytes_with_buffered_bytes_first()
+    {
+        var (client, gwClient) = await SocketPairs.CreateAsync();
+        var (gwUp, server) = await SocketPairs.CreateAsync();
+        using var _1 = client; using var _2 = server;
+        await using var ct = Transport.FromSocket(gwClient);
+        await using var ut = Transport.FromSocket(gwUp);
+
+        // The protocol read a handshake and left the bytes behind it unread in the pipe.
+        await client.SendAsync("HELLO\nearly"u8.ToArray(), SocketFlags.None);
+        var lr = new LineReader(ct.Input, 64);
+        Assert.Equal("HELLO", Encoding.ASCII.GetString((await lr.ReadAsync(default)).Line.Span));
+
+        long counted = 0;
+        var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), (i, o) => Interlocked.Add(ref counted, i + o), default);
+        var up = Data(300_000, 1);
+        await client.SendAsync(up, SocketFlags.None);
+        client.Shutdown(SocketShutdown.Send);
+        var atServer = await ReadToEnd(server);
+        Assert.Equal("early"u8.ToArray().Concat(up), atServer);
+
+        // The server still answers after the client's half-close.
+        var down = Data(200_000, 2);
+        await server.SendAsync(down, SocketFlags.None);
+        server.Shutdown(SocketShutdown.Send);
+        var atClient = await ReadToEnd(client);
+        Assert.Equal(down, atClient);
+
+        var r = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal((5 + up.Length, down.Length, false), (r.BytesFromClient, r.BytesToClient, r.IdleTimedOut));
+        Assert.Equal(r.BytesFromClient + r.BytesToClient, Interlocked.Read(ref counted));
+    }
+
+    [Fact]
+    public async Task Over_TLS_on_the_client_side_half_close_and_counts_hold()
+    {
+        var (client, gwClient) = await SocketPairs.CreateAsync();
+        var (gwUp, server) = await SocketPairs.CreateAsync();
+        using var _1 = client; using var _2 = server;
+        await using var ct = Transport.FromSocket(gwClient);
+        await using var ut = Transport.FromSocket(gwUp);
+
+        var tlsClient = new SslStream(new NetworkStream(client, ownsSocket: false));
+        var clientHandshake = tlsClient.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        });
+        var up = await ct.UpgradeToServerTlsAsync(new SslServerAuthenticationOptions { ServerCertificate = TestCerts.Localhost() },
+            TimeSpan.FromSeconds(10), default);
+        await clientHandshake;
+        Assert.True(up.Ok, up.Error);
+        Assert.True(ct.IsTls);
+
+        var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), null, default);
+        var request = Data(150_000, 3);
+        await tlsClient.WriteAsync(request);
+        await tlsClient.ShutdownAsync();   // close_notify: the client is done sending
+        var atServer = await ReadToEnd(server);
+        Assert.Equal(request, atServer);
+
+        var answer = Data(90_000, 4);
+        await server.SendAsync(answer, SocketFlags.None);
+        server.Shutdown(SocketShutdown.Send);
+        var atClient = await ReadToEnd(tlsClient);
+        Assert.Equal(answer, atClient);
+
+        var r = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal((request.Length, answer.Length), (r.BytesFromClient, r.BytesToClient));
+    }
+
+    [Fact]
+    public async Task A_reset_on_one_side_stops_both_directions()
+    {
+        var (client, gwClient) = await SocketPairs.CreateAsync();
+        var (gwUp, server) = await SocketPairs.CreateAsync();
+        using var _2 = server;
+        await using var ct = Transport.FromStream(new NetworkStream(gwClient, ownsSocket: true));   // the stream path
+        await using var ut = Transport.FromSocket(gwUp);
+        var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), null, default);
+        await client.SendAsync("x"u8.ToArray(), SocketFlags.None);
+        var one = new byte[1];
+        Assert.Equal(1, await server.ReceiveAsync(one, SocketFlags.None));
+        client.LingerState = new LingerOption(true, 0);
+        client.Close();   // RST
+        var r = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(1, r.BytesFromClient);
+    }
+}
