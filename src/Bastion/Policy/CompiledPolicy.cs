@@ -89,9 +89,9 @@ public sealed class CompiledPolicy
         foreach (var name in JudgedHeaders)
         {
             if (!headers.TryGetLine(name, 0, out var first)) continue;
-            var f = HeaderCondition.TrimOws(first);
+            var f = HeaderValue.TrimOws(first);
             for (int i = 1; headers.TryGetLine(name, i, out var other); i++)
-                if (!HeaderCondition.TrimOws(other).SequenceEqual(f)) return name;
+                if (!HeaderValue.TrimOws(other).SequenceEqual(f)) return name;
         }
         return null;
     }

@@ -155,7 +155,7 @@ sealed class ContentTypeCondition(StringPattern[] patterns) : Condition
             var type = all[range];
             int semi = type.IndexOf(';');
             if (semi >= 0) type = type[..semi];
-            type = HeaderCondition.TrimOws(type);
+            type = HeaderValue.TrimOws(type);
             if (type.IsEmpty) continue;
             foreach (var p in patterns)
                 if (p.IsMatch(type)) return true;
@@ -186,10 +186,10 @@ sealed class HeaderCondition((string Name, StringPattern[] Patterns)[] headers) 
         for (int i = 0; src.TryGetLine(name, i, out var line); i++)
         {
             var v = line.AsSpan();
-            if (AnyMatches(patterns, TrimOws(v))) return true;
+            if (AnyMatches(patterns, HeaderValue.TrimOws(v))) return true;
             if (v.IndexOf(',') < 0) continue;
             foreach (var range in v.Split(','))
-                if (AnyMatches(patterns, TrimOws(v[range]))) return true;
+                if (AnyMatches(patterns, HeaderValue.TrimOws(v[range]))) return true;
         }
         return false;
     }
@@ -199,15 +199,6 @@ sealed class HeaderCondition((string Name, StringPattern[] Patterns)[] headers) 
         foreach (var p in patterns)
             if (p.IsMatch(v)) return true;
         return false;
-    }
-
-    /// <summary>RFC 9110 OWS: spaces and tabs only (never culture-aware trimming on wire data).</summary>
-    internal static ReadOnlySpan<char> TrimOws(ReadOnlySpan<char> s)
-    {
-        int a = 0, b = s.Length;
-        while (a < b && s[a] is ' ' or '\t') a++;
-        while (b > a && s[b - 1] is ' ' or '\t') b--;
-        return s[a..b];
     }
 
     public override string Describe() => "header " + string.Join(", ", headers.Select(h => $"{h.Name} matches [{string.Join(", ", h.Patterns.Select(p => p.Text))}]"));

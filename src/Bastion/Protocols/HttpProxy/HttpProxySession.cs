@@ -9,6 +9,7 @@ using Bastion.Hosting;
 using Bastion.Identity;
 using Bastion.Observability;
 using Bastion.Policy;
+using Bastion.Policy.Canonical;
 using Bastion.Gateway;
 
 namespace Bastion.Protocols.HttpProxy;
@@ -23,6 +24,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     const string ViaValue = "1.1 bastion";
     readonly RequestHead _head = new();
     readonly RequestAttributes _attrs = new();
+    readonly CanonicalTarget _target = new();
     PipeReader _in = null!;
     PipeWriter _out = null!;
     string? _user;
@@ -152,7 +154,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     {
         timeout.TryReset();
         var h = _head;
-        _requestText = $"{h.Method} {h.Target}";
+        _requestText = Redact.RequestLine($"{h.Method} {h.Target}");
         _keepAlive = h.MinorVersion == 1 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
 
         // Framing (RFC 9112 §6): anything ambiguous is refused and the connection closed.
@@ -166,28 +168,32 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         _attrs.Source = conn.Client.Address;
         _attrs.Method = h.Method;
         _attrs.Headers = h;
-        Uri? uri = null;
+        _attrs.PathIgnoreCase = ctx.Config.PathIgnoreCase;
         bool connect = h.Method == "CONNECT";
+        // The one canonical form (SPEC 2.1): what the policy judges is what is forwarded.
         if (connect)
         {
-            if (!HostPort.TryParse(h.Target, out var hp) || hp!.Port == 0)
-                return await RejectAsync(400, "CONNECT needs host:port", "protocol", close: true).ConfigureAwait(false);
-            _attrs.Host = hp.Host;
-            _attrs.Port = hp.Port;
+            if (RequestTarget.ParseAuthority(h.Target, out var host, out var port, out var why) != TargetStatus.Ok)
+                return await RejectAsync(400, $"CONNECT needs host:port ({why})", "protocol", close: true).ConfigureAwait(false);
+            _attrs.Host = host;
+            _attrs.Port = port;
         }
         else
         {
-            if (!Uri.TryCreate(h.Target, UriKind.Absolute, out uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.Host.Length == 0)
+            var status = RequestTarget.Parse(h.Target, ctx.Config.AmbiguousPaths, _target, out var why);
+            if (status == TargetStatus.Ok && (_target.Host is null || _target.Scheme is not ("http" or "https")))
             {
-                var why = h.Target.StartsWith('/')
+                why = h.Target.StartsWith('/')
                     ? "this is a forward proxy: the request target must be an absolute URL (http://host/path)"
-                    : "unsupported or malformed request target";
-                return await RejectAsync(400, why, "protocol", close: true).ConfigureAwait(false);
+                    : "unsupported request target scheme";
+                status = TargetStatus.Malformed;
             }
-            _attrs.Host = uri.IdnHost;
-            _attrs.Port = uri.Port;
-            _attrs.Path = uri.AbsolutePath;
-            _attrs.Url = h.Target;
+            if (status == TargetStatus.Ambiguous)
+                return await RejectAsync(400, $"ambiguous request target: {why}", "protocol.ambiguous_paths", close: true).ConfigureAwait(false);
+            if (status != TargetStatus.Ok)
+                return await RejectAsync(400, $"malformed request target: {why}", "protocol", close: true).ConfigureAwait(false);
+            _target.ApplyTo(_attrs);
+            _requestText = $"{h.Method} {_target.Url}";
         }
         _attrs.Size = chunked ? -1 : contentLength;
 
@@ -195,11 +201,14 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         var config = ctx.Config;
         if (config.Authenticate)
         {
-            if (!IdentityStore.TryParseBasic(h.Get("Proxy-Authorization"), out var user, out var password)
-                || !await ctx.Runtime.Identity.VerifyAsync(user, password, conn.Aborted).ConfigureAwait(false))
+            var login = IdentityStore.TryParseBasic(h.Get("Proxy-Authorization"), out var user, out var password)
+                ? await ctx.Runtime.Identity.LoginAsync(user, password, conn.Client.Address, conn.Aborted).ConfigureAwait(false)
+                : LoginResult.Bad;
+            if (login != LoginResult.Ok)
             {
                 if (h.Get("Proxy-Authorization") is not null) ctx.Metrics.AuthFailure(ctx.Name);
-                return await RejectAsync(407, "proxy authentication required", "authenticate", close: hasBody || !_keepAlive).ConfigureAwait(false);
+                var why = login == LoginResult.Throttled ? "too many failed logins from this address: try again later" : "proxy authentication required";
+                return await RejectAsync(407, why, "authenticate", close: hasBody || !_keepAlive).ConfigureAwait(false);
             }
             _user = conn.User = user;
         }
@@ -207,6 +216,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
 
         // Decide.
         var policy = ctx.Policy;
+        if (config.RefuseConflictingHeaders && policy.ConflictingHeader(h) is { } conflict)
+            return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", "protocol.conflicting_headers", close: true).ConfigureAwait(false);
         _decision = policy.Evaluate(_attrs);
         if (_decision.Allowed && h.Method == "TRACE" && !AllowsExplicitly(policy, "TRACE"))
             _decision = Decision.Deny(_decision.RuleName, "TRACE is denied unless a rule names it");
@@ -222,7 +233,20 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         if (h.Method is "OPTIONS" or "TRACE" && h.Get("Max-Forwards") is { } mf && long.TryParse(mf, out var maxForwards) && maxForwards <= 0)
             return await AnswerMaxForwardsAsync().ConfigureAwait(false);
 
-        return await ForwardAsync(uri!, hasBody, chunked, contentLength, config.Limits).ConfigureAwait(false);
+        // The address connected to is judged too (SPEC 2.1): after DNS, before any byte goes out.
+        var judged = await Connector.ResolveJudgedAsync(ctx.Runtime.Resolver, policy, _attrs, _target.Host!, config.Limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (judged.Denied is { } denied)
+        {
+            _decision = denied;
+            return await RejectAsync(403, denied.Reason ?? "denied by policy", denied.RuleName, close: hasBody || !_keepAlive, verdict: Verdict.Deny).ConfigureAwait(false);
+        }
+        if (!judged.Ok)
+        {
+            return judged.Error == SocketError.TimedOut
+                ? await RejectAsync(504, $"resolving {_target.Host} timed out", _decision.RuleName, close: hasBody || !_keepAlive, verdict: Verdict.Allow).ConfigureAwait(false)
+                : await RejectAsync(502, $"upstream {_target.Authority}: host not found", _decision.RuleName, close: hasBody || !_keepAlive, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        return await ForwardAsync(UpstreamUri(judged.Allowed[0]), hasBody, chunked, contentLength, config.Limits).ConfigureAwait(false);
     }
 
     static bool AllowsExplicitly(CompiledPolicy policy, string method)
@@ -233,6 +257,18 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         return false;
     }
 
+    /// <summary>
+    /// The URI handed to the HTTP client: the judged address (so that it connects there and nowhere else, and pools
+    /// connections per address) with the canonical path and query, sent byte for byte. The name goes in Host (and
+    /// in SNI, which the client takes from Host).
+    /// </summary>
+    Uri UpstreamUri(IPAddress address)
+    {
+        var ip = address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]" : address.ToString();
+        return new Uri($"{_target.Scheme}://{ip}:{_target.Port}{_target.PathAndQuery}",
+            new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
+    }
+
     async Task<bool> ForwardAsync(Uri uri, bool hasBody, bool chunked, long contentLength, Limits limits)
     {
         var h = _head;
@@ -241,6 +277,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
         };
+        request.Headers.Host = _target.Authority;
         RequestBody? body = null;
         if (hasBody)
         {
@@ -276,12 +313,12 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         }
         catch (OperationCanceledException) when (!conn.Aborted.IsCancellationRequested)
         {
-            return await RejectAsync(504, $"upstream {uri.Authority} did not answer within {limits.ResponseTimeout.TotalSeconds:0.#}s", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await RejectAsync(504, $"upstream {_target.Authority} did not answer within {limits.ResponseTimeout.TotalSeconds:0.#}s", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
         catch (HttpRequestException e)
         {
             var status = e.InnerException is OperationCanceledException or TimeoutException ? 504 : 502;
-            return await RejectAsync(status, $"upstream {uri.Authority}: {UpstreamError(e)}", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await RejectAsync(status, $"upstream {_target.Authority}: {UpstreamError(e)}", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
         ctx.Metrics.UpstreamLatency(ctx.Name, Stopwatch.GetElapsedTime(sent));
         using (response)
@@ -311,9 +348,37 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         };
     }
 
+    /// <summary>
+    /// A response that cannot be framed one way is never relayed (502, upstream connection dropped): a client reading
+    /// the other framing would take the rest as the next response. The proxy never asks to upgrade, so a 101 is
+    /// always unrequested.
+    /// </summary>
+    static string? AmbiguousResponse(HttpResponseMessage response)
+    {
+        if (response.StatusCode == HttpStatusCode.SwitchingProtocols) return "a 101 Switching Protocols the request did not ask for";
+        bool chunked = response.Headers.TransferEncodingChunked == true || response.Headers.NonValidated.Contains("Transfer-Encoding");
+        if (!response.Content.Headers.NonValidated.TryGetValues("Content-Length", out var lengths)) return null;
+        if (chunked) return "both Content-Length and Transfer-Encoding";
+        string? first = null;
+        foreach (var v in lengths)
+        {
+            foreach (var range in v.AsSpan().Split(','))
+            {
+                var one = HeaderValue.TrimOws(v.AsSpan()[range]);
+                if (one.IsEmpty || one.ContainsAnyExceptInRange('0', '9')) return "an invalid Content-Length";
+                if (first is null) first = one.ToString();
+                else if (!one.SequenceEqual(first)) return "conflicting Content-Length values";
+            }
+        }
+        return null;
+    }
+
     async Task<bool> RelayResponseAsync(HttpResponseMessage response, RequestBody? body, Limits limits, CancellationTokenSource cts)
     {
         var content = response.Content;
+        if (AmbiguousResponse(response) is { } ambiguous)
+            // Disposing the unread response drops the upstream connection rather than pooling it.
+            return await RejectAsync(502, $"upstream {_target.Authority} sent a response with {ambiguous}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         long? length = content.Headers.NonValidated.TryGetValues("Content-Length", out var clv) && long.TryParse(clv.ToString(), out var cl) ? cl : null;
 
         // The response's moment: response rules see the request's attributes plus the response's.
@@ -523,10 +588,16 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     {
         var host = _attrs.Host!;
         var port = _attrs.Port;
-        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        var judged = await Connector.ResolveJudgedAsync(ctx.Runtime.Resolver, ctx.Policy, _attrs, host, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        var addresses = judged.Allowed;
+        if (judged.Denied is { } denied)
+        {
+            _decision = denied;
+            return await RejectAsync(403, denied.Reason ?? "denied by policy", denied.RuleName, close: true, verdict: Verdict.Deny).ConfigureAwait(false);
+        }
         if (addresses.Length == 0)
         {
-            return dnsError == SocketError.TimedOut
+            return judged.Error == SocketError.TimedOut
                 ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false)
                 : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
@@ -539,7 +610,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
         using var up = connected.Socket!;
-        conn.Target = $"{host}:{port}";
+        conn.Target = $"{HostName.ForUrl(host)}:{port}";
         ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
         await FlushAsync().ConfigureAwait(false);
         LogExchange(200, _decision.RuleName, _decision.Reason, Verdict.Allow);
