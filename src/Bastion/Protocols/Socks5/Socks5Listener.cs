@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Bastion.Configuration;
 using Bastion.Hosting;
+using Bastion.Identity;
 using Bastion.Policy;
 using Bastion.Gateway;
 
@@ -112,10 +113,11 @@ public sealed class Socks5Listener(ListenerContext ctx) : StreamListener(ctx)
                 return;
             }
             buf.Consume(len);
-            if (!await Ctx.Runtime.Identity.VerifyAsync(user, password, ct).ConfigureAwait(false))
+            var login = await Ctx.Runtime.Identity.LoginAsync(user, password, conn.Client.Address, ct).ConfigureAwait(false);
+            if (login != LoginResult.Ok)
             {
                 Ctx.Metrics.AuthFailure(Name);
-                o.Reason = "authentication failed";
+                o.Reason = login == LoginResult.Throttled ? "too many failed logins from this address" : "authentication failed";
                 o.Status = 1;
                 RecordDeny(conn, "(authentication)", "authenticate", $"bad credentials for '{Truncate(user)}'", 1);
                 await SendRaw(socket, [1, 1]).ConfigureAwait(false);
@@ -212,7 +214,8 @@ public sealed class Socks5Listener(ListenerContext ctx) : StreamListener(ctx)
         ReadOnlyMemory<byte> early, bool socks4, byte[] reply)
     {
         var socket = conn.Socket!;
-        var decision = Ctx.Policy.Evaluate(Attributes(conn, target));
+        var attrs = Attributes(conn, target);
+        var decision = Ctx.Policy.Evaluate(attrs);
         if (!decision.Allowed)
         {
             byte denied = socks4 ? SocksReply.Socks4Rejected : SocksReply.NotAllowed;
@@ -227,18 +230,25 @@ public sealed class Socks5Listener(ListenerContext ctx) : StreamListener(ctx)
         Socket? upstream = null;
         byte code;
         string? why = null;
-        IPAddress[] addresses;
-        SocketError err = SocketError.Success;
-        if (target.Address is { } ip) addresses = [ip];
-        else (addresses, err) = await Connector.ResolveAsync(target.Domain!, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        if (err != SocketError.Success)
+        // Resolved (a literal is its own address) and every address judged before anything connects (SPEC 2.1).
+        var judged = await Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, Ctx.Policy, attrs, target.Host, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (judged.Denied is { } addressDenied)
         {
-            code = err == SocketError.TimedOut ? SocksReply.TtlExpired : SocksReply.HostUnreachable;
-            why = $"cannot resolve {target.Domain}: {err}";
+            byte denied = socks4 ? SocksReply.Socks4Rejected : SocksReply.NotAllowed;
+            o.Status = denied;
+            o.Reason = addressDenied.Reason;
+            RecordDecision(conn, o.Request!, addressDenied, denied);
+            await (socks4 ? SendSocks4Reply(socket, reply, denied, null) : SendReply(socket, reply, denied, null)).ConfigureAwait(false);
+            return;
+        }
+        if (!judged.Ok)
+        {
+            code = judged.Error == SocketError.TimedOut ? SocksReply.TtlExpired : SocksReply.HostUnreachable;
+            why = $"cannot resolve {target.Domain}: {judged.Error}";
         }
         else
         {
-            var r = await Connector.ConnectAsync(addresses, target.Port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+            var r = await Connector.ConnectAsync(judged.Allowed, target.Port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
             upstream = r.Socket;
             code = r.Ok ? SocksReply.Succeeded : SocksReply.FromSocketError(r.Error);
             if (!r.Ok) why = $"connect {target}: {r.Message ?? r.Error.ToString()}";
