@@ -398,7 +398,7 @@ public static class ConfigLoader
     internal static readonly string[] ConditionKeys =
     [
         "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type",
-        "command", "mail_from", "rcpt_to", "size", "time", "sni", "not",
+        "command", "mail_from", "rcpt_to", "size", "time", "sni", "not", "upgrade",
     ];
 
     static ImmutableArray<ConditionSpec>? ParseConditions(YamlWalker w, YamlNode n)

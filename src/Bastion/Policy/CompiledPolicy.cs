@@ -14,6 +14,9 @@ public sealed class CompiledRule
     public bool IsResponse { get; init; }
     public SourcePos Pos { get; init; }
 
+    /// <summary>Names the upgrade explicitly (`upgrade:`, or a `header` condition on Upgrade): only such a rule allows one.</summary>
+    public bool NamesUpgrade => Conditions.Any(c => c is UpgradeCondition || (c is HeaderCondition h && h.Names.Any(n => n.Equals("Upgrade", StringComparison.OrdinalIgnoreCase))));
+
     /// <summary>Asks about `host` IPs/CIDRs: tried again for every address a name resolves to.</summary>
     public bool JudgesAddresses => Conditions.Any(c => c.JudgesAddresses);
 
@@ -44,6 +47,13 @@ public sealed class CompiledPolicy
 
     public bool HasResponseRules => ResponseRules.Length > 0;
     public bool HasAddressRules => AddressRules.Length > 0;
+    readonly HashSet<string> _upgradeRules;
+
+    /// <summary>
+    /// Whether the rule that allowed a request named the upgrade it asks for: a WebSocket (or any) upgrade turns the
+    /// connection into a tunnel the policy no longer sees, so a general `allow` is not enough (issue 9).
+    /// </summary>
+    public bool AllowsUpgrade(Decision d) => d.Allowed && _upgradeRules.Contains(d.RuleName);
 
     public CompiledPolicy(string name, Verdict def, CompiledRule[] rules)
     {
@@ -53,6 +63,7 @@ public sealed class CompiledPolicy
         RequestRules = [.. rules.Where(r => !r.IsResponse)];
         ResponseRules = [.. rules.Where(r => r.IsResponse)];
         AddressRules = [.. RequestRules.Where(r => r.JudgesAddresses)];
+        _upgradeRules = new HashSet<string>(RequestRules.Where(r => r.NamesUpgrade && r.Verdict == Verdict.Allow).Select(r => r.Name), StringComparer.Ordinal);
         JudgedHeaders = [.. rules.SelectMany(r => HeaderNames(r.Conditions)).Distinct(StringComparer.OrdinalIgnoreCase)];
         _default = new Decision(def, $"{name}#default", def == Verdict.Deny ? "no rule allows it" : null);
     }

@@ -123,6 +123,27 @@ sealed class WordCondition(string[] words, string attribute, Func<RequestAttribu
     public override string Describe() => $"{attribute} in [{string.Join(", ", words)}]";
 }
 
+/// <summary>`upgrade`: the request asks to switch to one of these protocols (`websocket`), case-insensitive, version ignored.</summary>
+sealed class UpgradeCondition(string[] protocols) : Condition
+{
+    public override string Attribute => "upgrade";
+    public override bool Matches(RequestAttributes a)
+    {
+        if (a.Upgrade is not { } asked) return false;
+        var all = asked.AsSpan();
+        foreach (var range in all.Split(','))
+        {
+            var token = HeaderValue.TrimOws(all[range]);
+            int slash = token.IndexOf('/');
+            if (slash >= 0) token = token[..slash];
+            foreach (var p in protocols)
+                if (token.Equals(p, StringComparison.OrdinalIgnoreCase)) return true;
+        }
+        return false;
+    }
+    public override string Describe() => $"upgrade in [{string.Join(", ", protocols)}]";
+}
+
 /// <summary>`path` and `url`: patterns compiled in both case modes; the listener's `path_case` picks one per request.</summary>
 sealed class PathCondition(StringPattern[] sensitive, StringPattern[] insensitive, string attribute, Func<RequestAttributes, string?> get) : Condition
 {

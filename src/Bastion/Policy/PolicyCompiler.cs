@@ -100,6 +100,8 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                     }
                     return new PortCondition([.. ranges], Text(s));
                 }
+            case "upgrade":
+                return new UpgradeCondition([.. s.Values.Select(v => v.Text.Trim())]);
             case "method":
                 return new WordCondition([.. s.Values.Select(v => v.Text.ToUpperInvariant())], "method", a => a.Method);
             case "command":

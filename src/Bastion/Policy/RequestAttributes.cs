@@ -49,6 +49,8 @@ public sealed class RequestAttributes
     /// `host` conditions then see this address, as if the client had asked for it.
     /// </summary>
     public IPAddress? Address;
+    /// <summary>The protocols an HTTP request asks to upgrade to (`Upgrade:` tokens, or HTTP/2's `:protocol`), comma-separated.</summary>
+    public string? Upgrade;
     /// <summary>Whether `path` and `url` rules ignore case: the listener's `path_case` (insensitive unless said).</summary>
     public bool PathIgnoreCase = true;
 
@@ -56,13 +58,13 @@ public sealed class RequestAttributes
     {
         Source = null; User = null; Host = null; Port = -1; Method = null; Path = null; Url = null;
         Headers = null; ContentType = null; Command = null; MailFrom = null; RcptTo = null; Size = -1;
-        Sni = null; Time = null; Address = null; PathIgnoreCase = true;
+        Sni = null; Time = null; Address = null; Upgrade = null; PathIgnoreCase = true;
     }
 
     /// <summary>Clears what belongs to one request but keeps the connection's (source, user).</summary>
     public void ResetRequest()
     {
         Host = null; Port = -1; Method = null; Path = null; Url = null; Headers = null; ContentType = null;
-        Command = null; Size = -1; Sni = null; Time = null; Address = null;
+        Command = null; Size = -1; Sni = null; Time = null; Address = null; Upgrade = null;
     }
 }

@@ -10,6 +10,7 @@ using Bastion.Identity;
 using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Policy.Canonical;
+using Bastion.Protocols.Http.Shared;
 using Bastion.Gateway;
 
 namespace Bastion.Protocols.HttpProxy;
@@ -348,35 +349,11 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         };
     }
 
-    /// <summary>
-    /// A response that cannot be framed one way is never relayed (502, upstream connection dropped): a client reading
-    /// the other framing would take the rest as the next response. The proxy never asks to upgrade, so a 101 is
-    /// always unrequested.
-    /// </summary>
-    static string? AmbiguousResponse(HttpResponseMessage response)
-    {
-        if (response.StatusCode == HttpStatusCode.SwitchingProtocols) return "a 101 Switching Protocols the request did not ask for";
-        bool chunked = response.Headers.TransferEncodingChunked == true || response.Headers.NonValidated.Contains("Transfer-Encoding");
-        if (!response.Content.Headers.NonValidated.TryGetValues("Content-Length", out var lengths)) return null;
-        if (chunked) return "both Content-Length and Transfer-Encoding";
-        string? first = null;
-        foreach (var v in lengths)
-        {
-            foreach (var range in v.AsSpan().Split(','))
-            {
-                var one = HeaderValue.TrimOws(v.AsSpan()[range]);
-                if (one.IsEmpty || one.ContainsAnyExceptInRange('0', '9')) return "an invalid Content-Length";
-                if (first is null) first = one.ToString();
-                else if (!one.SequenceEqual(first)) return "conflicting Content-Length values";
-            }
-        }
-        return null;
-    }
-
     async Task<bool> RelayResponseAsync(HttpResponseMessage response, RequestBody? body, Limits limits, CancellationTokenSource cts)
     {
         var content = response.Content;
-        if (AmbiguousResponse(response) is { } ambiguous)
+        // The proxy strips Upgrade from requests: any 101 is unrequested.
+        if (UpstreamResponses.Refusal(response, null) is { } ambiguous)
             // Disposing the unread response drops the upstream connection rather than pooling it.
             return await RejectAsync(502, $"upstream {_target.Authority} sent a response with {ambiguous}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         long? length = content.Headers.NonValidated.TryGetValues("Content-Length", out var clv) && long.TryParse(clv.ToString(), out var cl) ? cl : null;
@@ -385,7 +362,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         var policy = ctx.Policy;
         if (policy.HasResponseRules)
         {
-            _attrs.ContentType = content.Headers.NonValidated.TryGetValues("Content-Type", out var ctv) ? ctv.ToString() : null;
+            _attrs.ContentType = UpstreamResponses.ContentTypes(response);
             _attrs.Size = length ?? -1;
             var rd = policy.EvaluateResponse(_attrs);
             if (!rd.Allowed)

@@ -12,7 +12,7 @@ public sealed class HttpReverseDescriptor : IListenerDescriptor
     public ListenerType Type => ListenerType.HttpReverse;
     public string Name => "http-reverse";
     public IReadOnlySet<string> Attributes { get; } = new HashSet<string>
-        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "not" };
+        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "not", "upgrade" };
 
     public IReadOnlyList<OwnKey> OwnKeys { get; } =
         [new OwnKey("routes", l => !l.Routes.IsEmpty, "routes are for http-reverse listeners")];

@@ -8,6 +8,8 @@ using Bastion.Hosting;
 using Bastion.Identity;
 using Bastion.Observability;
 using Bastion.Policy;
+using Bastion.Policy.Canonical;
+using Bastion.Protocols.Http.Shared;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Primitives;
@@ -22,11 +24,21 @@ sealed class RequestState
     public required long Start;
     public required ReverseState State;
     public readonly RequestAttributes Attrs = new();
+    /// <summary>The request target in its one canonical form: what is judged, routed and forwarded.</summary>
+    public readonly CanonicalTarget Canonical = new();
+    /// <summary>The protocols the request asks to upgrade to, lower-case (null: none).</summary>
+    public string[]? Upgrade;
+    /// <summary>The 101 was relayed and logged: the line at the end is the tunnel's closing line.</summary>
+    public bool TunnelOpen;
+    /// <summary>Bytes of an HTTP/1.1 upgraded connection, each way.</summary>
+    public TunnelCounter? Tunnel;
     public ClientConnection? Conn;
     public CompiledRoute? Route;
     public UpstreamTarget? Target;
     public Decision Decision;
     public Decision? ResponseDenied;
+    /// <summary>The upstream's response could not be relayed (ambiguous framing, unrequested 101): answered 502.</summary>
+    public string? ResponseRefused;
     public bool StripAuthorization;
     public long BytesIn, BytesOut;
     public CountingStream? InCounter, OutCounter;
@@ -62,7 +74,7 @@ sealed class ReverseHandler
     {
         _ctx = ctx;
         _forwarder = forwarder;
-        _transformer = new BastionTransformer();
+        _transformer = new BastionTransformer(this);
         _state = ReverseState.Build(ctx, ctx.Runtime, null);
     }
 
@@ -122,10 +134,44 @@ sealed class ReverseHandler
         a.Source = source;
         a.Port = http.Connection.LocalPort;
         a.Method = req.Method;
-        a.Host = NormalizeHost(req.Host.Host);
-        a.Path = req.Path.HasValue ? req.Path.Value : "/";
         a.Headers = new HeaderSource(req.Headers);
-        if (st.NeedsUrl) a.Url = req.Scheme + "://" + req.Host.Value + req.PathBase.Value + req.Path.Value + req.QueryString.Value;
+        a.PathIgnoreCase = cfg.PathIgnoreCase;
+        // The one canonical form (SPEC 2.1): the Host as every host is judged, the raw target normalised; what is
+        // judged is what is routed and forwarded.
+        string? host = null, hostError = null;
+        if (req.Host.HasValue && !HostName.TryNormalize(req.Host.Host, out host, out hostError))
+        {
+            await Deny(http, rs, 400, "Bad Request", "protocol", $"bad Host: {hostError}").ConfigureAwait(false);
+            return;
+        }
+        a.Host = host;
+        var raw = http.Features.Get<IHttpRequestFeature>()?.RawTarget;
+        if (raw is null or "*") a.Path = req.Path.HasValue ? req.Path.Value : "/";
+        else
+        {
+            var status = RequestTarget.Parse(raw, cfg.AmbiguousPaths, rs.Canonical, out var why);
+            if (status != TargetStatus.Ok)
+            {
+                await Deny(http, rs, 400, "Bad Request", status == TargetStatus.Ambiguous ? "protocol.ambiguous_paths" : "protocol",
+                    $"{(status == TargetStatus.Ambiguous ? "ambiguous" : "malformed")} request target: {why}").ConfigureAwait(false);
+                return;
+            }
+            if (rs.Canonical.Host is null && host is not null) rs.Canonical.SetAuthority(req.Scheme, host, req.Host.Port ?? CanonicalTarget.DefaultPort(req.Scheme));
+            a.Path = rs.Canonical.PolicyPath;
+            if (st.NeedsUrl) a.Url = rs.Canonical.Url;
+        }
+        rs.Upgrade = RequestedUpgrade(http);
+        if (rs.Upgrade is not null)
+        {
+            a.Upgrade = string.Join(", ", rs.Upgrade);
+            if (http.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgrade)
+                http.Features.Set<IHttpUpgradeFeature>(rs.Tunnel = new TunnelCounter(upgrade));
+        }
+        if (cfg.RefuseConflictingHeaders && st.Policy.ConflictingHeader(a.Headers) is { } conflict)
+        {
+            await Deny(http, rs, 400, "Bad Request", "protocol.conflicting_headers", $"conflicting values of header '{conflict}', which a rule judges").ConfigureAwait(false);
+            return;
+        }
 
         if (st.Rate is { } rate && !rate.TryTake(source, out var retryAfter))
         {
@@ -154,9 +200,9 @@ sealed class ReverseHandler
             string? bad = null;
             if (!IdentityStore.TryParseBasic(header.Count > 0 ? header[0] : null, out var user, out var password))
                 bad = "credentials required";
-            else if (!await st.Runtime.Identity.VerifyAsync(user, password, http.RequestAborted).ConfigureAwait(false))
+            else if (await st.Runtime.Identity.LoginAsync(user, password, source, http.RequestAborted).ConfigureAwait(false) is var login && login != LoginResult.Ok)
             {
-                bad = "bad credentials";
+                bad = login == LoginResult.Throttled ? "too many failed logins from this address: try again later" : "bad credentials";
                 _ctx.Metrics.AuthFailure(_ctx.Name);
             }
             if (bad is not null)
@@ -176,6 +222,9 @@ sealed class ReverseHandler
         }
 
         var d = st.Policy.Evaluate(a);
+        // An upgrade turns the connection into a tunnel the policy no longer sees: only a rule that names it allows it.
+        if (d.Allowed && rs.Upgrade is not null && !st.Policy.AllowsUpgrade(d))
+            d = Decision.Deny(d.RuleName, $"upgrade to {a.Upgrade} needs a rule that allows it (upgrade: {rs.Upgrade[0]})");
         rs.Decision = d;
         if (!d.Allowed)
         {
@@ -228,7 +277,18 @@ sealed class ReverseHandler
                     Log(http, rs, Verdict.Deny, 403, rd.RuleName, rd.Reason ?? "response denied by policy");
                     return;
                 }
+                if (rs.ResponseRefused is { } refused)
+                {
+                    Log(http, rs, Verdict.Allow, 502, rs.Decision.RuleName, refused);
+                    return;
+                }
                 group.Answered(target, http.Response.StatusCode);
+                if (rs.TunnelOpen)
+                {
+                    // The decision line went out when the tunnel opened; this one closes it, with its bytes.
+                    Log(http, rs, Verdict.Allow, 101, rs.Decision.RuleName, $"{rs.Attrs.Upgrade} tunnel closed", closing: true);
+                    return;
+                }
                 Log(http, rs, Verdict.Allow, http.Response.StatusCode, rs.Decision.RuleName, rs.Decision.Reason);
                 return;
             }
@@ -296,14 +356,27 @@ sealed class ReverseHandler
         return e.Message;
     }
 
-    static string? NormalizeHost(string host)
+    /// <summary>
+    /// What the request asks to upgrade to: an HTTP/1.1 `Upgrade` with `Connection: upgrade`, or HTTP/2's extended
+    /// CONNECT. `h2c` is never an upgrade here (never forwarded: the request goes on as plain HTTP/1.1).
+    /// </summary>
+    static string[]? RequestedUpgrade(HttpContext http)
     {
-        if (host.Length == 0) return null;
-        // An IPv6 literal is judged without its brackets, as `source` and `host` lists write it.
-        if (host[0] == '[' && host[^1] == ']') host = host[1..^1];
-        foreach (var ch in host)
-            if (ch is >= 'A' and <= 'Z') return host.ToLowerInvariant();
-        return host;
+        if (http.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true, Protocol: { } p })
+            return [p.ToLowerInvariant()];
+        if (http.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest != true) return null;
+        List<string>? list = null;
+        foreach (var line in http.Request.Headers.Upgrade)
+        {
+            if (line is null) continue;
+            foreach (var range in line.AsSpan().Split(','))
+            {
+                var token = HeaderValue.TrimOws(line.AsSpan()[range]);
+                if (token.IsEmpty || token.Equals("h2c", StringComparison.OrdinalIgnoreCase)) continue;
+                (list ??= []).Add(token.ToString().ToLowerInvariant());
+            }
+        }
+        return list?.ToArray();
     }
 
     async Task Deny(HttpContext http, RequestState rs, int status, string phrase, string rule, string reason)
@@ -334,11 +407,44 @@ sealed class ReverseHandler
         _ => Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status),
     };
 
-    void Log(HttpContext http, RequestState rs, Verdict verdict, int status, string? rule, string? reason)
+    /// <summary>A 101 is being relayed: the tunnel is logged when it opens (and again when it closes).</summary>
+    internal void TunnelOpened(HttpContext http, RequestState rs)
+    {
+        rs.TunnelOpen = true;
+        _ctx.Record(new AccessEvent
+        {
+            Id = rs.Id,
+            Listener = _ctx.Name,
+            Type = _ctx.TypeName,
+            Client = rs.Conn?.ClientText ?? $"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}",
+            User = rs.Attrs.User,
+            Request = RequestText(http, rs),
+            Verdict = Verdict.Allow,
+            Rule = rs.Decision.RuleName,
+            Reason = $"upgraded to {rs.Attrs.Upgrade}: tunnel open",
+            Status = 101,
+            DurationMs = Stopwatch.GetElapsedTime(rs.Start).TotalMilliseconds,
+        });
+    }
+
+    static string RequestText(HttpContext http, RequestState rs)
+    {
+        var req = http.Request;
+        if (rs.Attrs.Url is { } url) return $"{req.Method} {url}";
+        if (rs.Canonical.Host is not null) return $"{req.Method} {rs.Canonical.Url}";
+        return $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
+    }
+
+    void Log(HttpContext http, RequestState rs, Verdict verdict, int status, string? rule, string? reason, bool closing = false)
     {
         var req = http.Request;
         long bytesIn = rs.InCounter?.Count ?? rs.BytesIn;
         long bytesOut = rs.OutCounter?.Count ?? rs.BytesOut;
+        if (closing && rs.Tunnel is { } t)
+        {
+            bytesIn += Interlocked.Read(ref t.FromClient);
+            bytesOut += Interlocked.Read(ref t.ToClient);
+        }
         if (rs.Conn is { } c)
         {
             Interlocked.Add(ref c.BytesIn, bytesIn);
@@ -354,7 +460,8 @@ sealed class ReverseHandler
             Type = _ctx.TypeName,
             Client = rs.Conn?.ClientText ?? $"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}",
             User = rs.Attrs.User,
-            Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}" : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}",
+            Event = closing ? "connection" : "request",
+            Request = RequestText(http, rs),
             Verdict = verdict,
             Rule = rule,
             Reason = reason,
@@ -370,7 +477,7 @@ sealed class ReverseHandler
 /// What YARP calls around the upstream exchange: the request gets X-Forwarded-*, Via and its rewritten path; the
 /// response head is put to the policy's response rules before any of it is copied to the client.
 /// </summary>
-sealed class BastionTransformer : HttpTransformer
+sealed class BastionTransformer(ReverseHandler handler) : HttpTransformer
 {
     public override async ValueTask TransformRequestAsync(HttpContext http, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken ct)
     {
@@ -390,14 +497,32 @@ sealed class BastionTransformer : HttpTransformer
         Forwarded(h, req.Headers, "X-Forwarded-Proto", req.Scheme, trusted);
         if (req.Host.HasValue) Forwarded(h, req.Headers, "X-Forwarded-Host", req.Host.Value, trusted);
         else h.Remove("X-Forwarded-Host");
+        // RFC 7239 Forwarded and X-Real-IP say the same thing and are trusted the same way: appended to (or kept)
+        // from a trusted front, replaced from anyone else.
+        var forwarded = $"for={ForwardedNode(client)};proto={req.Scheme}" + (req.Host.HasValue ? $";host=\"{req.Host.Value}\"" : "");
+        Forwarded(h, req.Headers, "Forwarded", forwarded, trusted);
+        h.Remove("X-Real-IP");
+        h.TryAddWithoutValidation("X-Real-IP", trusted && req.Headers.TryGetValue("X-Real-IP", out var real) && !StringValues.IsNullOrEmpty(real) ? real.ToString() : client);
         if (st.Config.Via)
         {
             var version = req.Protocol switch { "HTTP/2" => "2", "HTTP/3" => "3", "HTTP/1.0" => "1.0", _ => "1.1" };
             h.TryAddWithoutValidation("Via", $"{version} bastion");
         }
-        var path = rs.Route!.UpstreamPath(req.Path);
-        proxyRequest.RequestUri = RequestUtilities.MakeDestinationAddress(destinationPrefix, path, req.QueryString);
+        // Connection and Upgrade of an h2c upgrade are not copied (YARP forwards websocket upgrades only); its settings go too.
+        h.Remove("HTTP2-Settings");
+        if (rs.Canonical.Host is null)
+        {
+            proxyRequest.RequestUri = RequestUtilities.MakeDestinationAddress(destinationPrefix, rs.Route!.UpstreamPath(req.Path), req.QueryString);
+            return;
+        }
+        // The canonical path and query, sent byte for byte (no second decoding or re-encoding on the way out).
+        var path = rs.Route!.UpstreamPath(rs.Canonical.Path);
+        var prefix = destinationPrefix.EndsWith('/') ? destinationPrefix[..^1] : destinationPrefix;
+        proxyRequest.RequestUri = new Uri(prefix + path + rs.Canonical.Query, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
     }
+
+    /// <summary>A Forwarded `for=` node: IPv6 quoted in brackets (RFC 7239 §6).</summary>
+    static string ForwardedNode(string client) => client.Contains(':') ? $"\"[{client}]\"" : client;
 
     /// <summary>Appended to what a trusted front sent; anyone else's value is replaced, so clients cannot forge it.</summary>
     static void Forwarded(System.Net.Http.Headers.HttpRequestHeaders h, IHeaderDictionary incoming, string name, string value, bool trusted)
@@ -412,10 +537,18 @@ sealed class BastionTransformer : HttpTransformer
     {
         var rs = http.Features.Get<RequestState>()!;
         rs.ResponseHeadersAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (proxyResponse is not null && UpstreamResponses.Refusal(proxyResponse, rs.Upgrade) is { } refusal)
+        {
+            // Never relayed; YARP disposes the unread response, which drops the upstream connection.
+            rs.ResponseRefused = $"upstream sent {refusal}";
+            http.Response.Headers.Clear();
+            await ReverseHandler.Page(http, 502, $"502 Bad Gateway\nrequest {rs.Id}: {rs.ResponseRefused}\n", rs).ConfigureAwait(false);
+            return false;
+        }
         if (proxyResponse is not null && rs.State.Policy.HasResponseRules)
         {
             var a = rs.Attrs;
-            a.ContentType = proxyResponse.Content.Headers.ContentType?.MediaType;
+            a.ContentType = UpstreamResponses.ContentTypes(proxyResponse);
             a.Size = proxyResponse.Content.Headers.ContentLength ?? -1;
             var d = rs.State.Policy.EvaluateResponse(a);
             if (!d.Allowed)
@@ -431,8 +564,9 @@ sealed class BastionTransformer : HttpTransformer
         var copy = await base.TransformResponseAsync(http, proxyResponse, ct).ConfigureAwait(false);
         if (proxyResponse is not null && copy)
         {
-            if (proxyResponse.Content.Headers.ContentLength is long n) rs.BytesOut = n;
-            else if (http.Response.StatusCode is not (101 or 204 or 304) && !HttpMethods.IsHead(http.Request.Method))
+            if (proxyResponse.StatusCode == System.Net.HttpStatusCode.SwitchingProtocols) handler.TunnelOpened(http, rs);
+            else if (proxyResponse.Content.Headers.ContentLength is long n) rs.BytesOut = n;
+            else if (http.Response.StatusCode is not (204 or 304) && !HttpMethods.IsHead(http.Request.Method))
             {
                 rs.OutCounter = new CountingStream(http.Response.Body);
                 http.Response.Body = rs.OutCounter;
