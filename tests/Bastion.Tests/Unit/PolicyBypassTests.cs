@@ -197,4 +197,22 @@ public class PolicyBypassTests
         // dns: off — a name the file does not hold is not found, and never asked of the system.
         Assert.Equal(System.Net.Sockets.SocketError.HostNotFound, (await r.ResolveAsync("example.com", TimeSpan.FromSeconds(1), default)).Error);
     }
+
+    [Fact]
+    public void Normalisation_keys_are_checked()
+    {
+        var f = new ConfigFixture();
+        var (_, errors) = f.Build("""
+            listeners:
+              - { name: s, type: socks5, listen: 127.0.0.1:0, ambiguous_paths: pass }
+              - { name: w, type: http-proxy, listen: 127.0.0.1:0, path_case: upper }
+              - { name: t, type: tcp, listen: 127.0.0.1:0, upstream: 127.0.0.1:1, path_case: sensitive }
+            """);
+        ConfigFixture.HasError(errors, f.Path, 2, 68, "ambiguous_paths is for http-proxy and http-reverse listeners");
+        ConfigFixture.HasError(errors, f.Path, 3, 66, "path_case must be insensitive or sensitive, not 'upper'");
+        ConfigFixture.HasError(errors, f.Path, 4, 82, "path_case is for http-proxy, http-reverse and ftp listeners");
+        var (_, bad) = f.Build("resolver: { hosts: nowhere.txt, dns: maybe }\n");
+        Assert.Contains(bad, e => e.Message.Contains("dns must be system or off"));
+        Assert.Contains(bad, e => e.Message.Contains("resolver.hosts: cannot read"));
+    }
 }

@@ -343,8 +343,8 @@ sealed class ReverseHandler
 
     static string Describe(ForwarderError err, Exception? ex, UpstreamTarget t) => err switch
     {
-        ForwarderError.RequestTimedOut => $"upstream {t.Prefix} did not answer in time",
-        ForwarderError.Request or ForwarderError.RequestCanceled => $"upstream {t.Prefix} failed: {Innermost(ex)}",
+        ForwarderError.RequestTimedOut => $"upstream {Redact.Url(t.Prefix)} did not answer in time",
+        ForwarderError.Request or ForwarderError.RequestCanceled => $"upstream {Redact.Url(t.Prefix)} failed: {Innermost(ex)}",
         ForwarderError.RequestBodyClient when TooLarge(ex) => "request body over the limit",
         _ => $"{err}: {Innermost(ex)}",
     };
