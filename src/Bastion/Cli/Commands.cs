@@ -28,7 +28,8 @@ public static class Commands
                                              what the policy decides for one request, and why (exit 0 allow, 1 deny)
                                              REQUEST: 'GET http://h/p', 'CONNECT h:443', 'h:port', 'STOR /pub/f', 'RCPT TO:<a@b>'
           bastion passwd FILE USER           add or replace USER in an htpasswd file (bcrypt; password on stdin)
-          bastion ca init DIR                create the TLS-inspection CA (not built yet in this version)
+          bastion ca init DIR [--rsa] [--name-constraint DOMAIN]...
+                                             create the TLS-inspection CA (ECDSA P-256, or RSA) in DIR
           bastion --version | --help
         """;
 
@@ -52,7 +53,7 @@ public static class Commands
                 "check" => Check(args[1..]),
                 "explain" => Explain.Run(args[1..]),
                 "passwd" => Passwd(args[1..]),
-                "ca" => Ca(args[1..]),
+                "ca" => CaCommand.Run(args[1..]),
                 _ => Usage($"unknown command '{args[0]}'"),
             };
         }
@@ -134,13 +135,6 @@ public static class Commands
         }
         Console.Error.WriteLine($"bastion: {user} saved in {file}");
         return ExitOk;
-    }
-
-    static int Ca(string[] args)
-    {
-        Console.Error.WriteLine("bastion: TLS inspection (and 'ca init') is not built yet in this version; CONNECT tunnels are relayed without decryption.");
-        _ = args;
-        return ExitUsage;
     }
 
     static async Task<int> RunAsync(string[] args)

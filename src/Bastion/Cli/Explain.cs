@@ -4,6 +4,7 @@ using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
 using Bastion.Policy.Canonical;
+using Bastion.Protocols.Http;
 
 namespace Bastion.Cli;
 
@@ -64,10 +65,6 @@ public static class Explain
         }
         else a.Source = IPAddress.Loopback;
         a.User = user;
-        a.PathIgnoreCase = listener.PathIgnoreCase;
-        var descriptor = ListenerDescriptors.Find(listener.Type) ?? throw new Commands.UsageException(
-            $"listener '{name}' is of type {ListenerTypes.Name(listener.Type)}, which this version of bastion does not build");
-        if (!descriptor.TryExplain(request, listener, rt, a, out var error)) throw new Commands.UsageException(error!);
         if (headers.Count > 0)
         {
             var lines = new List<(string, string)>();
@@ -94,47 +91,65 @@ public static class Explain
         var trace = new PolicyTrace();
         Console.WriteLine($"listener {listener.Name} ({ListenerTypes.Name(listener.Type)}), policy {policy.Name}, default {(policy.Default == Verdict.Allow ? "allow" : "deny")}");
         Console.WriteLine($"request: {request}  source={a.Source}{(a.User is null ? "" : $" user={a.User}")}");
-        // What the live gateway refuses before asking the policy at all.
-        if (ExplainText.Refusal(listener, request) is { } refusal)
+        long? sizeValue = null;
+        if (size is not null)
         {
-            Console.WriteLine($"verdict: deny ({refusal})");
-            return Commands.ExitDeny;
+            if (!Units.TryParseSize(size, out var sv)) throw new Commands.UsageException($"--size '{size}' is not a size");
+            sizeValue = sv;
         }
+        var d = Judge(rt, listener, request, a, contentType, sizeValue, trace, resolved);
         if (a.Path is not null)
             Console.WriteLine($"judged as: host={a.Host} port={a.Port} path={a.Path}{(a.Url is null ? "" : $" url={a.Url}")} path_case={(a.PathIgnoreCase ? "insensitive" : "sensitive")}");
         else if (a.Host is not null) Console.WriteLine($"judged as: host={a.Host} port={a.Port}");
-        if (listener.RefuseConflictingHeaders && a.Headers is not null && policy.ConflictingHeader(a.Headers) is { } conflict)
-        {
-            Console.WriteLine($"verdict: deny (400 conflicting values of header '{conflict}', which a rule judges)");
-            return Commands.ExitDeny;
-        }
-        long sizeValue = -1;
-        if (size is not null && !Units.TryParseSize(size, out sizeValue))
-            throw new Commands.UsageException($"--size '{size}' is not a size");
-        Decision d;
-        if (!descriptor.HasResponsePhase)
-        {
-            // Decided once per command, `size` being the request's own (smtp: the message, SPEC 2.1).
-            a.Size = sizeValue;
-            d = descriptor.Decide(policy, a, trace);
-        }
-        else
-        {
-            d = descriptor.Decide(policy, a, trace);
-            if (d.Allowed && ConnectsWhereClientSays(listener, a) && policy.HasAddressRules)
-                d = ResolveStep(rt, listener, policy, a, resolved, trace) ?? d;
-            if (d.Allowed && (contentType is not null || size is not null))
-            {
-                a.ContentType = contentType;
-                a.Size = sizeValue;
-                trace.Add("response:");
-                var rd = policy.EvaluateResponse(a, trace);
-                if (!rd.Allowed) d = rd;
-            }
-        }
         foreach (var line in trace.Lines) Console.WriteLine("  " + line);
         Console.WriteLine($"verdict: {d.VerdictText} (rule {d.RuleName}{(d.Reason is null ? "" : $": {d.Reason}")})");
         return d.Allowed ? Commands.ExitOk : Commands.ExitDeny;
+    }
+
+    /// <summary>
+    /// The decision a live listener would make on REQUEST: the type's descriptor maps it to attributes with the
+    /// code the live session uses and decides as the session does; a content type or size judges a response too.
+    /// <paramref name="a"/> comes with what the caller knows of the client (source, user, headers, SNI). Requests the
+    /// live gateway refuses before asking the policy (a malformed or ambiguous target, conflicting header lines) are
+    /// denied with the pseudo-rule it logs; where the client names the upstream, every address the name resolves to
+    /// (<paramref name="resolveTo"/>, or the gateway's resolver) is judged as live (SPEC 2.1).
+    /// </summary>
+    public static Decision Judge(Runtime rt, ListenerConfig listener, string request, RequestAttributes a,
+        string? contentType = null, long? size = null, PolicyTrace? trace = null, IReadOnlyList<IPAddress>? resolveTo = null)
+    {
+        var descriptor = ListenerDescriptors.Find(listener.Type) ?? throw new Commands.UsageException(
+            $"listener '{listener.Name}' is of type {ListenerTypes.Name(listener.Type)}, which this version of bastion does not build");
+        a.PathIgnoreCase = listener.PathIgnoreCase;
+        if (!descriptor.TryExplain(request, listener, rt, a, out var error)) throw new Commands.UsageException(error!);
+        var policy = rt.PolicyFor(listener);
+        if (HttpAttributes.Refusal(listener, request) is { } refusal)
+        {
+            trace?.Add($"=> refused before the policy: {refusal}");
+            return Decision.Deny(refusal.Contains("ambiguous", StringComparison.Ordinal) ? "protocol.ambiguous_paths" : PseudoRules.Protocol, refusal);
+        }
+        if (listener.RefuseConflictingHeaders && a.Headers is not null && policy.ConflictingHeader(a.Headers) is { } conflict)
+        {
+            trace?.Add($"=> refused before the policy: 400 conflicting values of header '{conflict}'");
+            return Decision.Deny("protocol.conflicting_headers", $"400 conflicting values of header '{conflict}', which a rule judges");
+        }
+        if (!descriptor.HasResponsePhase)
+        {
+            // Decided once per command, `size` being the request's own (smtp: the message, SPEC 2.1).
+            a.Size = size ?? -1;
+            return descriptor.Decide(policy, a, trace);
+        }
+        var d = descriptor.Decide(policy, a, trace);
+        if (d.Allowed && ConnectsWhereClientSays(listener, a) && policy.HasAddressRules)
+            d = ResolveStep(rt, listener, policy, a, resolveTo ?? [], trace) ?? d;
+        if (d.Allowed && (contentType is not null || size is not null))
+        {
+            a.ContentType = contentType;
+            a.Size = size ?? -1;
+            trace?.Add("response:");
+            var rd = policy.EvaluateResponse(a, trace);
+            if (!rd.Allowed) d = rd;
+        }
+        return d;
     }
 
     /// <summary>Listeners whose upstream the client names: their addresses are judged after DNS (SPEC 2.1).</summary>
@@ -143,7 +158,7 @@ public static class Explain
             || (l.Type is ListenerType.Ftp or ListenerType.Smtp && l.Upstream is null));
 
     /// <summary>The resolution step: the name's addresses (from --resolve, or the gateway's own resolver), each judged.</summary>
-    static Decision? ResolveStep(Runtime rt, ListenerConfig listener, CompiledPolicy policy, RequestAttributes a, List<IPAddress> given, PolicyTrace trace)
+    static Decision? ResolveStep(Runtime rt, ListenerConfig listener, CompiledPolicy policy, RequestAttributes a, IReadOnlyList<IPAddress> given, PolicyTrace? trace)
     {
         IPAddress[] addresses;
         string how;
@@ -163,73 +178,21 @@ public static class Explain
             var (found, err) = rt.Resolver.ResolveAsync(a.Host!, listener.Limits.ConnectTimeout, CancellationToken.None).AsTask().GetAwaiter().GetResult();
             if (found.Length == 0)
             {
-                trace.Add($"resolve {a.Host}: {err} (the gateway would answer that it cannot connect)");
+                trace?.Add($"resolve {a.Host}: {err} (the gateway would answer that it cannot connect)");
                 return null;
             }
             addresses = found;
             how = rt.Resolver.SystemDns ? "the resolver (hosts file, then DNS)" : "the resolver's hosts file (dns: off)";
         }
-        trace.Add($"resolve {a.Host} -> {string.Join(", ", addresses.Select(x => x.ToString()))} ({how}); address rules on each:");
+        trace?.Add($"resolve {a.Host} -> {string.Join(", ", addresses.Select(x => x.ToString()))} ({how}); address rules on each:");
         var judged = Connector.Judge(policy, a, addresses);
         foreach (var ip in addresses) policy.JudgeAddress(a, ip, trace);
         if (judged.Denied is { } denied)
         {
-            trace.Add($"=> every address denied: the request is refused");
+            trace?.Add($"=> every address denied: the request is refused");
             return denied;
         }
-        trace.Add($"=> connects to {string.Join(", ", judged.Allowed.Select(x => x.ToString()))}");
+        trace?.Add($"=> connects to {string.Join(", ", judged.Allowed.Select(x => x.ToString()))}");
         return null;
-    }
-}
-
-/// <summary>REQUEST texts shared by listener types that speak HTTP.</summary>
-public static class ExplainText
-{
-    /// <summary>
-    /// `METHOD URL` or `CONNECT host:port`, normalised as the live session does (<see cref="RequestTarget"/>): the
-    /// attributes judged are those of the canonical form.
-    /// </summary>
-    public static bool TryHttp(string request, ListenerConfig listener, RequestAttributes a, out string? error)
-    {
-        error = null;
-        var parts = request.Trim().Split(' ', 2, StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length != 2) { error = "an HTTP request is 'METHOD URL' (or 'CONNECT host:port')"; return false; }
-        a.Method = parts[0].ToUpperInvariant();
-        if (a.Method == "CONNECT")
-        {
-            // A bad authority is the gateway's 400 (see Refusal), not a usage error.
-            if (RequestTarget.ParseAuthority(parts[1], out var host, out var port, out _) == TargetStatus.Ok)
-            {
-                a.Host = host;
-                a.Port = port;
-            }
-            return true;
-        }
-        var target = new CanonicalTarget();
-        var status = RequestTarget.Parse(parts[1], listener.AmbiguousPaths, target, out _);
-        if (status != TargetStatus.Malformed && (target.Host is null || target.Scheme is not ("http" or "https")))
-        {
-            error = $"'{parts[1]}' is not an absolute http(s) URL";
-            return false;
-        }
-        target.ApplyTo(a);
-        return true;
-    }
-
-    /// <summary>Why the live gateway would answer 400 before asking the policy (malformed or ambiguous target), or null.</summary>
-    public static string? Refusal(ListenerConfig listener, string request)
-    {
-        if (listener.Type is not (ListenerType.HttpProxy or ListenerType.HttpReverse)) return null;
-        var parts = request.Trim().Split(' ', 2, StringSplitOptions.RemoveEmptyEntries);
-        if (parts.Length != 2) return null;
-        string? why;
-        if (parts[0].Equals("CONNECT", StringComparison.OrdinalIgnoreCase))
-            return RequestTarget.ParseAuthority(parts[1], out _, out _, out why) == TargetStatus.Ok ? null : $"400 malformed CONNECT target: {why}";
-        return RequestTarget.Parse(parts[1], listener.AmbiguousPaths, new CanonicalTarget(), out why) switch
-        {
-            TargetStatus.Ambiguous => $"400 ambiguous request target: {why} (ambiguous_paths: refuse)",
-            TargetStatus.Malformed => $"400 malformed request target: {why}",
-            _ => null,
-        };
     }
 }

@@ -260,10 +260,14 @@ public static class ConfigLoader
     {
         var m = w.Map(n, "tls_inspection", "ca", "inspect", "skip", "upstream_ca", "insecure_upstream");
         if (m is null) return null;
-        string ca = m.TryGetValue("ca", out var c) ? w.Scalar(c.Value, "ca") ?? "" : "";
-        ImmutableArray<string> L(string k) => m.TryGetValue(k, out var v) ? [.. w.ScalarOrList(v.Value, k).Select(x => x.Text)] : [];
-        string? upstreamCa = m.TryGetValue("upstream_ca", out var u) ? w.Scalar(u.Value, "upstream_ca") : null;
-        return new TlsInspectionConfig(ca, L("inspect"), L("skip"), upstreamCa, L("insecure_upstream"), w.Pos(n));
+        ValueSpec? V(string k) => m.TryGetValue(k, out var v) && w.Scalar(v.Value, k) is { } t ? new ValueSpec(t, w.Pos(v.Value)) : null;
+        ImmutableArray<ValueSpec> L(string k) => m.TryGetValue(k, out var v) ? [.. w.ScalarOrList(v.Value, k).Select(x => new ValueSpec(x.Text, w.Pos(x.Node)))] : [];
+        if (V("ca") is not { } ca)
+        {
+            if (!m.ContainsKey("ca")) w.Error(n, "tls_inspection needs 'ca': the folder made by 'bastion ca init'");
+            return null;
+        }
+        return new TlsInspectionConfig(ca, L("inspect"), L("skip"), V("upstream_ca"), L("insecure_upstream"), w.Pos(n));
     }
 
     static ImmutableArray<RouteConfig> ParseRoutes(YamlWalker w, YamlNode n)
@@ -303,15 +307,35 @@ public static class ConfigLoader
 
     static SmtpConfig? ParseSmtp(YamlWalker w, YamlNode n)
     {
-        var m = w.Map(n, "smtp", "banner", "extensions", "tls", "upstream_tls", "max_recipients");
+        var m = w.Map(n, "smtp", "banner", "extensions", "tls", "upstream_tls", "max_recipients", "max_line", "max_message",
+            "bare_newline", "allow_address_hacks", "upstream_ca");
         if (m is null) return null;
         var banner = m.TryGetValue("banner", out var b) ? w.Scalar(b.Value, "banner") : null;
-        ImmutableArray<string> ext = m.TryGetValue("extensions", out var e) ? [.. w.ScalarOrList(e.Value, "extensions").Select(x => x.Text.ToUpperInvariant())] : [];
+        ImmutableArray<string> ext = [];
+        if (m.TryGetValue("extensions", out var e))
+        {
+            var items = w.ScalarOrList(e.Value, "extensions");
+            foreach (var x in items)
+                if (!Protocols.Smtp.Extensions.Known.Contains(x.Text.ToUpperInvariant()))
+                    w.Error(e.Value, $"smtp.extensions: '{x.Text}' is not an extension the gateway can honour ({string.Join(", ", Protocols.Smtp.Extensions.Known)})");
+            ext = [.. items.Select(x => x.Text.ToUpperInvariant())];
+        }
         var tls = m.TryGetValue("tls", out var t) ? ParseTlsCert(w, t.Value, "smtp.tls") : null;
         var utls = m.TryGetValue("upstream_tls", out var u) ? w.Scalar(u.Value, "upstream_tls") ?? "opportunistic" : "opportunistic";
         if (utls is not ("required" or "opportunistic" or "off")) w.Error(u.Value, $"upstream_tls must be required, opportunistic or off, not '{utls}'");
         var max = m.TryGetValue("max_recipients", out var mr) ? w.Int(mr.Value, "max_recipients", 1, 100_000) ?? 100 : 100;
-        return new SmtpConfig(banner, ext, tls, utls, max, w.Pos(n));
+        var cfg = new SmtpConfig(banner, ext, tls, utls, max, w.Pos(n)) { ExtensionsGiven = m.ContainsKey("extensions") };
+        if (m.TryGetValue("max_line", out var ml)) cfg = cfg with { MaxLine = w.Int(ml.Value, "max_line", 512, 65536) ?? cfg.MaxLine };
+        if (m.TryGetValue("max_message", out var mm)) cfg = cfg with { MaxMessage = w.Size(mm.Value, "max_message") ?? cfg.MaxMessage };
+        if (m.TryGetValue("bare_newline", out var bn))
+        {
+            var mode = w.Scalar(bn.Value, "bare_newline");
+            if (mode is not ("refuse" or "normalize")) w.Error(bn.Value, $"bare_newline must be refuse or normalize, not '{mode}'");
+            else cfg = cfg with { BareNewline = mode };
+        }
+        if (m.TryGetValue("allow_address_hacks", out var ah)) cfg = cfg with { AllowAddressHacks = w.Bool(ah.Value, "allow_address_hacks") ?? false };
+        if (m.TryGetValue("upstream_ca", out var ca)) cfg = cfg with { UpstreamCa = w.Scalar(ca.Value, "upstream_ca") };
+        return cfg;
     }
 
     static ImmutableDictionary<string, UpstreamConfig> ParseUpstreams(YamlWalker w, YamlNode n)

@@ -107,8 +107,9 @@ public sealed record Limits
 
 public sealed record TlsCertConfig(string Cert, string Key, SourcePos Pos);
 
-public sealed record TlsInspectionConfig(string Ca, ImmutableArray<string> Inspect, ImmutableArray<string> Skip,
-    string? UpstreamCa, ImmutableArray<string> InsecureUpstream, SourcePos Pos);
+/// <summary>http-proxy `tls_inspection:`; host lists keep their positions for errors found when they are compiled.</summary>
+public sealed record TlsInspectionConfig(ValueSpec Ca, ImmutableArray<ValueSpec> Inspect, ImmutableArray<ValueSpec> Skip,
+    ValueSpec? UpstreamCa, ImmutableArray<ValueSpec> InsecureUpstream, SourcePos Pos);
 
 public sealed record RouteConfig(
     string? Host, string? Path, ImmutableArray<string> Methods,
@@ -118,7 +119,20 @@ public sealed record RouteConfig(
 public sealed record FtpConfig(string? PassivePorts, string DataMode, SourcePos Pos);
 
 public sealed record SmtpConfig(string? Banner, ImmutableArray<string> Extensions, TlsCertConfig? Tls,
-    string UpstreamTls, int MaxRecipients, SourcePos Pos);
+    string UpstreamTls, int MaxRecipients, SourcePos Pos)
+{
+    /// <summary>Longest command line, CRLF included (RFC 5321 4.5.3.1.4: 512; more for long parameters).</summary>
+    public int MaxLine { get; init; } = 1000;
+    public long MaxMessage { get; init; } = 50L * 1024 * 1024;
+    /// <summary>`bare_newline: refuse | normalize` for bare CR/LF in message data.</summary>
+    public string BareNewline { get; init; } = "refuse";
+    /// <summary>Accept source routes and `%`/`!` local parts (refused by default).</summary>
+    public bool AllowAddressHacks { get; init; }
+    /// <summary>Extra CA bundle trusted for the server's certificate (besides the system store).</summary>
+    public string? UpstreamCa { get; init; }
+    /// <summary>Whether `extensions:` was written (otherwise the defaults apply).</summary>
+    public bool ExtensionsGiven { get; init; }
+}
 
 public enum ProxyProtocolVersion { None, V1, V2 }
 

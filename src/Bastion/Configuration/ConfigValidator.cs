@@ -58,8 +58,6 @@ public static class ConfigValidator
                 Err(l.PosOf("policy"), $"listener '{l.Name}': unknown policy '{pol}' (defined: {Names(c.Policies.Keys)})");
             if (l.Authenticate && c.Identity?.UsersFile is null)
                 Err(l.PosOf("authenticate"), $"listener '{l.Name}': authenticate is on but identity.users names no htpasswd file");
-            if (l.TlsInspection is { } ti)
-                Err(ti.Pos, $"listener '{l.Name}': tls_inspection is not built yet in this version of bastion; CONNECT tunnels are relayed without decryption");
             foreach (var t in l.Tls)
             {
                 if (!File.Exists(c.Resolve(t.Cert))) Err(t.Pos, $"listener '{l.Name}': cannot read certificate {c.Resolve(t.Cert)}");

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Prometheus;
+using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Observability;
 using Bastion.Observability.Admin;

@@ -73,52 +73,6 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
     /// </summary>
     public void CountUnlogged(Decision d) => Metrics.Decision(Name, TypeName, d.Verdict, d.RuleName);
 
-    /// <summary>The line for a client connection that ended: bytes each way (by default its live counters) and duration.</summary>
-    public void RecordClosed(ClientConnection conn, string? request = null, int status = 0, string? reason = null,
-        long? bytesIn = null, long? bytesOut = null) =>
-        Record(new AccessEvent
-        {
-            Event = "connection",
-            Id = conn.Id,
-            Conn = conn.Id,
-            Listener = Name,
-            Type = TypeName,
-            Client = conn.ClientText,
-            User = conn.User,
-            Request = request,
-            Status = status,
-            Reason = reason,
-            BytesIn = bytesIn ?? Interlocked.Read(ref conn.BytesIn),
-            BytesOut = bytesOut ?? Interlocked.Read(ref conn.BytesOut),
-            DurationMs = conn.Age.TotalMilliseconds,
-        });
-
-    /// <summary>The decision line for a whole connection (socks5, tcp): verdict, rule and reason, with the protocol's reply code.</summary>
-    public void RecordDecision(ClientConnection conn, string request, Verdict verdict, string rule, string? reason, int status = 0)
-    {
-        var x = Open(conn, ExchangeKinds.Request, conn.Id);
-        x.Request = request;
-        x.Status = status;
-        if (verdict == Verdict.Allow) x.Allow(rule, reason);
-        else x.Deny(rule, reason);
-        x.Close();
-    }
-
-    /// <summary>The line for a connection refused before any protocol was spoken (limits, PROXY header).</summary>
-    public void RecordRefused(string? client, string rule, string? reason, string? id = null, double durationMs = 0) =>
-        Record(new AccessEvent
-        {
-            Event = "connection",
-            Id = id ?? Ids.Next(),
-            Listener = Name,
-            Type = TypeName,
-            Client = client,
-            Verdict = Verdict.Deny,
-            Rule = rule,
-            Reason = reason,
-            DurationMs = durationMs,
-        });
-
     public bool TrustsProxyProtocolFrom(IPAddress peer) =>
         Runtime.ProxyProtocolFronts.TryGetValue(Name, out var set) && set.Contains(peer);
 }

@@ -19,6 +19,8 @@ public sealed class Runtime
     public required ImmutableDictionary<string, CidrSet> ProxyProtocolFronts { get; init; }
     /// <summary>How client-named hosts are resolved (`resolver:`); what address rules then judge.</summary>
     public Gateway.Resolver Resolver { get; init; } = Gateway.Resolver.Default;
+    /// <summary>http-proxy listeners' `tls_inspection`, by listener name.</summary>
+    public ImmutableDictionary<string, Gateway.Tls.InspectionSettings> Inspection { get; init; } = ImmutableDictionary<string, Gateway.Tls.InspectionSettings>.Empty;
     public long Generation { get; init; }
     public DateTime LoadedAt { get; init; } = DateTime.UtcNow;
 
@@ -67,6 +69,7 @@ public sealed class Runtime
         var compiler = new PolicyCompiler(lists, groups, errors);
         var policies = ImmutableDictionary.CreateBuilder<string, CompiledPolicy>(StringComparer.Ordinal);
         foreach (var (name, p) in config.Policies) policies[name] = compiler.Compile(p);
+        var inspection = Gateway.Tls.InspectionSettings.Load(config, compiler, errors);
 
         var fronts = ImmutableDictionary.CreateBuilder<string, CidrSet>(StringComparer.Ordinal);
         foreach (var l in config.Listeners)
@@ -92,6 +95,7 @@ public sealed class Runtime
             Policies = policies.ToImmutable(),
             ProxyProtocolFronts = fronts.ToImmutable(),
             Resolver = Gateway.Resolver.Load(config, errors),
+            Inspection = inspection,
             Generation = generation,
         };
         errors.AddRange(ConfigValidator.Warnings(rt));

@@ -2,49 +2,33 @@ using System.Net;
 using System.Net.Sockets;
 using Bastion.Configuration;
 using Bastion.Gateway;
-using Bastion.Observability;
 
 namespace Bastion.Hosting;
 
 /// <summary>
-/// The accept loop shared by every socket-level gateway (http-proxy, socks5, tcp): binds, enforces the
-/// connection limit, registers each connection for the admin API and draining, then hands the socket to the
-/// protocol's <see cref="HandleAsync"/>. Protocol code never sees the listening socket.
+/// The accept loop shared by every socket-level gateway (http-proxy, socks5, tcp): binds, accepts, and takes each
+/// connection through the shared <see cref="Gateway.Admission"/> (limit, registry, PROXY header, closed line)
+/// before handing it to the protocol's <see cref="HandleAsync"/>. Protocol code never sees the listening socket.
 /// </summary>
 public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
 {
     protected ListenerContext Ctx { get; } = ctx;
+    protected Admission Admission { get; } = new(ctx);
     Socket? _listen;
     Task? _acceptLoop;
     readonly CancellationTokenSource _stopAccepting = new();
-    int _active;
 
     public string Name => Ctx.Name;
     public ListenerType Type => Ctx.Type;
     public IPEndPoint? BoundEndPoint { get; private set; }
     public bool IsRunning => _listen is not null && !_stopAccepting.IsCancellationRequested;
-    public int Active => Volatile.Read(ref _active);
+    public int Active => Admission.Active;
 
     public virtual Task StartAsync(CancellationToken ct)
     {
         var cfg = Ctx.Config;
-        var ep = cfg.Listen.ToIPEndPoint()
-            ?? new IPEndPoint(Dns.GetHostAddresses(cfg.Listen.Host).First(), cfg.Listen.Port);
-        var s = new Socket(ep.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            ListenSockets.AllowRebind(s);
-            if (ep.AddressFamily == AddressFamily.InterNetworkV6 && ep.Address.Equals(IPAddress.IPv6Any)) s.DualMode = true;
-            s.Bind(ep);
-            s.Listen(4096);
-        }
-        catch
-        {
-            s.Dispose();
-            throw;
-        }
-        _listen = s;
-        BoundEndPoint = (IPEndPoint)s.LocalEndPoint!;
+        _listen = ListenSockets.Open(ListenSockets.EndPoint(cfg.Listen));
+        BoundEndPoint = (IPEndPoint)_listen.LocalEndPoint!;
         Ctx.Remember(cfg);
         _acceptLoop = AcceptLoop();
         return Task.CompletedTask;
@@ -64,32 +48,24 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
         }
     }
 
+    /// <summary>accept → limit → register → identify (PROXY header) → the protocol → release (the closed line).</summary>
     async Task Serve(Socket socket)
     {
-        var limits = Ctx.Config.Limits;
-        if (Interlocked.Increment(ref _active) > limits.MaxConnections)
+        if (!Admission.TryEnter())
         {
-            Interlocked.Decrement(ref _active);
             RejectOverLimit(socket);
             return;
         }
         socket.NoDelay = true;
-        var conn = new ClientConnection
-        {
-            Listener = Name,
-            Type = Ctx.TypeName,
-            Client = (IPEndPoint)socket.RemoteEndPoint!,
-            Local = (IPEndPoint)socket.LocalEndPoint!,
-            Transport = Transport.FromSocket(socket),
-            Draining = _stopAccepting.Token,
-        };
-        Ctx.Connections.Add(conn);
-        Ctx.Metrics.ConnectionOpened(Name);
+        var transport = Transport.FromSocket(socket);
+        var conn = Admission.Register(transport, (IPEndPoint)socket.RemoteEndPoint!, (IPEndPoint)socket.LocalEndPoint!);
         try
         {
-            await using var reg = _draining.Token.Register(static c => ((ClientConnection)c!).Abort(), conn).ConfigureAwait(false);
-            if (Ctx.TrustsProxyProtocolFrom(conn.Client.Address) && !await AcceptProxyHeaderAsync(conn, socket).ConfigureAwait(false))
+            if (!await Admission.IdentifyAsync(conn).ConfigureAwait(false))
+            {
+                transport.Abort();
                 return;
+            }
             await HandleAsync(conn).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
@@ -103,59 +79,28 @@ public abstract class StreamListener(ListenerContext ctx) : IGatewayListener
         }
         finally
         {
-            Ctx.Connections.Remove(conn);
-            Ctx.Metrics.ConnectionClosed(Name);
-            try { socket.Dispose(); } catch (ObjectDisposedException) { }
-            Interlocked.Decrement(ref _active);
+            await transport.DisposeAsync().ConfigureAwait(false);
+            Admission.Release(conn);
         }
     }
 
-    /// <summary>
-    /// A trusted front must open with a PROXY v1/v2 header; the client it names replaces the peer for policy and
-    /// logs (LOCAL/UNKNOWN keep the peer). Anything else is logged and the connection closed.
-    /// </summary>
-    async Task<bool> AcceptProxyHeaderAsync(ClientConnection conn, Socket socket)
-    {
-        var timeout = Ctx.Config.Limits.HeaderTimeout;
-        var (header, error) = await ProxyProtocol.ReadAsync(socket, timeout, conn.Aborted).ConfigureAwait(false);
-        if (header is null)
-        {
-            Ctx.RecordRefused(conn.ClientText, "accept_proxy_protocol", error, conn.Id, conn.Age.TotalMilliseconds);
-            try { socket.Close(0); } catch (ObjectDisposedException) { }
-            return false;
-        }
-        conn.ProxyHeader = header;
-        if (header.Source is { } src) conn.Client = src;
-        if (header.VerifiedClientCn is { } cn) conn.User ??= cn;
-        return true;
-    }
-
-    /// <summary>Over the connection limit: a protocol may answer (HTTP 503); the default just closes.</summary>
+    /// <summary>Over the connection limit: a protocol may answer first (HTTP 503); then the line is logged and the socket closed.</summary>
     protected virtual void RejectOverLimit(Socket socket)
     {
-        Ctx.RecordRefused(socket.RemoteEndPoint?.ToString(), "limits.max_connections", "connection limit reached");
+        Admission.RefuseOverLimit(socket.RemoteEndPoint?.ToString());
         try { socket.Close(1); } catch (ObjectDisposedException) { }
     }
 
     /// <summary>Serves one client connection until it is done. Exceptions from a vanished peer are expected.</summary>
     protected abstract Task HandleAsync(ClientConnection conn);
 
-    readonly CancellationTokenSource _draining = new();
-
-    public async Task StopAsync(CancellationToken drain)
+    public virtual async Task StopAsync(CancellationToken drain)
     {
         _stopAccepting.Cancel();
+        Admission.StopAccepting();
         try { _listen?.Dispose(); } catch (ObjectDisposedException) { }
         if (_acceptLoop is not null) await _acceptLoop.ConfigureAwait(false);
-        try
-        {
-            while (Active > 0 && !drain.IsCancellationRequested)
-                await Task.Delay(50, drain).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) { }
-        _draining.Cancel();
-        var deadline = DateTime.UtcNow.AddSeconds(2);
-        while (Active > 0 && DateTime.UtcNow < deadline) await Task.Delay(20).ConfigureAwait(false);
+        await Admission.DrainAsync(drain).ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()

@@ -25,11 +25,14 @@ public sealed record AccessEvent
     public string? Reason { get; init; }
     /// <summary>Where it went and over what TLS (not written yet).</summary>
     public string? Upstream { get; init; }
+    /// <summary>The TLS state worth logging; for CONNECT tunnels and requests inside them: "inspected", "spliced" or "refused".</summary>
     public string? Tls { get; init; }
     public int Status { get; init; }
     public long BytesIn { get; init; }
     public long BytesOut { get; init; }
     public double DurationMs { get; init; }
+    /// <summary>The TLS server name the client sent (inspected or peeked tunnels).</summary>
+    public string? Sni { get; init; }
 }
 
 /// <summary>
@@ -139,6 +142,7 @@ public sealed class AccessLog : IAsyncDisposable
         w.WriteString("ts", ts[..n]);
         w.WriteString("event", e.Event);
         w.WriteString("id", e.Id);
+        if (e.Conn is not null && e.Conn != e.Id) w.WriteString("conn", e.Conn);
         w.WriteString("listener", e.Listener);
         w.WriteString("type", e.Type);
         w.WriteString("client", e.Client);
@@ -148,6 +152,9 @@ public sealed class AccessLog : IAsyncDisposable
         w.WriteString("rule", e.Rule);
         w.WriteString("reason", e.Reason);
         w.WriteNumber("status", e.Status);
+        if (e.Upstream is not null) w.WriteString("upstream", e.Upstream);
+        if (e.Tls is not null) w.WriteString("tls", e.Tls);
+        if (e.Sni is not null) w.WriteString("sni", e.Sni);
         w.WriteNumber("bytes_in", e.BytesIn);
         w.WriteNumber("bytes_out", e.BytesOut);
         w.WriteNumber("duration_ms", Math.Round(e.DurationMs, 3));

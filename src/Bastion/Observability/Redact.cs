@@ -10,12 +10,19 @@ public static class Redact
 {
     public const string Hidden = "(redacted)";
 
-    /// <summary>`METHOD target` (or a bare target) without userinfo; the text unchanged when it holds none.</summary>
+    /// <summary>
+    /// `METHOD URL` or `CONNECT authority` without userinfo; anything else (`RCPT TO:&lt;a@b&gt;`, a bare name) is
+    /// left as it is: an '@' there is no credential.
+    /// </summary>
     public static string RequestLine(string line)
     {
         if (line.IndexOf('@') < 0) return line;
         int sp = line.IndexOf(' ');
-        return sp < 0 ? RequestTarget.Redact(line) : string.Concat(line.AsSpan(0, sp + 1), RequestTarget.Redact(line[(sp + 1)..]));
+        if (sp < 0) return line;
+        var target = line[(sp + 1)..];
+        bool url = target.Contains("://", StringComparison.Ordinal);
+        bool authority = line.AsSpan(0, sp).Equals("CONNECT", StringComparison.OrdinalIgnoreCase) && !target.StartsWith('/');
+        return url || authority ? string.Concat(line.AsSpan(0, sp + 1), RequestTarget.Redact(target)) : line;
     }
 
     /// <summary>A URL or host:port from the configuration without userinfo.</summary>

@@ -204,7 +204,8 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
         catch (ArgumentException) { return null; }
     }
 
-    HostMatcher CompileHosts(ImmutableArray<ValueSpec> values)
+    /// <summary>Host patterns as `host` and `sni` conditions take them (also used by tls_inspection's lists).</summary>
+    public HostMatcher CompileHosts(ImmutableArray<ValueSpec> values)
     {
         var exact = new List<string>();
         var parents = new List<string>();

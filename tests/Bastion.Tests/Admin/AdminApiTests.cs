@@ -7,12 +7,12 @@ namespace Bastion.Tests.Admin;
 public sealed class AdminOriginFixture : IAsyncLifetime
 {
     public TestOrigin Origin { get; private set; } = null!;
-    public EchoServer Echo { get; private set; } = null!;
+    public TcpServer Echo { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         Origin = await TestOrigin.StartAsync();
-        Echo = new EchoServer();
+        Echo = TcpServer.Echo();
     }
 
     public async Task DisposeAsync()

@@ -5,17 +5,10 @@ namespace Bastion.Tests.Cli;
 /// <summary>Every examples/*.yaml passes `bastion check`, so that the examples stay valid as the code moves.</summary>
 public class ExampleConfigTests
 {
-    public static string RepoRoot()
-    {
-        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "Bastion.slnx"))) return d.FullName;
-        throw new InvalidOperationException("repository root (Bastion.slnx) not found above " + AppContext.BaseDirectory);
-    }
-
     public static TheoryData<string> Examples()
     {
         var data = new TheoryData<string>();
-        var dir = Path.Combine(RepoRoot(), "examples");
+        var dir = Path.Combine(Repo.Root, "examples");
         if (Directory.Exists(dir))
             foreach (var f in Directory.GetFiles(dir, "*.yaml").Order(StringComparer.Ordinal))
                 data.Add(Path.GetFileName(f));
@@ -29,7 +22,7 @@ public class ExampleConfigTests
     [MemberData(nameof(Examples))]
     public async Task Example_passes_check(string name)
     {
-        var r = await Proc.BastionAsync(["check", "-c", Path.Combine(RepoRoot(), "examples", name)]);
+        var r = await Proc.BastionAsync(["check", "-c", Path.Combine(Repo.Root, "examples", name)]);
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.DoesNotContain("warning:", r.Stdout);
         Assert.EndsWith("ok", r.Stdout.Trim());

@@ -14,10 +14,7 @@ public static class Corpus
 
     static string Locate()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bastion.slnx"))) dir = dir.Parent;
-        var candidates = new List<string>();
-        if (dir is not null) candidates.Add(Path.Combine(dir.FullName, "..", "shared", "corpora"));
+        var candidates = new List<string> { Path.Combine(Repo.Root, "..", "shared", "corpora") };
         candidates.Add("/work/shared/corpora");
         foreach (var c in candidates)
             if (Directory.Exists(c)) return Path.GetFullPath(c);

@@ -276,8 +276,7 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
     public async Task Slow_header_client_is_cut_off_at_the_header_timeout()
     {
         await using var gw = await TestGateway.StartAsync(ProxyConfigs.Basic(limits: "{ header_timeout: 500ms }"));
-        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await s.ConnectAsync(IPAddress.Loopback, gw.Port("web"));
+        using var s = await Sock.ConnectAsync(gw.Port("web"));
         await s.SendAsync(Encoding.ASCII.GetBytes($"GET {O}/100b HTTP/1.1\r\nHost: x\r\nX-Slow: "), SocketFlags.None);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var response = await Raw.ReadUntilCloseAsync(s, TimeSpan.FromSeconds(5));
@@ -290,10 +289,8 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
     public async Task Connection_limit_refuses_extra_clients()
     {
         await using var gw = await TestGateway.StartAsync(ProxyConfigs.Basic(limits: "{ max_connections: 2 }"));
-        using var a = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        using var b = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await a.ConnectAsync(IPAddress.Loopback, gw.Port("web"));
-        await b.ConnectAsync(IPAddress.Loopback, gw.Port("web"));
+        using var a = await Sock.ConnectAsync(gw.Port("web"));
+        using var b = await Sock.ConnectAsync(gw.Port("web"));
         await Wait.UntilAsync(() => gw.Host.Connections.Count == 2, TimeSpan.FromSeconds(5), "two connections registered");
         var third = await Raw.ExchangeAsync(gw.Port("web"), $"GET {O}/100b HTTP/1.1\r\nHost: x\r\n\r\n", TimeSpan.FromSeconds(5));
         Assert.True(third.StartsWith("HTTP/1.1 503") || third.Contains("<<reset>>"), third);
@@ -330,8 +327,7 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
         var gw = await TestGateway.StartAsync(ProxyConfigs.Basic());
         try
         {
-            using var idle = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await idle.ConnectAsync(IPAddress.Loopback, gw.Port("web"));
+            using var idle = await Sock.ConnectAsync(gw.Port("web"));
             var slow = Proc.CurlAsync("-sS", "-w", "%{http_code}", "-o", "/dev/null", "-x", gw.Url("web"), $"{O}/slow/1500");
             await gw.WaitForLogAsync(l => true, TimeSpan.FromSeconds(1)).ContinueWith(_ => { }, TaskScheduler.Default);
             await Wait.UntilAsync(() => gw.Host.Connections.Count == 2, TimeSpan.FromSeconds(10), "both connections open");
@@ -354,8 +350,7 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
         // 50 clients send a request to a slow origin and vanish before the answer.
         var gone = Enumerable.Range(0, 50).Select(async _ =>
         {
-            using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-            await s.ConnectAsync(IPAddress.Loopback, gw.Port("web"));
+            using var s = await Sock.ConnectAsync(gw.Port("web"));
             await s.SendAsync(Encoding.ASCII.GetBytes($"GET {O}/slow/300 HTTP/1.1\r\nHost: x\r\n\r\n"), SocketFlags.None);
         });
         await Task.WhenAll(gone);

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Bastion.Gateway;
 using Bastion.Protocols.HttpReverse;
 using Bastion.Tests.Infrastructure;
 
@@ -167,7 +168,7 @@ public class ReverseRoutingTests
         await gw.WaitForLogAsync(l => l.Str("client") == "203.0.113.7:5555" && l.Num("status") == 200);
 
         // v2 too; and a trusted front that sends no header is refused.
-        var v2 = Bastion.Hosting.ProxyProtocol.BuildV2(new(System.Net.IPAddress.Parse("203.0.113.8"), 6000), new(System.Net.IPAddress.Loopback, port));
+        var v2 = Bastion.Gateway.ProxyProtocol.BuildV2(new(System.Net.IPAddress.Parse("203.0.113.8"), 6000), new(System.Net.IPAddress.Loopback, port));
         var ok2 = await Raw.ExchangeAsync(port, System.Text.Encoding.Latin1.GetString(v2) + "GET /100b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         Assert.StartsWith("HTTP/1.1 200", ok2);
         var bad = await Raw.ExchangeAsync(port, "GET /100b HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -208,16 +209,9 @@ public class ReverseRoutingTests
     }
 
     [Fact]
-    public async Task Example_configuration_passes_check()
+    public async Task Bad_routes_are_reported_with_their_position()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Bastion.slnx"))) dir = dir.Parent;
-        Assert.NotNull(dir);
-        var r = await Proc.BastionAsync(["check", "-c", Path.Combine(dir.FullName, "examples", "http-reverse.yaml")]);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        Assert.Equal("ok", r.Stdout.Trim());
-
-        // And a bad template or prefix is reported with its position.
+        // A bad template or prefix is reported with its position.
         var bad = Path.Combine(Scratch.NewDir("chk"), "bad.yaml");
         await File.WriteAllTextAsync(bad, """
             listeners:
@@ -228,7 +222,7 @@ public class ReverseRoutingTests
                 routes:
                   - { path: "/a/{**rest}/b", upstream: "http://127.0.0.1:1", strip_prefix: api }
             """);
-        r = await Proc.BastionAsync(["check", "-c", bad]);
+        var r = await Proc.BastionAsync(["check", "-c", bad]);
         Assert.Equal(2, r.ExitCode);
         Assert.Contains("bad.yaml:7:", r.Stdout + r.Stderr);
         Assert.Contains("catch-all", r.Stdout + r.Stderr);

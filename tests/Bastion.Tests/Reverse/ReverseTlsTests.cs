@@ -83,7 +83,8 @@ public class ReverseTlsTests
         // Self-signed and not trusted: the gateway refuses to talk to it.
         var (status, body) = await Get($"{url}/100b");
         Assert.Equal(502, status);
-        Assert.Contains("request", body);
+        Assert.Contains("upstream", body);
+        Assert.Contains("Request id: <code>", body);
         Assert.Equal(2, o.Requests);
     }
 
@@ -156,7 +157,7 @@ public class ReverseTlsTests
         Assert.Equal(101, open.Num("status"));
         Assert.Equal("websockets", open.Str("rule"));
         Assert.Contains("tunnel open", open.Str("reason"));
-        var closed = await gw.WaitForLogAsync(l => l.Str("request")?.Contains("/ws") == true && l.Str("event") == "connection");
+        var closed = await gw.WaitForLogAsync(l => l.Str("request")?.Contains("/ws") == true && l.Str("event") == "transfer");
         Assert.Contains("tunnel closed", closed.Str("reason"));
         Assert.True(closed.Num("bytes_in") > 0 && closed.Num("bytes_out") > 0, closed.ToString());
     }

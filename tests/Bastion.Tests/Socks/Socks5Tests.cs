@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using System.Text;
 using Bastion.Identity;
 using Bastion.Tests.Infrastructure;
-using Bastion.Tests.Tcp;
 
 namespace Bastion.Tests.Socks;
 
@@ -304,6 +303,40 @@ public class Socks5Tests
         Assert.Equal(11, conn.Num("bytes_in"));
         stop.Cancel();
         await Task.WhenAll(echoTask.ContinueWith(_ => { }), otherTask.ContinueWith(_ => { }));
+    }
+
+    [Fact]
+    public async Task Repeated_udp_denials_are_all_counted_while_their_log_lines_are_throttled()
+    {
+        using var other = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        int otherPort = ((IPEndPoint)other.Client.LocalEndPoint!).Port;
+        await using var gw = await Gateway(policy: """
+            policies:
+              out:
+                default: deny
+                rules:
+                  - deny: { host: 127.0.0.1 }
+                    name: no-loopback-udp
+            """);
+        using var control = await Greet(gw);
+        await control.SendAsync(Ipv4Request(3, IPAddress.Any, 0));
+        var reply = await ReadReply(control);
+        var relay = new IPEndPoint(new IPAddress(reply.AsSpan(4, 4)), (reply[8] << 8) | reply[9]);
+        using var client = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        byte[] datagram = [0, 0, 0, 1, 127, 0, 0, 1, (byte)(otherPort >> 8), (byte)otherPort, .. "x"u8];
+        const int N = 100;
+        for (int i = 0; i < N; i++) await client.SendAsync(datagram, relay);
+
+        // Every denial reaches bastion_decisions_total...
+        await Wait.UntilAsync(() => gw.Host.Metrics.Counters("socks").Denied == N, TimeSpan.FromSeconds(10), $"{N} denials counted");
+        // ...while the log got the first and at most one a second after it.
+        control.Shutdown(SocketShutdown.Both);
+        await gw.WaitForLogAsync(l => l.Str("event") == "connection" && (l.Str("request") ?? "").StartsWith("UDP ASSOCIATE"));
+        int logged = gw.LogLines().Count(l => l.Str("rule") == "no-loopback-udp");
+        Assert.InRange(logged, 1, 1 + 15);
+        Assert.True(logged < N);
+        var metrics = await gw.Host.Metrics.ExportAsync();
+        Assert.Contains($"bastion_decisions_total{{listener=\"socks\",type=\"socks5\",verdict=\"deny\",rule=\"no-loopback-udp\"}} {N}", metrics);
     }
 
     [Fact]

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Net;
 using System.Text;
+using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
 

@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Tests.Infrastructure;
 

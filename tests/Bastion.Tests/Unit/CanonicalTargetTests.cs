@@ -145,6 +145,15 @@ public class CanonicalTargetTests
     public void Redaction_cuts_userinfo(string input, string expected) => Assert.Equal(expected, RequestTarget.Redact(input));
 
     [Theory]
+    [InlineData("GET http://u:pw@a.test/x", "GET http://a.test/x")]
+    [InlineData("CONNECT u:pw@a.test:443", "CONNECT a.test:443")]
+    [InlineData("RCPT TO:<bob@example.com>", "RCPT TO:<bob@example.com>")]
+    [InlineData("MAIL FROM:<a@b.example> SIZE=10", "MAIL FROM:<a@b.example> SIZE=10")]
+    [InlineData("GET /mail/a@b", "GET /mail/a@b")]
+    public void Log_lines_lose_userinfo_and_nothing_else(string line, string expected) =>
+        Assert.Equal(expected, Bastion.Observability.Redact.RequestLine(line));
+
+    [Theory]
     [InlineData("bücher.test", "xn--bcher-kva.test")]
     [InlineData("BÜCHER.TEST.", "xn--bcher-kva.test")]
     [InlineData("Secret2.Site.Test.", "secret2.site.test")]

@@ -382,4 +382,26 @@ public class PolicyTests
         Assert.Contains(t.Lines, l => l.StartsWith("rule web [allow]") && l.EndsWith("MATCH"));
         Assert.Contains("=> allow by web", t.Lines[^1]);
     }
+
+    [Fact]
+    public void TRACE_is_unlocked_only_by_an_allowing_rule_that_names_it()
+    {
+        // A deny rule naming TRACE (for one host) must not unlock TRACE for everyone else.
+        var denyNames = Compile("""
+            default: deny
+            rules:
+              - deny: { method: TRACE, host: evil.test }
+              - allow: { source: 127.0.0.0/8 }
+            """);
+        var d = Bastion.Protocols.Http.HttpDecisions.Decide(denyNames, Req(host: "good.test", method: "TRACE", source: "127.0.0.1"));
+        Assert.Equal((Verdict.Deny, "p#2", "TRACE is denied unless a rule names it"), (d.Verdict, d.RuleName, d.Reason));
+        Assert.True(Bastion.Protocols.Http.HttpDecisions.Decide(denyNames, Req(host: "good.test", method: "GET", source: "127.0.0.1")).Allowed);
+
+        var allowNames = Compile("""
+            default: deny
+            rules:
+              - allow: { method: [GET, TRACE] }
+            """);
+        Assert.True(Bastion.Protocols.Http.HttpDecisions.Decide(allowNames, Req(method: "TRACE")).Allowed);
+    }
 }

@@ -49,6 +49,8 @@ public sealed class Exchange
     public string? Upstream { get; set; }
     /// <summary>The TLS state worth logging (protocol version, SNI), when any.</summary>
     public string? Tls { get; set; }
+    /// <summary>The TLS server name the client sent (inspected or peeked CONNECT tunnels).</summary>
+    public string? Sni { get; set; }
     public string? Reason { get; set; }
     public Verdict? Verdict { get; private set; }
     public string? Rule { get; private set; }
@@ -66,7 +68,7 @@ public sealed class Exchange
         return this;
     }
 
-    public Exchange Deny(string rule, string? reason)
+    public Exchange Deny(string? rule, string? reason)
     {
         Verdict = Bastion.Configuration.Verdict.Deny;
         Rule = rule;
@@ -74,7 +76,7 @@ public sealed class Exchange
         return this;
     }
 
-    public Exchange Allow(string rule, string? reason = null)
+    public Exchange Allow(string? rule, string? reason = null)
     {
         Verdict = Bastion.Configuration.Verdict.Allow;
         Rule = rule;
@@ -112,7 +114,12 @@ public sealed class Exchange
     /// <summary>A cached delegate for <see cref="AddBytes"/>, to hand to a relay.</summary>
     public Action<long, long> Counter => _counter ??= AddBytes;
 
-    /// <summary>The upstream's response head arrived: upstream latency is measured from the exchange's start.</summary>
+    long _sentAt;
+
+    /// <summary>The request went upstream now (else upstream latency is measured from the exchange's start).</summary>
+    public void UpstreamSent() => _sentAt = Stopwatch.GetTimestamp();
+
+    /// <summary>The upstream's response head arrived: upstream latency is observed when the exchange closes.</summary>
     public void ResponseStarted() => _responseAt = Stopwatch.GetTimestamp();
 
     public TimeSpan Elapsed => Kind == ExchangeKinds.Connection && Connection is { } c ? c.Age : Stopwatch.GetElapsedTime(_start);
@@ -121,7 +128,7 @@ public sealed class Exchange
     public void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0) return;
-        if (_responseAt != 0) _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(_start, _responseAt));
+        if (_responseAt != 0) _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(_sentAt != 0 ? _sentAt : _start, _responseAt));
         _ctx.Record(new AccessEvent
         {
             Event = Kind,
@@ -138,6 +145,7 @@ public sealed class Exchange
             Status = Status,
             Upstream = Upstream,
             Tls = Tls,
+            Sni = Sni,
             BytesIn = BytesIn,
             BytesOut = BytesOut,
             DurationMs = Elapsed.TotalMilliseconds,

@@ -103,6 +103,25 @@ public sealed class Transport : IAsyncDisposable
         return bytes;
     }
 
+    /// <summary>
+    /// Sends bytes now: straight to the socket while nothing else is in use (handshake replies before a socket relay),
+    /// otherwise through <see cref="Output"/> with a flush.
+    /// </summary>
+    public async ValueTask SendAsync(ReadOnlyMemory<byte> data, CancellationToken ct = default)
+    {
+        if (IsPlainSocket && _output is null)
+        {
+            while (!data.IsEmpty)
+            {
+                int sent = await Socket!.SendAsync(data, SocketFlags.None, ct).ConfigureAwait(false);
+                if (sent <= 0) throw new IOException("send made no progress");
+                data = data[sent..];
+            }
+            return;
+        }
+        await Output.WriteAsync(data, ct).ConfigureAwait(false);
+    }
+
     /// <summary>Server side of STARTTLS / AUTH TLS: the client is about to start a TLS handshake.</summary>
     public ValueTask<TlsUpgrade> UpgradeToServerTlsAsync(SslServerAuthenticationOptions o, TimeSpan timeout, CancellationToken ct) =>
         UpgradeAsync((ssl, token) => ssl.AuthenticateAsServerAsync(o, token), timeout, ct);

@@ -61,6 +61,15 @@ public static class AdminApi
             w.WriteNumber("allow", c.Allowed);
             w.WriteNumber("deny", c.Denied);
             w.WriteNumber("auth_failures", c.AuthFailures);
+            // http-proxy with tls_inspection: CONNECT tunnels by what became of them.
+            var tunnels = metrics.TlsTunnels(name);
+            if (tunnels.Count > 0 || rt.Inspection.ContainsKey(name))
+            {
+                w.WriteStartObject("tls");
+                foreach (var mode in (ReadOnlySpan<string>)["inspected", "spliced", "refused", "client_refused"])
+                    w.WriteNumber(mode, tunnels.GetValueOrDefault(mode));
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         }
         w.WriteEndArray();

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
 
@@ -166,6 +167,11 @@ public static class AdminConfigJson
             Strings(w, "extensions", smtp.Extensions);
             w.WriteString("upstream_tls", smtp.UpstreamTls);
             w.WriteNumber("max_recipients", smtp.MaxRecipients);
+            w.WriteNumber("max_line", smtp.MaxLine);
+            w.WriteNumber("max_message", smtp.MaxMessage);
+            w.WriteString("bare_newline", smtp.BareNewline);
+            w.WriteBoolean("allow_address_hacks", smtp.AllowAddressHacks);
+            w.WriteBoolean("tls", smtp.Tls is not null);
             w.WriteEndObject();
         }
         var lim = l.Limits;

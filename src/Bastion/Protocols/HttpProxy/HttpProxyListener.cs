@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
+using Bastion.Gateway;
 using Bastion.Hosting;
 
 namespace Bastion.Protocols.HttpProxy;
@@ -13,9 +14,14 @@ namespace Bastion.Protocols.HttpProxy;
 public sealed class HttpProxyListener : StreamListener
 {
     readonly HttpMessageInvoker _upstream;
+    readonly Http.Inspection.ForwardInspection _inspection;
+
+    /// <summary>TLS inspection state (minted certificates, HTTP/2 front), for tests and the admin API.</summary>
+    internal Http.Inspection.ForwardInspection Inspection => _inspection;
 
     public HttpProxyListener(ListenerContext ctx) : base(ctx)
     {
+        _inspection = new Http.Inspection.ForwardInspection(ctx);
         var limits = ctx.Config.Limits;
         var handler = new SocketsHttpHandler
         {
@@ -68,5 +74,11 @@ public sealed class HttpProxyListener : StreamListener
     }
 
     protected override Task HandleAsync(ClientConnection conn) =>
-        new HttpProxySession(Ctx, conn, _upstream).RunAsync();
+        new HttpProxySession(Ctx, conn, _upstream, _inspection).RunAsync();
+
+    public override async Task StopAsync(CancellationToken drain)
+    {
+        await base.StopAsync(drain).ConfigureAwait(false);
+        await _inspection.DisposeAsync().ConfigureAwait(false);
+    }
 }

@@ -10,17 +10,20 @@ using Bastion.Identity;
 using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Policy.Canonical;
-using Bastion.Protocols.Http.Shared;
 using Bastion.Gateway;
+using Bastion.Protocols.Http;
+using Bastion.Protocols.Http.Inspection;
 
 namespace Bastion.Protocols.HttpProxy;
 
 /// <summary>
 /// One client connection to the forward proxy, as a loop of exchanges: read head → check framing → identify →
 /// decide → forward (or tunnel for CONNECT) → judge the response → write it → log. Keep-alive on both sides;
-/// bodies stream in constant memory.
+/// bodies stream in constant memory. The same session runs inside an inspected CONNECT tunnel, over the decrypted
+/// stream (<paramref name="tunnelTransport"/>), with <paramref name="tunnel"/> naming the origin its requests go to.
 /// </summary>
-sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream)
+sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream,
+    ForwardInspection? inspection = null, InspectedOrigin? tunnel = null, Transport? tunnelTransport = null)
 {
     const string ViaValue = "1.1 bastion";
     readonly RequestHead _head = new();
@@ -33,21 +36,17 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     CancellationTokenSource? _headTimeout;
     CancellationTokenSource? _exchangeTimeout;
 
-    // Per exchange.
-    string _requestId = "";
-    long _start;
-    int _status;
-    long _bytesIn, _bytesOut;
+    // Per exchange: its record (request, status, bytes, verdict: the access-log line), keep-alive and decision.
+    Exchange? _x;
     bool _keepAlive;
     Decision _decision;
-    string? _requestText;
 
     public async Task RunAsync()
     {
-        var socket = conn.Socket!;
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
-        _in = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 16 * 1024, minimumReadSize: 4096, leaveOpen: true));
-        _out = PipeWriter.Create(stream, new StreamPipeWriterOptions(minimumBufferSize: 16 * 1024, leaveOpen: true));
+        var transport = tunnelTransport ?? conn.Transport;
+        _in = transport.Input;
+        _out = transport.Output;
+        if (tunnel is not null) _user = conn.User;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
         // A stopping gateway closes connections that wait for their next request; busy ones finish first.
         using var drain = conn.Draining.Register(static s =>
@@ -72,8 +71,9 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         finally
         {
             _exchangeTimeout?.Dispose();
-            try { await _out.CompleteAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException) { }
-            ctx.RecordClosed(conn, exchanges == 1 && _requestText is not null ? _requestText : $"{exchanges} requests");
+            try { await _out.FlushAsync().ConfigureAwait(false); } catch (Exception e) when (e is IOException or ObjectDisposedException or SocketException or InvalidOperationException) { }
+            // Inside a tunnel, the CONNECT's session names the connection.
+            if (tunnel is null) conn.Record.Request = exchanges == 1 && _x?.Request is { } only ? only : $"{exchanges} requests";
         }
     }
 
@@ -108,14 +108,14 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 if (status == ParseStatus.Done)
                 {
                     _in.AdvanceTo(consumed);
-                    _bytesIn += _head.HeadLength;
+                    _x!.AddIn(_head.HeadLength);
                     return true;
                 }
                 if (status == ParseStatus.Error)
                 {
                     _in.AdvanceTo(buf.End);
-                    _requestText = "(malformed request)";
-                    await RejectAsync(error.Status, error.Reason, "protocol", close: true).ConfigureAwait(false);
+                    _x!.Request = "(malformed request)";
+                    await RejectAsync(error.Status, error.Reason, PseudoRules.Protocol, close: true).ConfigureAwait(false);
                     return false;
                 }
                 _in.AdvanceTo(buf.Start, buf.End);
@@ -123,8 +123,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 {
                     if (!buf.IsEmpty)
                     {
-                        _requestText = "(incomplete request)";
-                        LogExchange(400, "protocol", "connection closed in the middle of a request head", Verdict.Deny);
+                        _x!.Request = "(incomplete request)";
+                        LogExchange(400, PseudoRules.Protocol, "connection closed in the middle of a request head", Verdict.Deny);
                     }
                     return false;
                 }
@@ -134,19 +134,20 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         {
             if (!started) return false;
             // Slow or stalled head (slowloris): answer 408 and close.
-            _requestText = "(request head timeout)";
-            await RejectAsync(408, "request head not received in time", "limits.header_timeout", close: true).ConfigureAwait(false);
+            _x!.Request = "(request head timeout)";
+            await RejectAsync(408, "request head not received in time", PseudoRules.HeaderTimeout, close: true).ConfigureAwait(false);
             return false;
         }
     }
 
     void BeginExchange()
     {
-        _requestId = Ids.Next();
-        _start = Stopwatch.GetTimestamp();
-        _status = 0;
-        _bytesIn = _bytesOut = 0;
-        _requestText = null;
+        _x = ctx.Open(conn, ExchangeKinds.Request);
+        if (tunnel is not null)
+        {
+            _x.Tls = "inspected";
+            _x.Sni = tunnel.Sni;
+        }
         _decision = default;
     }
 
@@ -155,87 +156,77 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     {
         timeout.TryReset();
         var h = _head;
-        _requestText = Redact.RequestLine($"{h.Method} {h.Target}");
+        _x!.Request = Redact.RequestLine($"{h.Method} {h.Target}");
         _keepAlive = h.MinorVersion == 1 ? !h.HasToken("Connection", "close") : h.HasToken("Connection", "keep-alive");
 
         // Framing (RFC 9112 §6): anything ambiguous is refused and the connection closed.
         if (RequestFraming.Check(h, out long contentLength, out bool chunked) is { } framingError)
-            return await RejectAsync(framingError.Status, framingError.Reason, "protocol", close: true).ConfigureAwait(false);
+            return await RejectAsync(framingError.Status, framingError.Reason, PseudoRules.Protocol, close: true).ConfigureAwait(false);
         bool hasBody = chunked || contentLength > 0;
-        if (h.Count("Host") > 1) return await RejectAsync(400, "more than one Host header", "protocol", close: true).ConfigureAwait(false);
+        if (h.Count("Host") > 1) return await RejectAsync(400, "more than one Host header", PseudoRules.Protocol, close: true).ConfigureAwait(false);
 
         // The target: authority-form for CONNECT, absolute-form for everything else.
         _attrs.ResetRequest();
         _attrs.Source = conn.Client.Address;
-        _attrs.Method = h.Method;
         _attrs.Headers = h;
-        _attrs.PathIgnoreCase = ctx.Config.PathIgnoreCase;
         bool connect = h.Method == "CONNECT";
-        // The one canonical form (SPEC 2.1): what the policy judges is what is forwarded.
-        if (connect)
+        Uri? uri;
+        if (tunnel is not null)
         {
-            if (RequestTarget.ParseAuthority(h.Target, out var host, out var port, out var why) != TargetStatus.Ok)
-                return await RejectAsync(400, $"CONNECT needs host:port ({why})", "protocol", close: true).ConfigureAwait(false);
-            _attrs.Host = host;
-            _attrs.Port = port;
+            // Inside an inspected tunnel: origin-form, judged as https://name/path with the tunnel's name as host.
+            if (!TunnelTarget.TryRequest(_attrs, tunnel, h.Method, h.Target, h.Get("Host"), out uri, out var status, out var why, ctx.Config))
+                return await RejectAsync(status, why!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+            _x.Request = $"{h.Method} {uri}";
         }
         else
         {
-            var status = RequestTarget.Parse(h.Target, ctx.Config.AmbiguousPaths, _target, out var why);
-            if (status == TargetStatus.Ok && (_target.Host is null || _target.Scheme is not ("http" or "https")))
-            {
-                why = h.Target.StartsWith('/')
-                    ? "this is a forward proxy: the request target must be an absolute URL (http://host/path)"
-                    : "unsupported request target scheme";
-                status = TargetStatus.Malformed;
-            }
-            if (status == TargetStatus.Ambiguous)
-                return await RejectAsync(400, $"ambiguous request target: {why}", "protocol.ambiguous_paths", close: true).ConfigureAwait(false);
+            // The one canonical form (SPEC 2.1): what the policy judges is what is forwarded.
+            var status = HttpAttributes.ProxyTarget(_attrs, h.Method, h.Target, ctx.Config, _target, out var targetError);
             if (status != TargetStatus.Ok)
-                return await RejectAsync(400, $"malformed request target: {why}", "protocol", close: true).ConfigureAwait(false);
-            _target.ApplyTo(_attrs);
-            _requestText = $"{h.Method} {_target.Url}";
+                return await RejectAsync(400, targetError!, status == TargetStatus.Ambiguous ? AmbiguousRule : PseudoRules.Protocol, close: true).ConfigureAwait(false);
+            uri = null;
+            if (!connect) _x.Request = $"{h.Method} {_target.Url}";
         }
         _attrs.Size = chunked ? -1 : contentLength;
 
-        // Identify.
+        // Identify (inside a tunnel, the CONNECT did).
         var config = ctx.Config;
-        if (config.Authenticate)
+        if (config.Authenticate && tunnel is null)
         {
-            var login = IdentityStore.TryParseBasic(h.Get("Proxy-Authorization"), out var user, out var password)
-                ? await ctx.Runtime.Identity.LoginAsync(user, password, conn.Client.Address, conn.Aborted).ConfigureAwait(false)
-                : LoginResult.Bad;
-            if (login != LoginResult.Ok)
-            {
-                if (h.Get("Proxy-Authorization") is not null) ctx.Metrics.AuthFailure(ctx.Name);
-                var why = login == LoginResult.Throttled ? "too many failed logins from this address: try again later" : "proxy authentication required";
-                return await RejectAsync(407, why, "authenticate", close: hasBody || !_keepAlive).ConfigureAwait(false);
-            }
-            _user = conn.User = user;
+            var auth = await HttpDecisions.AuthenticateAsync(ctx, h.Get("Proxy-Authorization"), conn.Client.Address, conn.Aborted).ConfigureAwait(false);
+            if (!auth.Ok)
+                return await RejectAsync(407, auth.Throttled ? auth.Failure! : "proxy authentication required", PseudoRules.Authenticate, close: hasBody || !_keepAlive).ConfigureAwait(false);
+            _user = conn.User = auth.User;
         }
         _attrs.User = _user;
 
         // Decide.
-        var policy = ctx.Policy;
-        if (config.RefuseConflictingHeaders && policy.ConflictingHeader(h) is { } conflict)
-            return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", "protocol.conflicting_headers", close: true).ConfigureAwait(false);
-        _decision = policy.Evaluate(_attrs);
-        if (_decision.Allowed && h.Method == "TRACE" && !AllowsExplicitly(policy, "TRACE"))
-            _decision = Decision.Deny(_decision.RuleName, "TRACE is denied unless a rule names it");
+        if (config.RefuseConflictingHeaders && ctx.Policy.ConflictingHeader(h) is { } conflict)
+            return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", ConflictRule, close: true).ConfigureAwait(false);
+        _decision = HttpDecisions.Decide(ctx.Policy, _attrs);
         if (!_decision.Allowed)
+        {
+            // A rule on `sni` may still allow it once the ClientHello is read.
+            if (connect && inspection is not null && TunnelInspection.SniMayAllow(ctx.Policy, _decision))
+                return await TunnelAsync(config.Limits, provisional: true).ConfigureAwait(false);
             return await RejectAsync(403, _decision.Reason ?? "denied by policy", _decision.RuleName, close: hasBody || !_keepAlive, verdict: Verdict.Deny).ConfigureAwait(false);
+        }
 
         if (hasBody && !chunked && contentLength > config.Limits.MaxRequestBody)
-            return await RejectAsync(413, $"request body of {contentLength} bytes is over the limit of {config.Limits.MaxRequestBody}", "limits.max_request_body", close: true).ConfigureAwait(false);
+            return await RejectAsync(413, $"request body of {contentLength} bytes is over the limit of {config.Limits.MaxRequestBody}", PseudoRules.MaxRequestBody, close: true).ConfigureAwait(false);
 
         if (connect) return await TunnelAsync(config.Limits).ConfigureAwait(false);
+        if (tunnel?.Failure is { } failure)
+            return await RejectAsync(502, failure, _decision.RuleName, close: hasBody, verdict: Verdict.Allow).ConfigureAwait(false);
 
         // Max-Forwards (RFC 9110 §7.6.2): at zero the proxy answers OPTIONS and TRACE itself.
         if (h.Method is "OPTIONS" or "TRACE" && h.Get("Max-Forwards") is { } mf && long.TryParse(mf, out var maxForwards) && maxForwards <= 0)
             return await AnswerMaxForwardsAsync().ConfigureAwait(false);
 
+        if (tunnel is not null) return await ForwardAsync(uri!, hasBody, chunked, contentLength, config.Limits).ConfigureAwait(false);
+
         // The address connected to is judged too (SPEC 2.1): after DNS, before any byte goes out.
-        var judged = await Connector.ResolveJudgedAsync(ctx.Runtime.Resolver, policy, _attrs, _target.Host!, config.Limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        var judged = await Connector.ResolveJudgedAsync(ctx.Runtime.Resolver, ctx.Policy, _attrs, _target.Host!, config.Limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
         if (judged.Denied is { } denied)
         {
             _decision = denied;
@@ -250,13 +241,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         return await ForwardAsync(UpstreamUri(judged.Allowed[0]), hasBody, chunked, contentLength, config.Limits).ConfigureAwait(false);
     }
 
-    static bool AllowsExplicitly(CompiledPolicy policy, string method)
-    {
-        foreach (var r in policy.RequestRules)
-            foreach (var c in r.Conditions)
-                if (c.Attribute == "method" && c.Describe().Contains(method, StringComparison.Ordinal)) return true;
-        return false;
-    }
+    /// <summary>The log's rule for targets refused as ambiguous, and for conflicting header lines (docs/policy.md).</summary>
+    const string AmbiguousRule = "protocol.ambiguous_paths", ConflictRule = "protocol.conflicting_headers";
 
     /// <summary>
     /// The URI handed to the HTTP client: the judged address (so that it connects there and nowhere else, and pools
@@ -273,12 +259,14 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     async Task<bool> ForwardAsync(Uri uri, bool hasBody, bool chunked, long contentLength, Limits limits)
     {
         var h = _head;
-        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), uri)
+        using var request = new HttpRequestMessage(HttpMethod.Parse(h.Method), tunnel is null ? uri : tunnel.UpstreamUri(uri.PathAndQuery))
         {
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionOrLower,
         };
-        request.Headers.Host = _target.Authority;
+        // The URI holds the judged address: the name the client asked for goes in Host (and SNI).
+        var authority = tunnel is null ? _target.Authority : uri.Authority;
+        if (tunnel is null) request.Headers.Host = authority;
         RequestBody? body = null;
         if (hasBody)
         {
@@ -302,7 +290,8 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         var cts = _exchangeTimeout;
         cts.CancelAfter(limits.ResponseTimeout);
         HttpResponseMessage response;
-        var sent = Stopwatch.GetTimestamp();
+        _x!.Upstream = authority;
+        _x.UpstreamSent();
         try
         {
             response = await upstream.SendAsync(request, cts.Token).ConfigureAwait(false);
@@ -310,18 +299,18 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         catch (Exception e) when (body?.Failure is { } f)
         {
             _ = e;
-            return await RejectAsync(f.Status, f.Message, f.Status == 413 ? "limits.max_request_body" : "protocol", close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await RejectAsync(f.Status, f.Message, f.Status == 413 ? PseudoRules.MaxRequestBody : PseudoRules.Protocol, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!conn.Aborted.IsCancellationRequested)
         {
-            return await RejectAsync(504, $"upstream {_target.Authority} did not answer within {limits.ResponseTimeout.TotalSeconds:0.#}s", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await RejectAsync(504, $"upstream {authority} did not answer within {limits.ResponseTimeout.TotalSeconds:0.#}s", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
         catch (HttpRequestException e)
         {
             var status = e.InnerException is OperationCanceledException or TimeoutException ? 504 : 502;
-            return await RejectAsync(status, $"upstream {_target.Authority}: {UpstreamError(e)}", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await RejectAsync(status, $"upstream {authority}: {UpstreamError(e)}", _decision.RuleName, close: hasBody && body?.Complete != true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
-        ctx.Metrics.UpstreamLatency(ctx.Name, Stopwatch.GetElapsedTime(sent));
+        _x.ResponseStarted();
         using (response)
         {
             return await RelayResponseAsync(response, body, limits, cts).ConfigureAwait(false);
@@ -352,19 +341,18 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
     async Task<bool> RelayResponseAsync(HttpResponseMessage response, RequestBody? body, Limits limits, CancellationTokenSource cts)
     {
         var content = response.Content;
-        // The proxy strips Upgrade from requests: any 101 is unrequested.
+        // Framed two ways, or a 101 (the proxy strips Upgrade: any 101 is unrequested): never relayed, and disposing
+        // the unread response drops the upstream connection.
         if (UpstreamResponses.Refusal(response, null) is { } ambiguous)
-            // Disposing the unread response drops the upstream connection rather than pooling it.
-            return await RejectAsync(502, $"upstream {_target.Authority} sent a response with {ambiguous}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await RejectAsync(502, $"upstream {_x!.Upstream} sent a response with {ambiguous}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         long? length = content.Headers.NonValidated.TryGetValues("Content-Length", out var clv) && long.TryParse(clv.ToString(), out var cl) ? cl : null;
 
         // The response's moment: response rules see the request's attributes plus the response's.
         var policy = ctx.Policy;
         if (policy.HasResponseRules)
         {
-            _attrs.ContentType = UpstreamResponses.ContentTypes(response);
-            _attrs.Size = length ?? -1;
-            var rd = policy.EvaluateResponse(_attrs);
+            var contentType = UpstreamResponses.ContentTypes(response);
+            var rd = HttpDecisions.JudgeResponse(policy, _attrs, contentType, length);
             if (!rd.Allowed)
             {
                 _decision = rd;
@@ -377,7 +365,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         bool noBody = _head.Method == "HEAD" || status is 204 or 304 || (status >= 100 && status < 200);
         bool chunkedOut = !noBody && length is null && _head.MinorVersion == 1;
         bool closeDelimited = !noBody && length is null && _head.MinorVersion == 0;
-        bool sizeWatch = !noBody && length is null && policy.HasResponseRules && policy.ResponseRules.Any(r => r.Conditions.Any(c => c.Attribute == "size"));
+        bool sizeWatch = !noBody && length is null && HttpDecisions.WatchesSize(policy);
         if (closeDelimited) _keepAlive = false;
         if (body is not null && !body.Complete) _keepAlive = false;
 
@@ -406,7 +394,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         if (!_keepAlive) ResponseHeadWriter.Header(_out, "Connection", "close");
         else if (_head.MinorVersion == 0) ResponseHeadWriter.Header(_out, "Connection", "keep-alive");
         ResponseHeadWriter.EndHead(_out);
-        _status = status;
+        _x!.Status = status;
 
         long written = 0;
         if (!noBody)
@@ -452,7 +440,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             }
         }
         await FlushAsync().ConfigureAwait(false);
-        _bytesIn += body?.Total ?? 0;
+        _x.AddIn(body?.Total ?? 0);
         LogExchange(status, _decision.RuleName, _decision.Reason, Verdict.Allow);
         return _keepAlive;
     }
@@ -538,7 +526,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             ResponseHeadWriter.Header(_out, "Via", ViaValue);
             ResponseHeadWriter.Header(_out, "Content-Length", 0);
             ResponseHeadWriter.EndHead(_out);
-            _status = 200;
+            _x!.Status = 200;
         }
         else
         {
@@ -554,74 +542,91 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             ResponseHeadWriter.Header(_out, "Content-Length", bytes.Length);
             ResponseHeadWriter.EndHead(_out);
             _out.Write(bytes);
-            _status = 200;
+            _x!.Status = 200;
         }
         await FlushAsync().ConfigureAwait(false);
         LogExchange(200, _decision.RuleName, "Max-Forwards reached zero: answered by the proxy", Verdict.Allow);
         return _keepAlive;
     }
 
-    async Task<bool> TunnelAsync(Limits limits)
+    /// <param name="provisional">
+    /// The CONNECT was denied, but a rule on `sni` may allow it once the ClientHello is read: the tunnel is opened
+    /// towards the client only, and the origin is connected after the policy has seen the server name.
+    /// </param>
+    async Task<bool> TunnelAsync(Limits limits, bool provisional = false)
     {
         var host = _attrs.Host!;
         var port = _attrs.Port;
+        Transport? up = null;
+        if (!provisional)
+        {
+            var (connected, status, why) = await ConnectUpstreamAsync(host, port, limits).ConfigureAwait(false);
+            if (connected is null) return await RejectAsync(status, why!, _decision.RuleName, close: true, verdict: status == 403 ? Verdict.Deny : Verdict.Allow).ConfigureAwait(false);
+            up = connected;
+        }
+        await using var upstreamTransport = up;
+        conn.Target = _x!.Upstream = $"{HostName.ForUrl(host)}:{port}";
+        ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
+        await FlushAsync().ConfigureAwait(false);
+
+        // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel.
+        if (inspection is not null && (provisional || ctx.Runtime.Inspection.ContainsKey(ctx.Name) || TunnelInspection.AsksSni(ctx.Policy)))
+        {
+            var reason = await new TunnelInspection(ctx, conn, inspection)
+                .RunAsync(up, () => ConnectUpstreamAsync(host, port, limits), _attrs, _decision, limits, LogConnect).ConfigureAwait(false);
+            if (reason is not null) conn.Record.Reason = reason;
+            return false;
+        }
+        LogExchange(200, _decision.RuleName, _decision.Reason, Verdict.Allow);
+
+        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first: the relay
+        // takes them from the pipe. Tunnel bytes count towards the connection (its closed line), not the CONNECT line.
+        await StreamRelay.RunAsync(conn.Transport, up!, limits.IdleTimeout, conn.Record.Counter, conn.Aborted).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>
+    /// Resolves a CONNECT target, asks the address rules about every address (SPEC 2.1) and connects to the allowed
+    /// ones: the transport, or the status (403 with the denying rule as the decision, 502, 504) and why not.
+    /// </summary>
+    async Task<(Transport? Transport, int Status, string? Reason)> ConnectUpstreamAsync(string host, int port, Limits limits)
+    {
         var judged = await Connector.ResolveJudgedAsync(ctx.Runtime.Resolver, ctx.Policy, _attrs, host, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        var addresses = judged.Allowed;
         if (judged.Denied is { } denied)
         {
             _decision = denied;
-            return await RejectAsync(403, denied.Reason ?? "denied by policy", denied.RuleName, close: true, verdict: Verdict.Deny).ConfigureAwait(false);
+            return (null, 403, denied.Reason ?? "denied by policy");
         }
+        var addresses = judged.Allowed;
         if (addresses.Length == 0)
-        {
-            return judged.Error == SocketError.TimedOut
-                ? await RejectAsync(504, $"resolving {host} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false)
-                : await RejectAsync(502, $"cannot connect to {host}:{port}: host not found", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
-        }
-        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        if (!connected.Ok)
-        {
-            if (connected.Error == SocketError.TimedOut)
-                return await RejectAsync(504, $"connecting to {host}:{port} timed out", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
-            var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
-            return await RejectAsync(502, $"cannot connect to {host}:{port}: {why}", _decision.RuleName, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
-        }
-        using var up = connected.Socket!;
-        conn.Target = $"{HostName.ForUrl(host)}:{port}";
-        ResponseHeadWriter.Ascii(_out, "HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n");
-        await FlushAsync().ConfigureAwait(false);
-        LogExchange(200, _decision.RuleName, _decision.Reason, Verdict.Allow);
+            return judged.Error == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
+        var connected = await Transport.ConnectAsync(addresses, port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (connected.Ok) return (connected.Transport, 200, null);
+        if (connected.Error == SocketError.TimedOut) return (null, 504, $"connecting to {host}:{port} timed out");
+        var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
+        return (null, 502, $"cannot connect to {host}:{port}: {why}");
+    }
 
-        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first.
-        ReadOnlyMemory<byte> pending = default;
-        if (_in.TryRead(out var early))
-        {
-            pending = early.Buffer.ToArray();
-            _in.AdvanceTo(early.Buffer.End);
-        }
-        var listener = ctx.Name;
-        var metrics = ctx.Metrics;
-        await SocketRelay.RunAsync(conn.Socket!, up, limits.IdleTimeout, (i, o) =>
-        {
-            Interlocked.Add(ref conn.BytesIn, i);
-            Interlocked.Add(ref conn.BytesOut, o);
-            metrics.Bytes(listener, i, o);
-        }, pending, default, conn.Aborted).ConfigureAwait(false);
-        return false;
+    /// <summary>The CONNECT line, written once the tunnel's fate (spliced, inspected, refused) is known.</summary>
+    void LogConnect(int status, string rule, string? reason, Verdict verdict, string tls, string? sni)
+    {
+        _x!.Tls = tls;
+        _x.Sni = sni;
+        LogExchange(status, rule, reason, verdict);
     }
 
     /// <summary>Answers with the gateway's own page (403, 407, 4xx, 5xx), logs it, and says whether to keep going.</summary>
     async Task<bool> RejectAsync(int status, string reason, string rule, bool close, Verdict verdict = Verdict.Deny)
     {
-        if (_requestId.Length == 0) BeginExchange();
+        if (_x is null) BeginExchange();
         if (close) _keepAlive = false;
-        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, _requestId, status == 403 ? rule : null));
+        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, _x!.Id, status == 403 ? rule : null));
         try
         {
             ResponseHeadWriter.StatusLine(_out, status, null);
-            ResponseHeadWriter.Header(_out, "Content-Type", "text/html; charset=utf-8");
+            ResponseHeadWriter.Header(_out, "Content-Type", ErrorPages.ContentType);
             ResponseHeadWriter.Header(_out, "Content-Length", page.Length);
-            ResponseHeadWriter.Header(_out, "X-Bastion-Request-Id", _requestId);
+            ResponseHeadWriter.Header(_out, "X-Bastion-Request-Id", _x.Id);
             ResponseHeadWriter.Header(_out, "Via", ViaValue);
             if (status == 407) ResponseHeadWriter.Header(_out, "Proxy-Authenticate", "Basic realm=\"bastion\"");
             if (status == 405) ResponseHeadWriter.Header(_out, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, CONNECT");
@@ -631,37 +636,25 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
             await FlushAsync().ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException or OperationCanceledException) { _keepAlive = false; }
-        _status = status;
+        _x.Status = status;
         LogExchange(status, rule, reason, verdict);
         return _keepAlive;
     }
 
     ValueTask<FlushResult> FlushAsync()
     {
-        _bytesOut += _out.UnflushedBytes;
+        _x?.AddOut(_out.UnflushedBytes);
         return _out.FlushAsync(conn.Aborted);
     }
 
+    /// <summary>The exchange's one log line (and its metrics): status, verdict, rule, reason; bytes were counted as they moved.</summary>
     void LogExchange(int status, string rule, string? reason, Verdict verdict)
     {
-        Interlocked.Add(ref conn.BytesIn, _bytesIn);
-        Interlocked.Add(ref conn.BytesOut, _bytesOut);
-        ctx.Metrics.Bytes(ctx.Name, _bytesIn, _bytesOut);
-        ctx.Record(new AccessEvent
-        {
-            Id = _requestId,
-            Listener = ctx.Name,
-            Type = ctx.TypeName,
-            Client = conn.ClientText,
-            User = _user,
-            Request = _requestText,
-            Verdict = verdict,
-            Rule = rule,
-            Reason = reason,
-            Status = status,
-            BytesIn = _bytesIn,
-            BytesOut = _bytesOut,
-            DurationMs = Stopwatch.GetElapsedTime(_start).TotalMilliseconds,
-        });
+        var x = _x!;
+        x.Status = status;
+        x.User = _user;
+        if (verdict == Verdict.Allow) x.Allow(rule, reason);
+        else x.Deny(rule, reason);
+        x.Close();
     }
 }

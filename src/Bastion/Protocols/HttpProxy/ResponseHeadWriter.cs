@@ -14,7 +14,7 @@ static class ResponseHeadWriter
         Ascii(w, "HTTP/1.1 ");
         Number(w, status);
         Ascii(w, " ");
-        Ascii(w, string.IsNullOrEmpty(reason) ? ReasonPhrase(status) : reason);
+        Ascii(w, string.IsNullOrEmpty(reason) ? Http.ReasonPhrases.Get(status) : reason);
         Ascii(w, "\r\n");
     }
 
@@ -69,27 +69,4 @@ static class ResponseHeadWriter
         Utf8Formatter.TryFormat(v, span, out int n);
         w.Advance(n);
     }
-
-    public static string ReasonPhrase(int status) => status switch
-    {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        407 => "Proxy Authentication Required",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => ((HttpStatusCode)status).ToString(),
-    };
 }

@@ -1,8 +1,8 @@
-using Bastion.Cli;
 using Bastion.Configuration;
 using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
+using Bastion.Protocols.Http;
 
 namespace Bastion.Protocols.HttpReverse;
 
@@ -26,8 +26,23 @@ public sealed class HttpReverseDescriptor : IListenerDescriptor
         ReverseConfigCheck.Validate(l, error);
     }
 
-    public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error) =>
-        ExplainText.TryHttp(request, listener, a, out error);
+    /// <summary>
+    /// `METHOD URL` as a client would send it to this listener: host and path from the URL, `port` the listener's own
+    /// (the port the request arrives on, as live), mapped by the code the live handler uses.
+    /// </summary>
+    public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error)
+    {
+        if (!HttpAttributes.TrySplitRequest(request, out var method, out var url, out error)) return false;
+        if (method == "CONNECT")
+        {
+            error = "the reverse proxy does not take CONNECT: give 'METHOD URL'";
+            return false;
+        }
+        // Null: no URL at all (a usage error); a malformed or ambiguous one is the live 400 (HttpAttributes.Refusal).
+        return HttpAttributes.OriginUrl(a, method, url, listener.Listen.Port, listener, out error) is not null || error is null;
+    }
+
+    public Decision Decide(CompiledPolicy policy, RequestAttributes a, PolicyTrace? trace = null) => HttpDecisions.Decide(policy, a, trace);
 
     public IGatewayListener Create(ListenerContext ctx) => new ReverseProxyListener(ctx);
 }

@@ -3,13 +3,14 @@ using System.Net;
 using System.Net.Http;
 using System.Net.Sockets;
 using System.Text;
+using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
 using Bastion.Identity;
+using Bastion.Protocols.Http;
 using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Policy.Canonical;
-using Bastion.Protocols.Http.Shared;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.Primitives;
@@ -20,15 +21,16 @@ namespace Bastion.Protocols.HttpReverse;
 /// <summary>What one request carries through the pipeline and the transformer.</summary>
 sealed class RequestState
 {
-    public required string Id;
-    public required long Start;
+    /// <summary>The request's record: its access-log line and metrics.</summary>
+    public required Exchange X;
+    public string Id => X.Id;
     public required ReverseState State;
     public readonly RequestAttributes Attrs = new();
     /// <summary>The request target in its one canonical form: what is judged, routed and forwarded.</summary>
     public readonly CanonicalTarget Canonical = new();
     /// <summary>The protocols the request asks to upgrade to, lower-case (null: none).</summary>
     public string[]? Upgrade;
-    /// <summary>The 101 was relayed and logged: the line at the end is the tunnel's closing line.</summary>
+    /// <summary>The 101 was relayed and its decision line written: the line at the end is the tunnel's transfer line.</summary>
     public bool TunnelOpen;
     /// <summary>Bytes of an HTTP/1.1 upgraded connection, each way.</summary>
     public TunnelCounter? Tunnel;
@@ -42,7 +44,6 @@ sealed class RequestState
     public bool StripAuthorization;
     public long BytesIn, BytesOut;
     public CountingStream? InCounter, OutCounter;
-    public long ResponseHeadersAt;
 }
 
 /// <summary>Request headers as the policy engine sees them, without copying.</summary>
@@ -103,7 +104,9 @@ sealed class ReverseHandler
     public async Task HandleAsync(HttpContext http)
     {
         var st = State();
-        var rs = new RequestState { Id = Ids.Next(), Start = Stopwatch.GetTimestamp(), State = st };
+        var conn = http.Features.Get<ClientConnection>();
+        var x = conn is not null ? _ctx.Open(conn, ExchangeKinds.Request) : _ctx.OpenRefused($"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}");
+        var rs = new RequestState { X = x, State = st, Conn = conn };
         try
         {
             await ServeAsync(http, rs).ConfigureAwait(false);
@@ -117,8 +120,8 @@ sealed class ReverseHandler
         {
             Console.Error.WriteLine($"bastion: listener {_ctx.Name}: request {rs.Id} failed: {e}");
             if (!http.Response.HasStarted)
-                await Page(http, 500, $"500 Internal Server Error\nrequest {rs.Id} failed in bastion\n", rs).ConfigureAwait(false);
-            Log(http, rs, Verdict.Deny, 500, "error", e.GetType().Name);
+                await Page(http, 500, "the request failed inside the gateway", rs).ConfigureAwait(false);
+            Log(http, rs, Verdict.Deny, 500, PseudoRules.Error, e.GetType().Name);
         }
     }
 
@@ -128,62 +131,44 @@ sealed class ReverseHandler
         var cfg = st.Config;
         var req = http.Request;
         var a = rs.Attrs;
-        rs.Conn = http.Features.Get<ClientConnection>();
         var source = http.Connection.RemoteIpAddress ?? IPAddress.None;
         if (source.IsIPv4MappedToIPv6) source = source.MapToIPv4();
         a.Source = source;
-        a.Port = http.Connection.LocalPort;
-        a.Method = req.Method;
         a.Headers = new HeaderSource(req.Headers);
-        a.PathIgnoreCase = cfg.PathIgnoreCase;
         // The one canonical form (SPEC 2.1): the Host as every host is judged, the raw target normalised; what is
         // judged is what is routed and forwarded.
-        string? host = null, hostError = null;
-        if (req.Host.HasValue && !HostName.TryNormalize(req.Host.Host, out host, out hostError))
+        var raw = http.Features.Get<IHttpRequestFeature>()?.RawTarget ?? "/";
+        var status = HttpAttributes.OriginTarget(a, req.Method, req.Scheme, req.Host.HasValue ? req.Host.Host : null, req.Host.Port,
+            raw, http.Connection.LocalPort, cfg, rs.Canonical, st.NeedsUrl, out var targetError);
+        if (status != TargetStatus.Ok)
         {
-            await Deny(http, rs, 400, "Bad Request", "protocol", $"bad Host: {hostError}").ConfigureAwait(false);
+            await Deny(http, rs, 400, status == TargetStatus.Ambiguous ? AmbiguousRule : PseudoRules.Protocol, targetError!).ConfigureAwait(false);
             return;
-        }
-        a.Host = host;
-        var raw = http.Features.Get<IHttpRequestFeature>()?.RawTarget;
-        if (raw is null or "*") a.Path = req.Path.HasValue ? req.Path.Value : "/";
-        else
-        {
-            var status = RequestTarget.Parse(raw, cfg.AmbiguousPaths, rs.Canonical, out var why);
-            if (status != TargetStatus.Ok)
-            {
-                await Deny(http, rs, 400, "Bad Request", status == TargetStatus.Ambiguous ? "protocol.ambiguous_paths" : "protocol",
-                    $"{(status == TargetStatus.Ambiguous ? "ambiguous" : "malformed")} request target: {why}").ConfigureAwait(false);
-                return;
-            }
-            if (rs.Canonical.Host is null && host is not null) rs.Canonical.SetAuthority(req.Scheme, host, req.Host.Port ?? CanonicalTarget.DefaultPort(req.Scheme));
-            a.Path = rs.Canonical.PolicyPath;
-            if (st.NeedsUrl) a.Url = rs.Canonical.Url;
         }
         rs.Upgrade = RequestedUpgrade(http);
         if (rs.Upgrade is not null)
         {
             a.Upgrade = string.Join(", ", rs.Upgrade);
-            if (http.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgrade)
-                http.Features.Set<IHttpUpgradeFeature>(rs.Tunnel = new TunnelCounter(upgrade));
+            if (http.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgradeFeature)
+                http.Features.Set<IHttpUpgradeFeature>(rs.Tunnel = new TunnelCounter(upgradeFeature));
         }
         if (cfg.RefuseConflictingHeaders && st.Policy.ConflictingHeader(a.Headers) is { } conflict)
         {
-            await Deny(http, rs, 400, "Bad Request", "protocol.conflicting_headers", $"conflicting values of header '{conflict}', which a rule judges").ConfigureAwait(false);
+            await Deny(http, rs, 400, ConflictRule, $"conflicting values of header '{conflict}', which a rule judges").ConfigureAwait(false);
             return;
         }
 
         if (st.Rate is { } rate && !rate.TryTake(source, out var retryAfter))
         {
             http.Response.Headers.RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await Deny(http, rs, 429, "Too Many Requests", "limits.rate", "request rate limit exceeded").ConfigureAwait(false);
+            await Deny(http, rs, 429, PseudoRules.Rate, "request rate limit exceeded").ConfigureAwait(false);
             return;
         }
         if (req.ContentLength is long declared)
         {
             if (declared > cfg.Limits.MaxRequestBody)
             {
-                await Deny(http, rs, 413, "Content Too Large", "limits.max_request_body", $"request body over {cfg.Limits.MaxRequestBody} bytes").ConfigureAwait(false);
+                await Deny(http, rs, 413, PseudoRules.MaxRequestBody, $"request body over {cfg.Limits.MaxRequestBody} bytes").ConfigureAwait(false);
                 return;
             }
             rs.BytesIn = declared;
@@ -197,23 +182,16 @@ sealed class ReverseHandler
         if (cfg.Authenticate)
         {
             var header = req.Headers.Authorization;
-            string? bad = null;
-            if (!IdentityStore.TryParseBasic(header.Count > 0 ? header[0] : null, out var user, out var password))
-                bad = "credentials required";
-            else if (await st.Runtime.Identity.LoginAsync(user, password, source, http.RequestAborted).ConfigureAwait(false) is var login && login != LoginResult.Ok)
-            {
-                bad = login == LoginResult.Throttled ? "too many failed logins from this address: try again later" : "bad credentials";
-                _ctx.Metrics.AuthFailure(_ctx.Name);
-            }
-            if (bad is not null)
+            var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, source, http.RequestAborted).ConfigureAwait(false);
+            if (!auth.Ok)
             {
                 http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
-                await Deny(http, rs, 401, "Unauthorized", "authenticate", bad).ConfigureAwait(false);
+                await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
                 return;
             }
-            a.User = user;
+            a.User = auth.User;
             rs.StripAuthorization = true;
-            if (rs.Conn is { } c) c.User = user;
+            if (rs.Conn is { } c) c.User = auth.User;
         }
         else if (rs.Conn?.User is { } fromFront)
         {
@@ -221,21 +199,21 @@ sealed class ReverseHandler
             a.User = fromFront;
         }
 
-        var d = st.Policy.Evaluate(a);
+        var d = HttpDecisions.Decide(st.Policy, a);
         // An upgrade turns the connection into a tunnel the policy no longer sees: only a rule that names it allows it.
         if (d.Allowed && rs.Upgrade is not null && !st.Policy.AllowsUpgrade(d))
             d = Decision.Deny(d.RuleName, $"upgrade to {a.Upgrade} needs a rule that allows it (upgrade: {rs.Upgrade[0]})");
         rs.Decision = d;
         if (!d.Allowed)
         {
-            await Deny(http, rs, 403, "Forbidden", d.RuleName, d.Reason ?? "denied by policy").ConfigureAwait(false);
+            await Deny(http, rs, 403, d.RuleName, d.Reason ?? "denied by policy").ConfigureAwait(false);
             return;
         }
 
         var route = st.Routes.Match(a.Host, req.Method, a.Path!, req.Headers);
         if (route is null)
         {
-            await Page(http, 404, $"404 Not Found\nrequest {rs.Id}: no route for {req.Host.Value}{req.Path.Value}\n", rs).ConfigureAwait(false);
+            await Page(http, 404, $"no route for {req.Host.Value}{req.Path.Value}", rs).ConfigureAwait(false);
             Log(http, rs, Verdict.Allow, 404, d.RuleName, "no route");
             return;
         }
@@ -260,11 +238,12 @@ sealed class ReverseHandler
             var target = group.Pick();
             if (target is null)
             {
-                await Page(http, 503, $"503 Service Unavailable\nrequest {rs.Id}: no healthy upstream in '{group.Name}'\n", rs).ConfigureAwait(false);
+                await Page(http, 503, $"no healthy upstream in '{group.Name}'", rs).ConfigureAwait(false);
                 Log(http, rs, Verdict.Allow, 503, rs.Decision.RuleName, reason is null ? "no healthy upstream" : $"no healthy upstream ({reason})");
                 return;
             }
             rs.Target = target;
+            rs.X.Upstream = target.Prefix;
             target.Begin();
             ForwarderError err;
             try { err = await _forwarder.SendAsync(http, target.Prefix, group.Invoker, config, _transformer).ConfigureAwait(false); }
@@ -285,8 +264,7 @@ sealed class ReverseHandler
                 group.Answered(target, http.Response.StatusCode);
                 if (rs.TunnelOpen)
                 {
-                    // The decision line went out when the tunnel opened; this one closes it, with its bytes.
-                    Log(http, rs, Verdict.Allow, 101, rs.Decision.RuleName, $"{rs.Attrs.Upgrade} tunnel closed", closing: true);
+                    TunnelClosed(http, rs);
                     return;
                 }
                 Log(http, rs, Verdict.Allow, http.Response.StatusCode, rs.Decision.RuleName, rs.Decision.Reason);
@@ -316,9 +294,9 @@ sealed class ReverseHandler
                     _ => status,
                 };
                 if (!http.RequestAborted.IsCancellationRequested)
-                    await Page(http, status, $"{status} {ReasonPhrase(status)}\nrequest {rs.Id}: {reason}\n", rs).ConfigureAwait(false);
+                    await Page(http, status, reason, rs).ConfigureAwait(false);
             }
-            Log(http, rs, status == 413 ? Verdict.Deny : Verdict.Allow, status, status == 413 ? "limits.max_request_body" : rs.Decision.RuleName, reason);
+            Log(http, rs, status == 413 ? Verdict.Deny : Verdict.Allow, status, status == 413 ? PseudoRules.MaxRequestBody : rs.Decision.RuleName, reason);
             return;
         }
     }
@@ -356,6 +334,9 @@ sealed class ReverseHandler
         return e.Message;
     }
 
+    /// <summary>The log's rule for targets refused as ambiguous, and for conflicting header lines (docs/policy.md).</summary>
+    const string AmbiguousRule = "protocol.ambiguous_paths", ConflictRule = "protocol.conflicting_headers";
+
     /// <summary>
     /// What the request asks to upgrade to: an HTTP/1.1 `Upgrade` with `Connection: upgrade`, or HTTP/2's extended
     /// CONNECT. `h2c` is never an upgrade here (never forwarded: the request goes on as plain HTTP/1.1).
@@ -379,97 +360,61 @@ sealed class ReverseHandler
         return list?.ToArray();
     }
 
-    async Task Deny(HttpContext http, RequestState rs, int status, string phrase, string rule, string reason)
-    {
-        await Page(http, status, $"{status} {phrase}\nrequest {rs.Id} denied by bastion: {reason} (rule {rule})\n", rs).ConfigureAwait(false);
-        Log(http, rs, Verdict.Deny, status, rule, reason);
-    }
-
-    internal static Task Page(HttpContext http, int status, string text, RequestState? rs = null)
-    {
-        var resp = http.Response;
-        resp.StatusCode = status;
-        resp.ContentType = "text/plain; charset=utf-8";
-        resp.Headers.CacheControl = "no-store";
-        var bytes = Encoding.UTF8.GetBytes(text);
-        resp.ContentLength = bytes.Length;
-        if (rs is not null) rs.BytesOut = bytes.Length;
-        return resp.Body.WriteAsync(bytes).AsTask();
-    }
-
-    static string ReasonPhrase(int status) => status switch
-    {
-        400 => "Bad Request",
-        413 => "Content Too Large",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status),
-    };
-
-    /// <summary>A 101 is being relayed: the tunnel is logged when it opens (and again when it closes).</summary>
+    /// <summary>A 101 is being relayed: the request's decision line is written now, as the tunnel opens.</summary>
     internal void TunnelOpened(HttpContext http, RequestState rs)
     {
         rs.TunnelOpen = true;
-        _ctx.Record(new AccessEvent
-        {
-            Id = rs.Id,
-            Listener = _ctx.Name,
-            Type = _ctx.TypeName,
-            Client = rs.Conn?.ClientText ?? $"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}",
-            User = rs.Attrs.User,
-            Request = RequestText(http, rs),
-            Verdict = Verdict.Allow,
-            Rule = rs.Decision.RuleName,
-            Reason = $"upgraded to {rs.Attrs.Upgrade}: tunnel open",
-            Status = 101,
-            DurationMs = Stopwatch.GetElapsedTime(rs.Start).TotalMilliseconds,
-        });
+        Log(http, rs, Verdict.Allow, 101, rs.Decision.RuleName, $"upgraded to {rs.Attrs.Upgrade}: tunnel open");
     }
 
-    static string RequestText(HttpContext http, RequestState rs)
+    /// <summary>The tunnel closed: a transfer line with what crossed it each way.</summary>
+    void TunnelClosed(HttpContext http, RequestState rs)
     {
-        var req = http.Request;
-        if (rs.Attrs.Url is { } url) return $"{req.Method} {url}";
-        if (rs.Canonical.Host is not null) return $"{req.Method} {rs.Canonical.Url}";
-        return $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
+        if (rs.Conn is not { } conn) return;
+        var t = _ctx.Open(conn, ExchangeKinds.Transfer, rs.Id);
+        t.Request = rs.X.Request;
+        if (rs.Tunnel is { } counted) t.AddBytes(Interlocked.Read(ref counted.FromClient), Interlocked.Read(ref counted.ToClient));
+        t.Status = 101;
+        // No verdict: the decision was counted when the tunnel opened.
+        t.Reason = $"{rs.Attrs.Upgrade} tunnel closed";
+        t.Close();
     }
 
-    void Log(HttpContext http, RequestState rs, Verdict verdict, int status, string? rule, string? reason, bool closing = false)
+    async Task Deny(HttpContext http, RequestState rs, int status, string rule, string reason)
+    {
+        await Page(http, status, reason, rs, rule).ConfigureAwait(false);
+        Log(http, rs, Verdict.Deny, status, rule, reason);
+    }
+
+    /// <summary>The gateway's own answer: the shared HTML error page with the reason, the rule of a policy denial and the request id.</summary>
+    internal static Task Page(HttpContext http, int status, string reason, RequestState rs, string? rule = null)
+    {
+        var resp = http.Response;
+        resp.StatusCode = status;
+        resp.ContentType = ErrorPages.ContentType;
+        resp.Headers.CacheControl = "no-store";
+        resp.Headers["X-Bastion-Request-Id"] = rs.Id;
+        var bytes = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, rs.Id, rule));
+        resp.ContentLength = bytes.Length;
+        rs.BytesOut = bytes.Length;
+        return resp.Body.WriteAsync(bytes).AsTask();
+    }
+
+    /// <summary>The request's one log line: bytes from the body counters (or the declared lengths), the verdict, the rule.</summary>
+    void Log(HttpContext http, RequestState rs, Verdict verdict, int status, string? rule, string? reason)
     {
         var req = http.Request;
-        long bytesIn = rs.InCounter?.Count ?? rs.BytesIn;
-        long bytesOut = rs.OutCounter?.Count ?? rs.BytesOut;
-        if (closing && rs.Tunnel is { } t)
-        {
-            bytesIn += Interlocked.Read(ref t.FromClient);
-            bytesOut += Interlocked.Read(ref t.ToClient);
-        }
-        if (rs.Conn is { } c)
-        {
-            Interlocked.Add(ref c.BytesIn, bytesIn);
-            Interlocked.Add(ref c.BytesOut, bytesOut);
-        }
-        _ctx.Metrics.Bytes(_ctx.Name, bytesIn, bytesOut);
-        if (rs.ResponseHeadersAt != 0)
-            _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(rs.Start, rs.ResponseHeadersAt));
-        _ctx.Record(new AccessEvent
-        {
-            Id = rs.Id,
-            Listener = _ctx.Name,
-            Type = _ctx.TypeName,
-            Client = rs.Conn?.ClientText ?? $"{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}",
-            User = rs.Attrs.User,
-            Event = closing ? "connection" : "request",
-            Request = RequestText(http, rs),
-            Verdict = verdict,
-            Rule = rule,
-            Reason = reason,
-            Status = status,
-            BytesIn = bytesIn,
-            BytesOut = bytesOut,
-            DurationMs = Stopwatch.GetElapsedTime(rs.Start).TotalMilliseconds,
-        });
+        var x = rs.X;
+        x.AddIn(rs.InCounter?.Count ?? rs.BytesIn);
+        x.AddOut(rs.OutCounter?.Count ?? rs.BytesOut);
+        x.User = rs.Attrs.User;
+        x.Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}"
+            : rs.Canonical.Host is not null ? $"{req.Method} {rs.Canonical.Url}"
+            : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
+        x.Status = status;
+        if (verdict == Verdict.Allow) x.Allow(rule, reason);
+        else x.Deny(rule, reason);
+        x.Close();
     }
 }
 
@@ -536,28 +481,25 @@ sealed class BastionTransformer(ReverseHandler handler) : HttpTransformer
     public override async ValueTask<bool> TransformResponseAsync(HttpContext http, HttpResponseMessage? proxyResponse, CancellationToken ct)
     {
         var rs = http.Features.Get<RequestState>()!;
-        rs.ResponseHeadersAt = System.Diagnostics.Stopwatch.GetTimestamp();
+        rs.X.ResponseStarted();
         if (proxyResponse is not null && UpstreamResponses.Refusal(proxyResponse, rs.Upgrade) is { } refusal)
         {
             // Never relayed; YARP disposes the unread response, which drops the upstream connection.
             rs.ResponseRefused = $"upstream sent {refusal}";
             http.Response.Headers.Clear();
-            await ReverseHandler.Page(http, 502, $"502 Bad Gateway\nrequest {rs.Id}: {rs.ResponseRefused}\n", rs).ConfigureAwait(false);
+            await ReverseHandler.Page(http, 502, rs.ResponseRefused, rs).ConfigureAwait(false);
             return false;
         }
         if (proxyResponse is not null && rs.State.Policy.HasResponseRules)
         {
-            var a = rs.Attrs;
-            a.ContentType = UpstreamResponses.ContentTypes(proxyResponse);
-            a.Size = proxyResponse.Content.Headers.ContentLength ?? -1;
-            var d = rs.State.Policy.EvaluateResponse(a);
+            var headers = proxyResponse.Content.Headers;
+            var d = HttpDecisions.JudgeResponse(rs.State.Policy, rs.Attrs, UpstreamResponses.ContentTypes(proxyResponse), headers.ContentLength);
             if (!d.Allowed)
             {
                 // Nothing of the upstream's response has been sent: replace it whole.
                 rs.ResponseDenied = d;
                 http.Response.Headers.Clear();
-                await ReverseHandler.Page(http, 403,
-                    $"403 Forbidden\nrequest {rs.Id} denied by bastion: {d.Reason ?? "response denied by policy"} (rule {d.RuleName})\n", rs).ConfigureAwait(false);
+                await ReverseHandler.Page(http, 403, d.Reason ?? "response denied by policy", rs, d.RuleName).ConfigureAwait(false);
                 return false;
             }
         }

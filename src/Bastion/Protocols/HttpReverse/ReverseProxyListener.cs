@@ -24,16 +24,16 @@ namespace Bastion.Protocols.HttpReverse;
 public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
 {
     readonly ListenerContext _ctx = ctx;
+    readonly Admission _admission = new(ctx);
     WebApplication? _app;
     ReverseHandler? _handler;
-    int _active;
     bool _stopped;
 
     public string Name => _ctx.Name;
     public ListenerType Type => _ctx.Type;
     public IPEndPoint? BoundEndPoint { get; private set; }
     public bool IsRunning => _app is not null && !_stopped;
-    public int ActiveConnections => Volatile.Read(ref _active);
+    public int ActiveConnections => _admission.Active;
 
     /// <summary>For tests and the admin API: the upstream groups in force and their targets' health.</summary>
     public IReadOnlyDictionary<string, UpstreamGroup> Upstreams => _handler?.State().Groups ?? [];
@@ -44,8 +44,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
         var rt = _ctx.Runtime;
         var limits = cfg.Limits;
         var certs = cfg.Tls.IsEmpty ? null : new ServerCertificates(rt.Config, cfg.Tls);
-        var ep = cfg.Listen.ToIPEndPoint()
-            ?? new IPEndPoint((await Dns.GetHostAddressesAsync(cfg.Listen.Host, ct).ConfigureAwait(false)).First(), cfg.Listen.Port);
+        var ep = ListenSockets.EndPoint(cfg.Listen);
 
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "bastion" });
         builder.Services.AddLogging(b => b.ClearProviders());
@@ -92,108 +91,36 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
         _ctx.Remember(cfg);
     }
 
+    /// <summary>
+    /// The shared admission on Kestrel's raw transport, before TLS and HTTP: limit, registry, the PROXY header (read
+    /// off Kestrel's input pipe; setting c.RemoteEndPoint makes Kestrel report the client it names to every request),
+    /// and the closed line when the connection ends.
+    /// </summary>
     async Task OnConnectionAsync(ConnectionContext c, ConnectionDelegate next)
     {
-        var cfg = _ctx.Config;
         if (c.RemoteEndPoint is not IPEndPoint peer) { await next(c).ConfigureAwait(false); return; }
-        if (Interlocked.Increment(ref _active) > cfg.Limits.MaxConnections)
+        if (!_admission.TryEnter())
         {
-            Interlocked.Decrement(ref _active);
-            _ctx.RecordRefused(peer.ToString(), "limits.max_connections", "connection limit reached");
+            _admission.RefuseOverLimit(peer.ToString());
             c.Abort();
             return;
         }
-        var conn = new ClientConnection
+        var conn = _admission.Register(Transport.FromPipe(c.Transport), peer, c.LocalEndPoint as IPEndPoint);
+        try
         {
-            Listener = Name,
-            Type = _ctx.TypeName,
-            Client = peer,
-            Local = c.LocalEndPoint as IPEndPoint,
-            Transport = Transport.FromPipe(c.Transport),
-        };
-        // PROXY protocol (accept_proxy_protocol): a trusted front must open with a v1/v2 header. It precedes TLS and
-        // HTTP, so it is read here on the raw transport; setting c.RemoteEndPoint makes Kestrel report the client it
-        // names to every request (policy `source`, X-Forwarded-For, logs).
-        if (_ctx.TrustsProxyProtocolFrom(peer.Address))
-        {
-            var (header, error) = await ReadProxyHeaderAsync(c, cfg.Limits.HeaderTimeout, c.ConnectionClosed).ConfigureAwait(false);
-            if (header is null)
+            if (!await _admission.IdentifyAsync(conn).ConfigureAwait(false))
             {
-                Interlocked.Decrement(ref _active);
-                _ctx.RecordRefused(peer.ToString(), "accept_proxy_protocol", error, conn.Id, conn.Age.TotalMilliseconds);
                 c.Abort();
                 return;
             }
-            conn.ProxyHeader = header;
-            if (header.Source is { } src)
-            {
-                c.RemoteEndPoint = src;
-                conn.Client = src;
-            }
-            if (header.VerifiedClientCn is { } cn) conn.User ??= cn;
-        }
-        c.Features.Set(conn);
-        _ctx.Connections.Add(conn);
-        _ctx.Metrics.ConnectionOpened(Name);
-        try
-        {
+            if (conn.ProxyHeader?.Source is { } src) c.RemoteEndPoint = src;
+            c.Features.Set(conn);
             using var reg = conn.Aborted.Register(static s => ((ConnectionContext)s!).Abort(), c);
             await next(c).ConfigureAwait(false);
         }
         finally
         {
-            _ctx.Connections.Remove(conn);
-            _ctx.Metrics.ConnectionClosed(Name);
-            Interlocked.Decrement(ref _active);
-            _ctx.RecordClosed(conn);
-        }
-    }
-
-    /// <summary>
-    /// Takes exactly one PROXY header off the connection's input pipe (nothing past it: what follows is TLS or HTTP
-    /// for Kestrel). Null with a reason when the front sent something else, too much, or nothing in time.
-    /// </summary>
-    static async Task<(ProxyHeader? Header, string? Error)> ReadProxyHeaderAsync(ConnectionContext c, TimeSpan timeout, CancellationToken ct)
-    {
-        var input = c.Transport.Input;
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        cts.CancelAfter(timeout);
-        try
-        {
-            while (true)
-            {
-                var result = await input.ReadAsync(cts.Token).ConfigureAwait(false);
-                var buffer = result.Buffer;
-                switch (ProxyProtocol.TryParse(buffer, out var header, out var error))
-                {
-                    case ProxyParseStatus.Parsed:
-                        input.AdvanceTo(buffer.GetPosition(header!.Length));
-                        return (header, null);
-                    case ProxyParseStatus.Malformed:
-                        input.AdvanceTo(buffer.Start);
-                        return (null, error);
-                }
-                if (buffer.Length >= ProxyProtocol.DefaultMaxLength)
-                {
-                    input.AdvanceTo(buffer.Start);
-                    return (null, "PROXY header too long");
-                }
-                if (result.IsCompleted)
-                {
-                    input.AdvanceTo(buffer.Start);
-                    return (null, "connection closed before a PROXY header");
-                }
-                // Incomplete: keep it all and wait for more.
-                input.AdvanceTo(buffer.Start, buffer.End);
-            }
-        }
-        catch (OperationCanceledException)
-        {
-            return (null, ct.IsCancellationRequested ? "connection closed before a PROXY header" : "no PROXY header in time");
-        }
-        catch (Exception e) when (e is IOException or ConnectionResetException or ConnectionAbortedException)
-        {
-            return (null, "connection closed before a PROXY header");
+            _admission.Release(conn);
         }
     }
 
@@ -201,6 +128,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
     {
         if (_stopped) return;
         _stopped = true;
+        _admission.StopAccepting();
         if (_app is { } app)
         {
             // Kestrel stops accepting, lets requests (and upgraded connections) finish until drain, then aborts them.
@@ -208,6 +136,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
             catch (OperationCanceledException) { }
             await app.DisposeAsync().ConfigureAwait(false);
         }
+        using (var none = new CancellationTokenSource(TimeSpan.Zero)) await _admission.DrainAsync(none.Token).ConfigureAwait(false);
         _handler?.State().DisposeGroups();
     }
 

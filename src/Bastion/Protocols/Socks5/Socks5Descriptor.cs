@@ -18,10 +18,7 @@ public sealed class Socks5Descriptor : IListenerDescriptor
     {
         error = null;
         if (!HostPort.TryParse(request.Trim(), out var t)) { error = $"'{request}' is not host:port"; return false; }
-        // As the session judges it: the host normalised (lowercase, no trailing dot, punycode, IPv4 shorthands).
-        if (!Policy.Canonical.HostName.TryNormalize(t!.Host, out var host, out var why)) { error = $"bad host '{t.Host}': {why}"; return false; }
-        a.Host = host;
-        a.Port = t.Port;
+        Socks5Session.Fill(a, t!.Host, t.Port);
         return true;
     }
 

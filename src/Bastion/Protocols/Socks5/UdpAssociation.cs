@@ -1,8 +1,8 @@
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Bastion.Configuration;
 using Bastion.Hosting;
-using Bastion.Observability;
 using Bastion.Policy;
 using Bastion.Gateway;
 
@@ -15,7 +15,7 @@ namespace Bastion.Protocols.Socks5;
 /// Fragments are not supported (dropped, as the RFC allows); datagrams from anyone else are dropped.
 /// </summary>
 sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket udp, IPAddress clientIp, SocksTarget declared,
-    Limits limits, Action<long, long> onBytes)
+    Limits limits)
 {
     public readonly record struct Stats(long BytesIn, long BytesOut, long Forwarded, long Returned, long Dropped);
 
@@ -33,7 +33,9 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
     long _lastDenyLog;
     long _in, _out, _forwarded, _returned, _dropped;
 
-    public async Task<Stats> RunAsync(Socket control)
+    readonly Exchange _record = conn.Record;
+
+    public async Task<Stats> RunAsync(PipeReader control)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
         var watch = WatchControlAsync(control, cts);
@@ -48,14 +50,18 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
     }
 
     /// <summary>The association ends when the client closes the TCP connection (anything it sends there is ignored).</summary>
-    static async Task WatchControlAsync(Socket control, CancellationTokenSource cts)
+    static async Task WatchControlAsync(PipeReader control, CancellationTokenSource cts)
     {
-        var b = new byte[256];
         try
         {
-            while (await control.ReceiveAsync(b, SocketFlags.None, cts.Token).ConfigureAwait(false) > 0) { }
+            while (true)
+            {
+                var r = await control.ReadAsync(cts.Token).ConfigureAwait(false);
+                control.AdvanceTo(r.Buffer.End);
+                if (r.IsCompleted || r.IsCanceled) break;
+            }
         }
-        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException or IOException or InvalidOperationException) { }
         try { cts.Cancel(); } catch (ObjectDisposedException) { }
     }
 
@@ -124,7 +130,7 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
         await udp.SendToAsync(payload, SocketFlags.None, dest, ct).ConfigureAwait(false);
         _forwarded++;
         _in += payload.Length;
-        onBytes(payload.Length, 0);
+        _record.AddIn(payload.Length);
     }
 
     async Task FromPeerAsync(byte[] buffer, int n, SocketAddress from, CancellationToken ct)
@@ -137,7 +143,7 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
         await udp.SendToAsync(buffer.AsMemory(HeaderRoom - hl, hl + n), SocketFlags.None, _client!, ct).ConfigureAwait(false);
         _returned++;
         _out += n;
-        onBytes(0, n);
+        _record.AddOut(n);
     }
 
     async Task<IPAddress?> ResolveAsync(string name, CancellationToken ct)
@@ -152,28 +158,25 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
         return pick;
     }
 
-    /// <summary>Each destination's first verdict is logged; later denials at most once a second, so a flood cannot flood the log.</summary>
+    /// <summary>
+    /// Each destination's first verdict is logged; later denials at most once a second, so a flood cannot flood the
+    /// log. Every decision is counted in the metrics all the same.
+    /// </summary>
     void LogDecision(SocksTarget target, Decision d)
     {
         var key = target.ToString();
         bool first = false;
         if (_logged.Count < MaxLoggedTargets) first = _logged.Add(key);
         long now = Environment.TickCount64;
-        if (!first && (d.Allowed || now - _lastDenyLog < 1000)) return;
-        if (!d.Allowed) _lastDenyLog = now;
-        ctx.Record(new AccessEvent
+        if (!first && (d.Allowed || now - _lastDenyLog < 1000))
         {
-            Id = conn.Id,
-            Listener = ctx.Name,
-            Type = ctx.TypeName,
-            Client = conn.ClientText,
-            User = conn.User,
-            Request = $"UDP {key}",
-            Verdict = d.Verdict,
-            Rule = d.RuleName,
-            Reason = d.Reason,
-            Status = d.Allowed ? SocksReply.Succeeded : SocksReply.NotAllowed,
-            DurationMs = conn.Age.TotalMilliseconds,
-        });
+            ctx.CountUnlogged(d);
+            return;
+        }
+        if (!d.Allowed) _lastDenyLog = now;
+        var x = ctx.Open(conn, ExchangeKinds.Request, conn.Id);
+        x.Request = $"UDP {key}";
+        x.Status = d.Allowed ? SocksReply.Succeeded : SocksReply.NotAllowed;
+        x.Decide(d).Close();
     }
 }

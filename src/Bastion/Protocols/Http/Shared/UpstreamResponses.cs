@@ -1,7 +1,7 @@
 using System.Net;
 using Bastion.Policy;
 
-namespace Bastion.Protocols.Http.Shared;
+namespace Bastion.Protocols.Http;
 
 /// <summary>
 /// Response heads from upstreams that cannot be relayed as they are (issue 9): a response framed two ways (the client

@@ -1,11 +1,12 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Bastion.Configuration;
 
-namespace Bastion.Hosting;
+namespace Bastion.Gateway;
 
 public enum ProxyParseStatus { NeedMore, Parsed, Malformed }
 
@@ -24,7 +25,7 @@ public sealed record ProxyHeader(int Version, bool IsLocal, IPEndPoint? Source, 
 /// <summary>
 /// PROXY protocol v1 (text) and v2 (binary), sans I/O: <see cref="TryParse(ReadOnlySpan{byte}, out ProxyHeader?, out string?, int)"/>
 /// works on whatever bytes have arrived and says need-more, parsed (with the header's length) or malformed.
-/// Shared by the socket listeners (<see cref="StreamListener"/>) and the Kestrel-based reverse proxy.
+/// Read by <see cref="Admission"/> for every listener, socket-based and Kestrel-based alike.
 /// See https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt.
 /// </summary>
 public static class ProxyProtocol
@@ -276,58 +277,54 @@ public static class ProxyProtocol
         return h;
     }
 
-    // ---- reading from a socket ----
+    // ---- reading from a connection ----
 
     /// <summary>
-    /// Reads exactly one PROXY header from a fresh connection, never consuming a byte past it (peek, then take),
-    /// so the protocol that follows starts clean. Returns the header, or null with a reason when the peer sent
-    /// something else, too much, or nothing in time.
+    /// Takes exactly one PROXY header off the connection's input pipe, nothing past it: what follows (TLS, HTTP,
+    /// SOCKS...) stays in the pipe for the protocol. Null with a reason when the front sent something else, too
+    /// much, or nothing in time. The one reader for socket listeners and Kestrel's alike.
     /// </summary>
-    public static async Task<(ProxyHeader? Header, string? Error)> ReadAsync(Socket socket, TimeSpan timeout,
+    public static async Task<(ProxyHeader? Header, string? Error)> ReadAsync(PipeReader input, TimeSpan timeout,
         CancellationToken ct, int maxLength = DefaultMaxLength)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(maxLength);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
-        int filled = 0;
         try
         {
             while (true)
             {
-                // Peek waits for data without taking it; what is taken below is header bytes only.
-                int n = await socket.ReceiveAsync(buffer.AsMemory(filled, maxLength - filled), SocketFlags.Peek, cts.Token).ConfigureAwait(false);
-                if (n == 0) return (null, "connection closed before a PROXY header");
-                var status = TryParse(buffer.AsSpan(0, filled + n), out var header, out var error, maxLength);
-                switch (status)
+                var result = await input.ReadAsync(cts.Token).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                switch (TryParse(buffer, out var header, out var error, maxLength))
                 {
                     case ProxyParseStatus.Parsed:
-                        // The same bytes again, now taken off the socket (no further than the header's end).
-                        await TakeAsync(socket, buffer.AsMemory(filled, header!.Length - filled), cts.Token).ConfigureAwait(false);
+                        input.AdvanceTo(buffer.GetPosition(header!.Length));
                         return (header, null);
                     case ProxyParseStatus.Malformed:
+                        input.AdvanceTo(buffer.Start);
                         return (null, error);
                 }
-                if (filled + n >= maxLength) return (null, "PROXY header too long");
-                // Incomplete: every byte seen so far belongs to the header, so take them and wait for more.
-                await TakeAsync(socket, buffer.AsMemory(filled, n), cts.Token).ConfigureAwait(false);
-                filled += n;
+                if (buffer.Length >= maxLength)
+                {
+                    input.AdvanceTo(buffer.Start);
+                    return (null, "PROXY header too long");
+                }
+                if (result.IsCompleted)
+                {
+                    input.AdvanceTo(buffer.Start);
+                    return (null, "connection closed before a PROXY header");
+                }
+                // Incomplete: keep it all and wait for more.
+                input.AdvanceTo(buffer.Start, buffer.End);
             }
         }
-        catch (OperationCanceledException) when (!ct.IsCancellationRequested)
+        catch (OperationCanceledException)
         {
-            return (null, "no PROXY header in time");
+            return (null, ct.IsCancellationRequested ? "connection closed before a PROXY header" : "no PROXY header in time");
         }
-        finally { ArrayPool<byte>.Shared.Return(buffer); }
-    }
-
-    static async ValueTask TakeAsync(Socket socket, Memory<byte> into, CancellationToken ct)
-    {
-        int got = 0;
-        while (got < into.Length)
+        catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
-            int n = await socket.ReceiveAsync(into[got..], SocketFlags.None, ct).ConfigureAwait(false);
-            if (n == 0) throw new IOException("connection closed inside a PROXY header");
-            got += n;
+            return (null, "connection closed before a PROXY header");
         }
     }
 }

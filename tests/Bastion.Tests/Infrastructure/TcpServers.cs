@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 
-namespace Bastion.Tests.Tcp;
+namespace Bastion.Tests.Infrastructure;
 
 /// <summary>
 /// Plain TCP servers on 127.0.0.1 (or ::1), port 0, for relay tests. Echo: sends back everything it reads and,
@@ -91,52 +91,5 @@ public sealed class TcpServer : IAsyncDisposable
         _stop.Cancel();
         _listen.Dispose();
         await _loop;
-    }
-}
-
-public static class Sock
-{
-    public static async Task<Socket> ConnectAsync(int port, IPAddress? address = null)
-    {
-        var s = new Socket((address ?? IPAddress.Loopback).AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        await s.ConnectAsync(new IPEndPoint(address ?? IPAddress.Loopback, port), cts.Token);
-        return s;
-    }
-
-    public static async Task SendAsync(this Socket s, byte[] data)
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        await s.SendAsync(data, SocketFlags.None, cts.Token);
-    }
-
-    /// <summary>Reads exactly n bytes (fails on end of stream or after 10 s).</summary>
-    public static async Task<byte[]> ReadExactlyAsync(this Socket s, int n)
-    {
-        var buf = new byte[n];
-        int got = 0;
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (got < n)
-        {
-            int r = await s.ReceiveAsync(buf.AsMemory(got), SocketFlags.None, cts.Token);
-            if (r == 0) throw new EndOfStreamException($"closed after {got} of {n} bytes");
-            got += r;
-        }
-        return buf;
-    }
-
-    /// <summary>Reads until the peer closes (or resets); returns what came.</summary>
-    public static async Task<byte[]> ReadToEndAsync(this Socket s, TimeSpan? timeout = null)
-    {
-        var ms = new MemoryStream();
-        var buf = new byte[64 * 1024];
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(10));
-        try
-        {
-            int r;
-            while ((r = await s.ReceiveAsync(buf, SocketFlags.None, cts.Token)) > 0) ms.Write(buf, 0, r);
-        }
-        catch (SocketException) { }
-        return ms.ToArray();
     }
 }

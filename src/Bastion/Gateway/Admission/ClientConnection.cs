@@ -1,9 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using Bastion.Gateway;
 
-namespace Bastion.Hosting;
+namespace Bastion.Gateway;
 
 /// <summary>Short unique ids for connections and requests: a per-process random prefix and a counter.</summary>
 public static class Ids
@@ -36,6 +35,9 @@ public sealed class ClientConnection
     public Socket? Socket => Transport.Socket;
     /// <summary>The connection this one serves (an FTP data channel's control connection); null for client connections.</summary>
     public ClientConnection? Parent { get; private set; }
+    /// <summary>The connection's own record: protocols set its Request, Status and Reason; <see cref="Admission.Release"/> writes it as the closed line.</summary>
+    public Exchange Record { get; internal set; } = null!;
+    internal CancellationTokenRegistration DrainRegistration;
     public DateTime Started { get; } = DateTime.UtcNow;
     public long StartTimestamp { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
     public string? User { get; set; }

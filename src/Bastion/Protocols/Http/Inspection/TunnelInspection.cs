@@ -1,0 +1,261 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Runtime.CompilerServices;
+using Bastion.Configuration;
+using Bastion.Gateway;
+using Bastion.Gateway.Tls;
+using Bastion.Hosting;
+using Bastion.Policy;
+using Bastion.Protocols.HttpProxy;
+
+namespace Bastion.Protocols.Http.Inspection;
+
+/// <summary>How the CONNECT line is logged once the tunnel's fate is known.</summary>
+delegate void ConnectLog(int status, string rule, string? reason, Verdict verdict, string tls, string? sni);
+
+/// <summary>
+/// What happens after a CONNECT is allowed and the origin's TCP connection is open (SPEC 3, tls_inspection):
+/// read the ClientHello without answering, ask the policy again with its `sni`, then splice (relay untouched,
+/// the peeked bytes first) or inspect: TLS to the origin first (offering the client's ALPN, verifying its
+/// certificate), then TLS to the client with a certificate minted for the name (mirroring the protocol the origin
+/// chose), and every request inside goes through the forward-proxy engine like a plain one.
+/// </summary>
+sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, ForwardInspection state)
+{
+    static readonly SslApplicationProtocol[] Inspectable = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
+
+    /// <summary>Runs the tunnel to its end; returns the reason to put on the connection line, if any.</summary>
+    /// <param name="upstream">The origin's socket; null when the CONNECT waits for the server name to be allowed.</param>
+    /// <param name="connectLater">Connects to the origin once the policy allowed the server name.</param>
+    public async Task<string?> RunAsync(Transport? upstream,
+        Func<Task<(Transport? Transport, int Status, string? Reason)>> connectLater, RequestAttributes attrs, Decision decision,
+        Limits limits, ConnectLog log)
+    {
+        var settings = ctx.Runtime.Inspection.GetValueOrDefault(ctx.Name);
+        var connectHost = Unbracket(attrs.Host!);
+        var (status, hello, peekError) = await PeekAsync(conn.Transport.Input, limits.HeaderTimeout).ConfigureAwait(false);
+        var sni = hello?.ServerName;
+        var name = sni ?? connectHost;
+
+        // The policy again, now that it can see the name inside TLS.
+        if (sni is not null || upstream is null)
+        {
+            attrs.Sni = sni;
+            var d = ctx.Policy.Evaluate(attrs);
+            if (!d.Allowed)
+            {
+                log(403, d.RuleName, d.Reason ?? "denied by policy", Verdict.Deny, "refused", sni);
+                state.Counted(ctx, "refused");
+                return sni is null ? "tunnel closed: denied (no TLS server name)" : $"tunnel closed: server name {sni} denied";
+            }
+            decision = d;
+        }
+        if (upstream is null)
+        {
+            var (connected, code, why) = await connectLater().ConfigureAwait(false);
+            if (connected is null)
+            {
+                log(code, decision.RuleName, why, Verdict.Allow, "refused", sni);
+                return why;
+            }
+            upstream = connected;
+        }
+        await using var owned = upstream;
+
+        bool inspectTarget = settings is not null && settings.ShouldInspect(connectHost);
+        if (status != HelloStatus.Parsed)
+        {
+            if (inspectTarget)
+            {
+                var why = $"not TLS after CONNECT to an inspected host ({peekError})";
+                log(200, "tls_inspection", why, Verdict.Deny, "refused", null);
+                state.Counted(ctx, "refused");
+                return why;
+            }
+            log(200, decision.RuleName, decision.Reason, Verdict.Allow, "spliced", null);
+            return await SpliceAsync(upstream, limits).ConfigureAwait(false);
+        }
+
+        // A name the client claims differs from the CONNECT host: inspected unless both are skipped.
+        bool inspect = settings is not null && (settings.ShouldInspect(name) || (name != connectHost && inspectTarget));
+        if (!inspect)
+        {
+            log(200, decision.RuleName, decision.Reason, Verdict.Allow, "spliced", sni);
+            return await SpliceAsync(upstream, limits).ConfigureAwait(false);
+        }
+        return await InspectAsync(settings!, hello!, name, sni, upstream, attrs, decision, limits, log).ConfigureAwait(false);
+    }
+
+    static readonly System.Runtime.CompilerServices.ConditionalWeakTable<CompiledPolicy, StrongBox<(bool Asks, HashSet<string> SniRules, bool SniAllows)>> SniUse = new();
+
+    static (bool Asks, HashSet<string> SniRules, bool SniAllows) Sni(CompiledPolicy p) =>
+        SniUse.GetValue(p, static p =>
+        {
+            static bool Uses(Condition c) => c.Attribute == "sni" || (c is NotCondition n && n.Inner.Any(Uses));
+            var rules = p.RequestRules.Where(r => r.Conditions.Any(Uses)).ToList();
+            return new((rules.Count > 0, rules.Select(r => r.Name).ToHashSet(StringComparer.Ordinal), rules.Any(r => r.Verdict == Verdict.Allow)));
+        }).Value;
+
+    /// <summary>Whether any request rule of the policy asks about `sni` (then every tunnel is peeked).</summary>
+    public static bool AsksSni(CompiledPolicy p) => Sni(p).Asks;
+
+    /// <summary>A CONNECT denied by the default or by a rule on `sni` may be allowed once the server name is known.</summary>
+    public static bool SniMayAllow(CompiledPolicy p, Decision d)
+    {
+        var (_, sniRules, sniAllows) = Sni(p);
+        return sniAllows && (d.RuleName == $"{p.Name}#default" || sniRules.Contains(d.RuleName));
+    }
+
+    /// <summary>Relays untouched, the peeked bytes first (they are still in the client's pipe).</summary>
+    async Task<string?> SpliceAsync(Transport upstream, Limits limits)
+    {
+        state.Counted(ctx, "spliced");
+        await StreamRelay.RunAsync(conn.Transport, upstream, limits.IdleTimeout, conn.Record.Counter, conn.Aborted).ConfigureAwait(false);
+        return null;
+    }
+
+    async Task<string?> InspectAsync(InspectionSettings settings, ClientHello hello, string name, string? sni,
+        Transport upstream, RequestAttributes attrs, Decision decision, Limits limits, ConnectLog log)
+    {
+        string? Refuse(string why)
+        {
+            log(200, "tls_inspection", why, Verdict.Deny, "refused", sni);
+            state.Counted(ctx, "refused");
+            return why;
+        }
+        if (!settings.Ca.Permits(name)) return Refuse($"the inspection CA's name constraints do not cover {name}");
+        // Only HTTP can be inspected: a client that offers ALPN but neither h2 nor http/1.1 speaks something else.
+        List<SslApplicationProtocol>? alpn = null;
+        if (!hello.Alpn.IsEmpty)
+        {
+            alpn = [.. Inspectable.Where(p => hello.Alpn.Contains(p.ToString()))];
+            if (!state.Http2Enabled) alpn.Remove(SslApplicationProtocol.Http2);
+            if (alpn.Count == 0) return Refuse($"the client offers only {string.Join(", ", hello.Alpn)} (ALPN), which cannot be inspected");
+        }
+
+        // The origin first: what it accepts is what the client is offered.
+        var cache = state.Tls.CacheFor(settings.Ca);
+        var minting = cache.GetAsync(name);
+        var origin = await OriginTls.HandshakeAsync(new NetworkStream(upstream.Socket!, ownsSocket: false), name, alpn, settings, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        SslApplicationProtocol chosen;
+        if (origin.Ok) chosen = origin.Protocol;
+        else chosen = alpn is null ? default : (alpn.Contains(SslApplicationProtocol.Http11) ? SslApplicationProtocol.Http11 : alpn[0]);
+
+        SslStreamCertificateContext certificate;
+        try { certificate = await minting.ConfigureAwait(false); }
+        catch (Exception e) when (e is CaException or System.Security.Cryptography.CryptographicException)
+        {
+            if (origin.Stream is { } s) await s.DisposeAsync().ConfigureAwait(false);
+            return Refuse($"cannot mint a certificate for {name}: {e.Message}");
+        }
+
+        // The ClientHello read to decide is still in the client's pipe: it goes into the handshake first.
+        var client = new SslStream(new ReplayStream(conn.Transport.TakeBuffered(), conn.Transport.Stream), leaveInnerStreamOpen: true);
+        var serverOptions = new SslServerAuthenticationOptions
+        {
+            ServerCertificateContext = certificate,
+            ApplicationProtocols = chosen == default ? null : [chosen],
+            ClientCertificateRequired = false,
+        };
+        using (var hs = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted))
+        {
+            hs.CancelAfter(limits.HeaderTimeout);
+            try { await client.AuthenticateAsServerAsync(serverOptions, hs.Token).ConfigureAwait(false); }
+            catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException)
+            {
+                if (origin.Stream is { } s) await s.DisposeAsync().ConfigureAwait(false);
+                await client.DisposeAsync().ConfigureAwait(false);
+                if (e is OperationCanceledException && conn.Aborted.IsCancellationRequested) throw;
+                var why = e is OperationCanceledException
+                    ? $"the client did not finish the TLS handshake for {name} within {limits.HeaderTimeout.TotalSeconds:0.#}s"
+                    : $"the client refused the minted certificate for {name}: {TlsAlerts.Describe(e)} (a client that pins certificates needs a tls_inspection.skip entry)";
+                log(200, decision.RuleName, why, Verdict.Allow, "inspected", sni);
+                state.Counted(ctx, "client_refused");
+                return why;
+            }
+        }
+
+        log(200, decision.RuleName, origin.Ok ? decision.Reason : origin.Error, Verdict.Allow, "inspected", sni);
+        state.Counted(ctx, "inspected");
+        var targetAddress = upstream.RemoteEndPoint!.Address;
+        using var target = new InspectedOrigin
+        {
+            Name = name,
+            Sni = sni,
+            Port = attrs.Port,
+            Failure = origin.Ok ? null : origin.Error,
+            Http2 = client.NegotiatedApplicationProtocol == SslApplicationProtocol.Http2,
+        };
+        if (origin.Stream is { } first)
+        {
+            if (target.Http2)
+            {
+                // HTTP/2's client does its own TLS: the first connection only told what the origin speaks.
+                await first.DisposeAsync().ConfigureAwait(false);
+                target.Upstream = InspectedOrigin.Http2Client(target, targetAddress, attrs.Port, settings, limits);
+            }
+            else target.Upstream = InspectedOrigin.Http1Client(first, ct => ReconnectAsync(targetAddress, attrs.Port, name, chosen, settings, limits, ct), limits);
+        }
+        await using (client.ConfigureAwait(false))
+        {
+            if (target.Http2) await state.Http2.ServeAsync(client, target, conn).ConfigureAwait(false);
+            else
+            {
+                await using var decrypted = Transport.FromStream(client);
+                await new HttpProxySession(ctx, conn, target.Upstream!, state, target, decrypted).RunAsync().ConfigureAwait(false);
+            }
+        }
+        return null;
+    }
+
+    /// <summary>A further connection to the same origin address, verified the same way (the first one closed).</summary>
+    async ValueTask<Stream> ReconnectAsync(IPAddress address, int port, string name, SslApplicationProtocol protocol,
+        InspectionSettings settings, Limits limits, CancellationToken ct)
+    {
+        var c = await Connector.ConnectAsync([address], port, limits.ConnectTimeout, ct).ConfigureAwait(false);
+        if (!c.Ok) throw new HttpRequestException(HttpRequestError.ConnectionError, $"cannot connect to {name}:{port}: {c.Message ?? c.Error.ToString()}");
+        var o = await OriginTls.HandshakeAsync(new NetworkStream(c.Socket!, ownsSocket: true), name,
+            protocol == default ? null : [protocol], settings, limits.ConnectTimeout, ct).ConfigureAwait(false);
+        if (!o.Ok) throw new HttpRequestException(HttpRequestError.SecureConnectionError, o.Error);
+        return o.Stream!;
+    }
+
+    /// <summary>Reads the client's first bytes until a whole ClientHello, something else, or the header timeout.</summary>
+    /// <remarks>
+    /// Nothing is consumed: the bytes stay in the client's pipe for what comes next (the relay when spliced, the TLS
+    /// handshake when inspected). The timeout cancels the pending read rather than the read's token, so that the
+    /// bytes read so far stay there too.
+    /// </remarks>
+    async Task<(HelloStatus, ClientHello?, string?)> PeekAsync(PipeReader input, TimeSpan timeout)
+    {
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
+        cts.CancelAfter(timeout);
+        using var reg = cts.Token.UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
+        while (true)
+        {
+            var r = await input.ReadAsync().ConfigureAwait(false);
+            var status = ClientHelloParser.TryParse(r.Buffer, out var hello, out var error);
+            if (status == HelloStatus.NeedMore && !r.IsCanceled && !r.IsCompleted)
+            {
+                input.AdvanceTo(r.Buffer.Start, r.Buffer.End);
+                continue;
+            }
+            input.AdvanceTo(r.Buffer.Start);
+            reg.Dispose();
+            // A timeout that fired after the last read returned left a cancellation pending: take it off the pipe.
+            if (cts.IsCancellationRequested && !r.IsCanceled && input.TryRead(out var stray)) input.AdvanceTo(stray.Buffer.Start);
+            if (status == HelloStatus.NeedMore)
+            {
+                conn.Aborted.ThrowIfCancellationRequested();
+                error = r.IsCompleted ? "the client closed before a whole ClientHello" : $"no ClientHello within {timeout.TotalSeconds:0.#}s";
+            }
+            return (status, hello, error);
+        }
+    }
+
+    static string Unbracket(string host) => host.Length > 2 && host[0] == '[' && host[^1] == ']' ? host[1..^1] : host;
+}

@@ -1,0 +1,575 @@
+using System.Buffers;
+using System.Net.Security;
+using System.Text;
+using Bastion.Configuration;
+using Bastion.Gateway;
+using Bastion.Hosting;
+using Bastion.Policy;
+
+namespace Bastion.Protocols.Smtp;
+
+/// <summary>
+/// One client's SMTP session (SPEC 3, smtp). The gateway is the server to the client and the client to the MTA:
+/// accept → connect the upstream and greet with the gateway's banner → read and parse each command → ask the
+/// policy at MAIL, each RCPT and the end of data → relay to the server one command at a time → answer the client
+/// with the server's reply (a message is accepted only when the server accepted it) → log each decision and each
+/// message. PIPELINING towards the client is the gateway's own: replies are written in order and sent when the
+/// client has nothing more queued.
+/// </summary>
+sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConnection conn)
+{
+    readonly ListenerConfig _cfg = ctx.Config;
+    readonly SmtpConfig _smtp = ctx.Config.Smtp ?? SmtpListener.DefaultConfig;
+    readonly RequestAttributes _attrs = new() { Source = conn.Client.Address, User = conn.User };
+    readonly SmtpCommand _cmd = new();
+    readonly CancellationTokenSource _idle = new();
+    Transport Client => conn.Transport;
+    LineReader _lines = null!;
+    Exchange _connX = null!;
+
+    SmtpUpstream? _up;
+    bool _upHello;
+    bool _upInTransaction;
+    string? _lastUpstreamError;
+    string? _upTls;
+    string? _clientTls;
+    CancellationTokenSource _linked = null!;
+
+    // Session state (reset by EHLO and STARTTLS).
+    string? _helo;
+    bool _esmtp;
+    Extensions.Offer _offer;
+    CommandOptions _opts;
+
+    // The transaction (reset by RSET, EHLO, and the end of each message).
+    MailPath? _from;
+    long _declared = -1;
+    MailBody _body;
+    bool _utf8;
+    readonly List<string> _rcpts = [];
+    int _denied;
+    int _tried;
+
+    string Host => listener.HostName(_smtp);
+
+    public async Task RunAsync()
+    {
+        _connX = ctx.Open(conn, ExchangeKinds.Connection);
+        _linked = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted, _idle.Token);
+        _connX.Request = $"SMTP {_cfg.Upstream}";
+        _lines = new LineReader(Client.Input, _smtp.MaxLine - 2);
+        _opts = new CommandOptions(false, false, false, false, _smtp.AllowAddressHacks);
+        try
+        {
+            if (!await ConnectUpstreamAsync().ConfigureAwait(false))
+            {
+                await ReplyAsync($"421 4.4.1 {Host} service not available, try again later", flush: true).ConfigureAwait(false);
+                _connX.Status = 421;
+                _connX.Reason = _lastUpstreamError;
+                return;
+            }
+            await ReplyAsync($"220 {listener.Banner(_smtp)}", flush: true).ConfigureAwait(false);
+            while (await NextCommandAsync().ConfigureAwait(false)) { }
+        }
+        finally
+        {
+            if (_up is { } up)
+            {
+                try { await up.QuitAsync().ConfigureAwait(false); }
+                catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or ObjectDisposedException
+                    or InvalidOperationException or OperationCanceledException or NotSupportedException)
+                { }
+                await up.DisposeAsync().ConfigureAwait(false);
+            }
+            _connX.Tls = TlsText();
+            _connX.Close();
+            _linked.Dispose();
+            _idle.Dispose();
+        }
+    }
+
+    /// <summary>Reads, parses and answers one command; false when the session is over.</summary>
+    async Task<bool> NextCommandAsync()
+    {
+        // Replies to pipelined commands go out together, once the client has nothing more queued.
+        if (!_lines.HasBuffered) await FlushAsync().ConfigureAwait(false);
+        LineRead read;
+        _idle.TryReset();
+        _idle.CancelAfter(_cfg.Limits.IdleTimeout);
+        try { read = await _lines.ReadAsync(_linked.Token).ConfigureAwait(false); }
+        catch (OperationCanceledException) when (_idle.IsCancellationRequested && !conn.Aborted.IsCancellationRequested)
+        {
+            _connX.Reason = "idle timeout";
+            await ReplyAsync($"421 4.4.2 {Host} idle timeout, closing connection", flush: true).ConfigureAwait(false);
+            return false;
+        }
+        _connX.AddIn(read.WireLength);
+        switch (read.Status)
+        {
+            case LineStatus.End:
+                return false;
+            case LineStatus.TooLong:
+                await Refuse(500, "5.5.2", $"line too long (max {_smtp.MaxLine} octets)").ConfigureAwait(false);
+                return true;
+        }
+        if (read.Flags != LineFlags.None)
+        {
+            await Refuse(500, "5.5.2", "bare CR or LF in a command line; lines end with CRLF").ConfigureAwait(false);
+            return true;
+        }
+        var err = SmtpCommandParser.Parse(read.Line.Span, _opts, _cmd);
+        if (err.IsError)
+        {
+            await ReplyAsync($"{err.Code} {err.Enhanced} {err.Reason}").ConfigureAwait(false);
+            return true;
+        }
+        switch (_cmd.Verb)
+        {
+            case SmtpVerb.Helo or SmtpVerb.Ehlo: return await HelloAsync(_cmd.Verb == SmtpVerb.Ehlo, _cmd.Argument!).ConfigureAwait(false);
+            case SmtpVerb.Mail: return await MailAsync().ConfigureAwait(false);
+            case SmtpVerb.Rcpt: return await RcptAsync().ConfigureAwait(false);
+            case SmtpVerb.Data: return await DataAsync().ConfigureAwait(false);
+            case SmtpVerb.Rset:
+                if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
+                await ReplyAsync("250 2.0.0 OK").ConfigureAwait(false);
+                return true;
+            case SmtpVerb.Noop: await ReplyAsync("250 2.0.0 OK").ConfigureAwait(false); return true;
+            case SmtpVerb.Help: await ReplyAsync("214 2.0.0 See RFC 5321").ConfigureAwait(false); return true;
+            case SmtpVerb.Vrfy: await ReplyAsync("252 2.5.2 Cannot VRFY user; send mail and delivery will be attempted").ConfigureAwait(false); return true;
+            case SmtpVerb.Expn: await ReplyAsync("502 5.5.1 EXPN not available").ConfigureAwait(false); return true;
+            case SmtpVerb.Auth: await ReplyAsync("502 5.5.1 AUTH not available").ConfigureAwait(false); return true;
+            case SmtpVerb.StartTls: return await StartTlsAsync().ConfigureAwait(false);
+            case SmtpVerb.Quit:
+                await ReplyAsync($"221 2.0.0 {Host} closing connection", flush: true).ConfigureAwait(false);
+                return false;
+            default:
+                await ReplyAsync("502 5.5.1 command not implemented").ConfigureAwait(false);
+                return true;
+        }
+    }
+
+    // ---- session commands -------------------------------------------------------------------------------------
+
+    async Task<bool> HelloAsync(bool esmtp, string name)
+    {
+        if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
+        if (!await EnsureUpstreamAsync(name).ConfigureAwait(false))
+        {
+            await ReplyAsync($"421 4.4.1 {Host} service not available, try again later", flush: true).ConfigureAwait(false);
+            _connX.Status = 421;
+            _connX.Reason = _lastUpstreamError;
+            return false;
+        }
+        _helo = name;
+        _esmtp = esmtp;
+        _offer = esmtp
+            ? Extensions.Decide(listener.AllowedExtensions(_smtp), _up!.Capabilities, listener.ServerCertificate(ctx.Runtime.Config, _smtp) is not null, Client.IsTls)
+            : default;
+        _opts = new CommandOptions(_offer.Size, _offer.EightBitMime, _offer.SmtpUtf8, false, _smtp.AllowAddressHacks);
+        if (!esmtp)
+        {
+            await ReplyAsync($"250 {Host}").ConfigureAwait(false);
+            return true;
+        }
+        var lines = Extensions.EhloLines(Host, name, _offer, _smtp.MaxMessage);
+        await ReplyAsync(new SmtpReply(250, lines).Wire(), raw: true).ConfigureAwait(false);
+        return true;
+    }
+
+    async Task<bool> StartTlsAsync()
+    {
+        if (Client.IsTls) { await ReplyAsync("503 5.5.1 TLS already active").ConfigureAwait(false); return true; }
+        if (!_offer.StartTls) { await ReplyAsync("454 4.7.0 TLS not available").ConfigureAwait(false); return true; }
+        var cert = listener.ServerCertificate(ctx.Runtime.Config, _smtp)!;
+        await ReplyAsync("220 2.0.0 Ready to start TLS", flush: true).ConfigureAwait(false);
+        var options = new SslServerAuthenticationOptions { ServerCertificateContext = cert };
+        var up = await Client.UpgradeToServerTlsAsync(options, _cfg.Limits.HeaderTimeout, conn.Aborted).ConfigureAwait(false);
+        if (up.DiscardedBytes > 0)
+        {
+            // CVE-2011-0411: commands sent in the clear after STARTTLS must never be read as if they came over TLS.
+            var x = ctx.Open(conn, ExchangeKinds.Request);
+            x.Request = "STARTTLS";
+            x.Deny(PseudoRules.Protocol, $"{up.DiscardedBytes} bytes pipelined after STARTTLS were discarded (CVE-2011-0411)");
+            x.Close();
+        }
+        if (!up.Ok)
+        {
+            _connX.Reason = up.Error;
+            return false;
+        }
+        _lines = new LineReader(Client.Input, _smtp.MaxLine - 2);
+        _clientTls = Client.Tls is { } tls ? SmtpUpstream.TlsName(tls.SslProtocol) : null;
+        // RFC 3207 4.2: everything learnt before TLS is forgotten; the client says EHLO again.
+        if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
+        _helo = null;
+        _offer = default;
+        _opts = new CommandOptions(false, false, false, false, _smtp.AllowAddressHacks);
+        return true;
+    }
+
+    // ---- the transaction --------------------------------------------------------------------------------------
+
+    async Task<bool> MailAsync()
+    {
+        if (_helo is null) { await ReplyAsync("503 5.5.1 send HELO/EHLO first").ConfigureAwait(false); return true; }
+        if (_from is not null) { await ReplyAsync("503 5.5.1 nested MAIL command").ConfigureAwait(false); return true; }
+        var path = _cmd.Path!;
+        var x = ctx.Open(conn, ExchangeKinds.Request);
+        x.Request = $"MAIL FROM:{path.Wire}";
+        try
+        {
+            if (_cmd.DeclaredSize > _smtp.MaxMessage)
+            {
+                x.Deny("smtp.max_message", $"declared size {_cmd.DeclaredSize} exceeds {_smtp.MaxMessage}");
+                return await Answer(x, 552, "5.3.4", "message size exceeds fixed maximum message size").ConfigureAwait(false);
+            }
+            SmtpAttributes.ForMail(_attrs, path, _cmd.DeclaredSize);
+            var d = ctx.Policy.EvaluateAll(_attrs);
+            x.Decide(d);
+            if (!d.Allowed) return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
+            if (!await EnsureUpstreamAsync(_helo).ConfigureAwait(false))
+            {
+                x.Reason = _lastUpstreamError;
+                return await Answer(x, 451, "4.4.1", "upstream not available, try again later").ConfigureAwait(false);
+            }
+            var caps = _up!.Capabilities;
+            var line = new StringBuilder("MAIL FROM:").Append(path.Wire);
+            if (_cmd.DeclaredSize >= 0 && caps.Size >= 0) line.Append(" SIZE=").Append(_cmd.DeclaredSize);
+            if (_cmd.Body != MailBody.None && caps.EightBitMime) line.Append(_cmd.Body == MailBody.EightBitMime ? " BODY=8BITMIME" : " BODY=7BIT");
+            if (_cmd.SmtpUtf8 && caps.SmtpUtf8) line.Append(" SMTPUTF8");
+            var reply = await UpstreamCommandAsync(line.ToString(), x).ConfigureAwait(false);
+            if (reply is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
+            _upInTransaction = true;
+            if (reply.IsPositive)
+            {
+                _from = path;
+                _declared = _cmd.DeclaredSize;
+                _body = _cmd.Body;
+                _utf8 = _cmd.SmtpUtf8;
+            }
+            return await RelayAsync(x, reply).ConfigureAwait(false);
+        }
+        finally { x.Close(); }
+    }
+
+    async Task<bool> RcptAsync()
+    {
+        if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before RCPT").ConfigureAwait(false); return true; }
+        var path = _cmd.Path!;
+        _tried++;
+        var x = ctx.Open(conn, ExchangeKinds.Request);
+        x.Request = $"RCPT TO:{path.Wire}";
+        try
+        {
+            if (_rcpts.Count >= _smtp.MaxRecipients)
+            {
+                x.Deny("smtp.max_recipients", $"more than {_smtp.MaxRecipients} recipients");
+                return await Answer(x, 452, "4.5.3", "too many recipients").ConfigureAwait(false);
+            }
+            SmtpAttributes.ForRcpt(_attrs, _from, path, _declared);
+            var d = ctx.Policy.EvaluateAll(_attrs);
+            x.Decide(d);
+            if (!d.Allowed)
+            {
+                _denied++;
+                return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
+            }
+            var reply = await UpstreamCommandAsync($"RCPT TO:{path.Wire}", x).ConfigureAwait(false);
+            if (reply is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
+            if (reply.IsPositive) _rcpts.Add(path.Address);
+            return await RelayAsync(x, reply).ConfigureAwait(false);
+        }
+        finally { x.Close(); }
+    }
+
+    async Task<bool> DataAsync()
+    {
+        if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before DATA").ConfigureAwait(false); return true; }
+        if (_rcpts.Count == 0)
+        {
+            await ReplyAsync(_tried > 0 ? "554 5.5.1 no valid recipients" : "503 5.5.1 need RCPT before DATA").ConfigureAwait(false);
+            return true;
+        }
+        var x = ctx.Open(conn, ExchangeKinds.Request);
+        x.Request = MessageText();
+        try
+        {
+            var go = await UpstreamCommandAsync("DATA", x).ConfigureAwait(false);
+            if (go is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
+            if (go.Code != 354)
+            {
+                x.Deny(PseudoRules.Protocol, $"upstream refused DATA: {go}");
+                await ResetLocalAsync().ConfigureAwait(false);
+                return await RelayAsync(x, go).ConfigureAwait(false);
+            }
+            await ReplyAsync("354 End data with <CR><LF>.<CR><LF>", flush: true).ConfigureAwait(false);
+            var up = _up!;
+            up.Output.Write(ReceivedHeader.Build(_helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, false, x.Id,
+                _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now));
+            bool ended;
+            DataScanner scanner;
+            string? lost;
+            try { (ended, scanner, lost) = await StreamDataAsync(up, x).ConfigureAwait(false); }
+            catch
+            {
+                // Idle timeout or a vanished client mid-message: the server must not deliver a half.
+                DropUpstream(abort: true);
+                x.Deny(PseudoRules.Protocol, "the client stopped sending during DATA");
+                throw;
+            }
+            if (!ended)
+            {
+                // The client went away mid-message: the server must not deliver a half.
+                DropUpstream(abort: true);
+                x.Deny(PseudoRules.Protocol, "client closed the connection during DATA");
+                return false;
+            }
+            if (scanner.Refusal is { } refusal)
+            {
+                DropUpstream(abort: true);
+                x.Deny(scanner.RefusalCode == 552 ? "smtp.max_message" : PseudoRules.Protocol, refusal);
+                await ResetLocalAsync().ConfigureAwait(false);
+                return await Answer(x, scanner.RefusalCode, scanner.RefusalEnhanced, refusal).ConfigureAwait(false);
+            }
+            if (lost is not null)
+            {
+                DropUpstream(abort: true);
+                x.Reason = lost;
+                await ResetLocalAsync().ConfigureAwait(false);
+                return await Answer(x, 451, "4.4.2", "upstream connection lost, message not accepted; try again later").ConfigureAwait(false);
+            }
+            SmtpAttributes.ForMessage(_attrs, _from, _rcpts, scanner.Size);
+            var d = ctx.Policy.EvaluateAll(_attrs);
+            x.Decide(d);
+            if (!d.Allowed)
+            {
+                DropUpstream(abort: true);
+                await ResetLocalAsync().ConfigureAwait(false);
+                return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
+            }
+            // Only now does the server see the end of data: its reply decides the client's.
+            var done = await UpstreamCommandAsync(".", x).ConfigureAwait(false);
+            await ResetLocalAsync().ConfigureAwait(false);
+            _upInTransaction = false;
+            if (done is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
+            return await RelayAsync(x, done).ConfigureAwait(false);
+        }
+        finally { x.Close(); }
+    }
+
+    /// <summary>
+    /// Relays the message from the client's pipe to the server through the <see cref="DataScanner"/>, up to the
+    /// client's end of data. False when the client closed first; a server that fails mid-way is noted and the rest
+    /// is read and dropped, so that the session stays in step with the client.
+    /// </summary>
+    async Task<(bool Ended, DataScanner Scanner, string? Lost)> StreamDataAsync(SmtpUpstream up, Exchange x)
+    {
+        var scanner = listener.Scanner(_smtp);
+        scanner.Reset();
+        var input = Client.Input;
+        IBufferWriter<byte> sink = up.Output;
+        string? lost = null;
+        while (true)
+        {
+            _idle.TryReset();
+            _idle.CancelAfter(_cfg.Limits.IdleTimeout);
+            var result = await input.ReadAsync(_linked.Token).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            long offset = 0;
+            bool end = false;
+            foreach (var segment in buffer)
+            {
+                var st = scanner.Feed(segment.Span, sink, out int used);
+                offset += used;
+                if (st == DataStatus.End) { end = true; break; }
+            }
+            var to = end ? buffer.GetPosition(offset) : buffer.End;
+            input.AdvanceTo(to);
+            x.AddIn(offset);
+            if (lost is null && scanner.Refusal is null)
+            {
+                lost = await up.FlushAsync(conn.Aborted).ConfigureAwait(false);
+                if (lost is not null) sink = Discard.Instance;
+            }
+            if (end) return (true, scanner, lost);
+            if (result.IsCompleted) return (false, scanner, lost);
+        }
+    }
+
+    /// <summary>RSET towards the server when it has a transaction open; false when the server is gone.</summary>
+    async Task<bool> ResetTransactionAsync()
+    {
+        bool ok = true;
+        if (_upInTransaction && _up is not null)
+        {
+            var (r, err) = await _up.CommandAsync("RSET", conn.Aborted).ConfigureAwait(false);
+            if (r is null)
+            {
+                _lastUpstreamError = err;
+                DropUpstream(abort: true);
+                ok = false;
+            }
+        }
+        await ResetLocalAsync().ConfigureAwait(false);
+        return ok;
+    }
+
+    Task ResetLocalAsync()
+    {
+        _upInTransaction = false;
+        _from = null;
+        _declared = -1;
+        _body = MailBody.None;
+        _utf8 = false;
+        _rcpts.Clear();
+        _denied = 0;
+        _tried = 0;
+        return Task.CompletedTask;
+    }
+
+    string MessageText()
+    {
+        var sb = new StringBuilder("DATA from=").Append(_from!.Wire).Append(" to=");
+        for (int i = 0; i < _rcpts.Count; i++) sb.Append(i == 0 ? "<" : ",<").Append(_rcpts[i]).Append('>');
+        if (_denied > 0) sb.Append(" denied=").Append(_denied);
+        return sb.ToString();
+    }
+
+    // ---- the upstream -----------------------------------------------------------------------------------------
+
+    async Task<bool> ConnectUpstreamAsync()
+    {
+        var targets = listener.Targets(ctx.Runtime.Config, _cfg);
+        var opened = await SmtpUpstream.OpenAsync(targets, listener.NextStart(targets.Count), _cfg.Limits.ConnectTimeout,
+            _cfg.Limits.ResponseTimeout, conn.Aborted).ConfigureAwait(false);
+        if (opened.Upstream is null)
+        {
+            _lastUpstreamError = opened.Error;
+            return false;
+        }
+        _up = opened.Upstream;
+        _upHello = false;
+        conn.Target = _up.Target.ToString();
+        _connX.Upstream = conn.Target;
+        return true;
+    }
+
+    /// <summary>An upstream session that has said EHLO: the one open, or a new one after a message was aborted.</summary>
+    async Task<bool> EnsureUpstreamAsync(string name)
+    {
+        if (_up is null && !await ConnectUpstreamAsync().ConfigureAwait(false)) return false;
+        if (_upHello) return true;
+        var error = await _up!.HelloAsync(name, _smtp.UpstreamTls, ctx.Runtime.Config, _smtp, conn.Aborted).ConfigureAwait(false);
+        if (error is not null)
+        {
+            _lastUpstreamError = error;
+            DropUpstream(abort: false);
+            return false;
+        }
+        _upHello = true;
+        _upTls = _up.TlsVersion;
+        return true;
+    }
+
+    async Task<SmtpReply?> UpstreamCommandAsync(string line, Exchange x)
+    {
+        x.Upstream = _up!.Target.ToString();
+        var (reply, error) = await _up.CommandAsync(line, conn.Aborted).ConfigureAwait(false);
+        if (reply is null) _lastUpstreamError = error;
+        return reply;
+    }
+
+    /// <summary>The server went away or sent garbage: the client gets 421 and the session ends (nothing was accepted).</summary>
+    async Task<bool> UpstreamLostAsync(Exchange? x = null)
+    {
+        DropUpstream(abort: true);
+        if (x is not null)
+        {
+            x.Reason = _lastUpstreamError;
+            x.Status = 421;
+        }
+        _connX.Reason = _lastUpstreamError;
+        await ReplyAsync($"421 4.4.2 {Host} upstream connection lost, closing; try again later", flush: true).ConfigureAwait(false);
+        return false;
+    }
+
+    void DropUpstream(bool abort)
+    {
+        if (_up is not { } up) return;
+        _up = null;
+        _upHello = false;
+        _upInTransaction = false;
+        if (abort) up.Abort();
+        _ = up.DisposeAsync().AsTask();
+    }
+
+    // ---- replies ----------------------------------------------------------------------------------------------
+
+    /// <summary>The server's reply, relayed to the client; a 421 from the server ends the session too.</summary>
+    async Task<bool> RelayAsync(Exchange x, SmtpReply reply)
+    {
+        x.Status = reply.Code;
+        if (!reply.IsPositive && x.Reason is null) x.Reason = $"upstream: {reply}";
+        await ReplyAsync(reply.Wire(), raw: true, flush: reply.Code == 421).ConfigureAwait(false);
+        if (reply.Code == 421)
+        {
+            DropUpstream(abort: false);
+            return false;
+        }
+        return true;
+    }
+
+    async Task<bool> Answer(Exchange x, int code, string enhanced, string text)
+    {
+        x.Status = code;
+        await ReplyAsync($"{code} {enhanced} {Sanitize(text)}").ConfigureAwait(false);
+        return true;
+    }
+
+    async Task Refuse(int code, string enhanced, string text)
+    {
+        var x = ctx.Open(conn, ExchangeKinds.Request);
+        x.Request = "(command)";
+        x.Deny(PseudoRules.Protocol, text);
+        x.Status = code;
+        x.Close();
+        await ReplyAsync($"{code} {enhanced} {text}").ConfigureAwait(false);
+    }
+
+    ValueTask ReplyAsync(string text, bool raw = false, bool flush = false)
+    {
+        var bytes = Encoding.UTF8.GetBytes(raw ? text : text + "\r\n");
+        Client.Output.Write(bytes);
+        _connX.AddOut(bytes.Length);
+        return flush ? FlushAsync() : ValueTask.CompletedTask;
+    }
+
+    async ValueTask FlushAsync() => await Client.Output.FlushAsync(conn.Aborted).ConfigureAwait(false);
+
+    /// <summary>Policy reasons come from the config: keep them on one printable line.</summary>
+    static string Sanitize(string s)
+    {
+        Span<char> buf = s.Length <= 256 ? stackalloc char[s.Length] : new char[s.Length];
+        for (int i = 0; i < s.Length; i++) buf[i] = s[i] is < ' ' or '\u007f' ? ' ' : s[i];
+        return new string(buf);
+    }
+
+    string TlsText()
+    {
+        // Read from fields: the streams may be disposed by now.
+        return $"client={_clientTls ?? "none"} upstream={_upTls ?? "none"}";
+    }
+
+    /// <summary>Where message bytes go once the server is gone: nowhere, in constant memory.</summary>
+    sealed class Discard : IBufferWriter<byte>
+    {
+        public static readonly Discard Instance = new();
+        readonly byte[] _buf = new byte[64 * 1024];
+
+        public void Advance(int count) { }
+
+        public Memory<byte> GetMemory(int sizeHint = 0) => sizeHint <= _buf.Length ? _buf : new byte[sizeHint];
+
+        public Span<byte> GetSpan(int sizeHint = 0) => sizeHint <= _buf.Length ? _buf : new byte[sizeHint];
+    }
+}
