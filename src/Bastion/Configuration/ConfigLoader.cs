@@ -138,7 +138,7 @@ public static class ConfigLoader
             if (typeText is null) continue;
             if (!ListenerTypes.TryParse(typeText, out var type))
             {
-                w.Error(tn.Value, $"unknown listener type '{typeText}' (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
+                w.Error(tn.Value, $"unknown listener type '{typeText}'{Suggest.Hint(typeText, Enum.GetValues<ListenerType>().Select(ListenerTypes.Name))} (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
                 continue;
             }
             if (!m.TryGetValue("listen", out var ln)) { w.Error(item, $"listener '{name}' needs 'listen: host:port'"); continue; }
@@ -298,11 +298,50 @@ public static class ConfigLoader
 
     static FtpConfig? ParseFtp(YamlWalker w, YamlNode n)
     {
-        var m = w.Map(n, "ftp", "passive_ports", "data_mode");
+        var m = w.Map(n, "ftp", "passive_ports", "passive_address", "data_mode", "tls", "client_tls", "upstream_tls",
+            "upstream_ca", "max_line", "data_timeout");
         if (m is null) return null;
-        var mode = m.TryGetValue("data_mode", out var d) ? w.Scalar(d.Value, "data_mode") ?? "passive" : "passive";
-        if (mode is not ("passive" or "active" or "keep")) w.Error(d.Value, $"data_mode must be passive, active or keep, not '{mode}'");
-        return new FtpConfig(m.TryGetValue("passive_ports", out var p) ? w.Scalar(p.Value, "passive_ports") : null, mode, w.Pos(n));
+        string? S(string k) => m.TryGetValue(k, out var v) ? w.Scalar(v.Value, k) : null;
+        YamlNode At(string k) => m.TryGetValue(k, out var v) ? v.Value : n;
+        var mode = S("data_mode") ?? "passive";
+        if (mode is not ("passive" or "active" or "keep")) w.Error(At("data_mode"), $"data_mode must be passive, active or keep, not '{mode}'");
+        var ports = S("passive_ports");
+        int lo = 0, hi = 0;
+        if (ports is not null && !TryPortRange(ports, out lo, out hi))
+            w.Error(At("passive_ports"), $"passive_ports: '{ports}' is not a port or a range like 50000-50100 (1024-65535)");
+        var address = S("passive_address");
+        if (address is not null && (!System.Net.IPAddress.TryParse(address, out var ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork))
+            w.Error(At("passive_address"), $"passive_address: '{address}' is not an IPv4 address (PASV replies carry IPv4; EPSV carries only the port)");
+        var clientTls = S("client_tls") ?? "optional";
+        if (clientTls is not ("optional" or "required")) w.Error(At("client_tls"), $"client_tls must be optional or required, not '{clientTls}'");
+        var upstreamTls = S("upstream_tls") ?? "off";
+        if (upstreamTls is not ("required" or "opportunistic" or "off")) w.Error(At("upstream_tls"), $"upstream_tls must be required, opportunistic or off, not '{upstreamTls}'");
+        var cfg = new FtpConfig(ports, mode, w.Pos(n))
+        {
+            PassiveLow = lo,
+            PassiveHigh = hi,
+            PassiveAddress = address,
+            Tls = m.TryGetValue("tls", out var t) ? ParseTlsCert(w, t.Value, "ftp.tls") : null,
+            ClientTlsRequired = clientTls == "required",
+            UpstreamTls = upstreamTls,
+            UpstreamCa = S("upstream_ca"),
+            UpstreamCaPos = w.Pos(At("upstream_ca")),
+        };
+        if (m.TryGetValue("max_line", out var ml)) cfg = cfg with { MaxLine = w.Int(ml.Value, "max_line", 64, 65536) ?? cfg.MaxLine };
+        if (m.TryGetValue("data_timeout", out var dt)) cfg = cfg with { DataTimeout = w.Duration(dt.Value, "data_timeout") ?? cfg.DataTimeout };
+        if (cfg.ClientTlsRequired && cfg.Tls is null) w.Error(At("client_tls"), "client_tls: required needs ftp.tls (a certificate and key)");
+        return cfg;
+    }
+
+    /// <summary>`50000` or `50000-50100`, within 1024-65535.</summary>
+    static bool TryPortRange(string s, out int lo, out int hi)
+    {
+        lo = hi = 0;
+        int dash = s.IndexOf('-');
+        var a = dash < 0 ? s : s[..dash];
+        var b = dash < 0 ? s : s[(dash + 1)..];
+        if (!int.TryParse(a, System.Globalization.NumberStyles.None, null, out lo) || !int.TryParse(b, System.Globalization.NumberStyles.None, null, out hi)) return false;
+        return lo >= 1024 && hi <= 65535 && lo <= hi;
     }
 
     static SmtpConfig? ParseSmtp(YamlWalker w, YamlNode n)

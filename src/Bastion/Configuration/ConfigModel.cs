@@ -116,7 +116,30 @@ public sealed record RouteConfig(
     ImmutableDictionary<string, string> Headers, string Upstream,
     string? StripPrefix, string? RewritePrefix, SourcePos Pos);
 
-public sealed record FtpConfig(string? PassivePorts, string DataMode, SourcePos Pos);
+/// <summary>The `ftp:` section of an ftp listener (SPEC 2). Defaults: OS-picked passive ports, passive towards the server, no TLS.</summary>
+public sealed record FtpConfig(string? PassivePorts, string DataMode, SourcePos Pos)
+{
+    /// <summary>`passive_ports` parsed: the range PASV/EPSV listeners are opened in; 0-0 lets the OS pick.</summary>
+    public int PassiveLow { get; init; }
+    public int PassiveHigh { get; init; }
+    /// <summary>What PASV replies announce instead of the control connection's local address (a gateway behind NAT).</summary>
+    public string? PassiveAddress { get; init; }
+    /// <summary>AUTH TLS towards clients with this certificate.</summary>
+    public TlsCertConfig? Tls { get; init; }
+    /// <summary>`client_tls: required`: USER before AUTH TLS, and data without PROT P, are refused.</summary>
+    public bool ClientTlsRequired { get; init; }
+    /// <summary>required | opportunistic | off: AUTH TLS towards the server.</summary>
+    public string UpstreamTls { get; init; } = "off";
+    /// <summary>PEM bundle trusted for the server's certificate besides the system store (`upstream_tls: required`).</summary>
+    public string? UpstreamCa { get; init; }
+    public SourcePos UpstreamCaPos { get; init; }
+    /// <summary>Longest command line accepted from clients (without CRLF).</summary>
+    public int MaxLine { get; init; } = 512;
+    /// <summary>Time for a data connection to be opened (by the client, the server or the gateway).</summary>
+    public TimeSpan DataTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    public static readonly FtpConfig Default = new(null, "passive", default);
+}
 
 public sealed record SmtpConfig(string? Banner, ImmutableArray<string> Extensions, TlsCertConfig? Tls,
     string UpstreamTls, int MaxRecipients, SourcePos Pos)

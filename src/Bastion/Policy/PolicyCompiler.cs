@@ -37,7 +37,7 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
     {
         name = v.Text[1..];
         if (!v.Text.StartsWith('@')) return false;
-        if (!lists.Has(name)) Error(v.Pos, $"unknown list '@{name}' (define it under 'lists:')");
+        if (!lists.Has(name)) Error(v.Pos, $"unknown list '@{name}'{Suggest.Hint(name, lists.Names)} (define it under 'lists:')");
         return true;
     }
 
@@ -74,7 +74,7 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                     foreach (var v in s.Values)
                     {
                         if (groups.TryGetValue(v.Text, out var members)) users.UnionWith(members);
-                        else Error(v.Pos, $"unknown group '{v.Text}' (define it under identity.groups)");
+                        else Error(v.Pos, $"unknown group '{v.Text}'{Suggest.Hint(v.Text, groups.Keys)} (define it under identity.groups)");
                     }
                     return new UserCondition(users, Text(s), "group");
                 }
@@ -86,7 +86,7 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                     foreach (var v in s.Values)
                     {
                         var parts = v.Text.Split('-');
-                        if (parts.Length is 1 or 2 && int.TryParse(parts[0], out var a) && a is >= 0 and <= 65535)
+                        if (parts.Length is 1 or 2 && int.TryParse(parts[0], out var a) && a is >= 1 and <= 65535)
                         {
                             int b = a;
                             if (parts.Length == 2 && (!int.TryParse(parts[1], out b) || b < a || b > 65535))
@@ -96,13 +96,15 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                             }
                             ranges.Add((a, b));
                         }
-                        else Error(v.Pos, $"port: '{v.Text}' is not a port (0-65535) or range (8000-8999)");
+                        else Error(v.Pos, $"port: '{v.Text}' is not a port (1-65535) or range (8000-8999)");
                     }
                     return new PortCondition([.. ranges], Text(s));
                 }
             case "upgrade":
                 return new UpgradeCondition([.. s.Values.Select(v => v.Text.Trim())]);
             case "method":
+                foreach (var v in s.Values)
+                    if (ValueChecks.Method(v.Text) is { } problem) errors.Add(new ConfigError(v.Pos, problem.Message, problem.IsWarning));
                 return new WordCondition([.. s.Values.Select(v => v.Text.ToUpperInvariant())], "method", a => a.Method);
             case "command":
                 return new WordCondition([.. s.Values.Select(v => v.Text.ToUpperInvariant())], "command", a => a.Command);
@@ -226,7 +228,8 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
             else if (t.StartsWith('~')) { if (Pattern(v, false, true) is { } p) regexes.Add(p); }
             else if (t.StartsWith("*.", StringComparison.Ordinal) && !Bastion.Policy.Patterns.IsGlob(t[2..]))
             {
-                if (RuleHost(v, t[2..]) is { } h) parents.Add(h);
+                if (Canonical.HostName.TryNormalize(t.AsSpan(2), out var h, out var err)) parents.Add(h);
+                else Error(v.Pos, $"host: '{t}' is not '*.' and a host name ({err})");
             }
             else if (t.Contains('/') || t.Contains(':') || IPAddress.TryParse(t.Trim('[', ']'), out _))
             {
@@ -247,7 +250,7 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
     string? RuleHost(ValueSpec v, string text)
     {
         if (Canonical.HostName.TryNormalize(text, out var h, out var err)) return h;
-        Error(v.Pos, $"host: '{v.Text}' is not a valid host name ({err})");
+        Error(v.Pos, $"host: '{v.Text}' is not a host name ({err})");
         return null;
     }
 

@@ -97,12 +97,12 @@ public sealed class SecretsLeakTests
     {
         var dir = Scratch.NewDir("tok");
         var tokenFile = Path.Combine(dir, "admin.token");
-        await File.WriteAllTextAsync(tokenFile, "t0ken\n");
+        await File.WriteAllTextAsync(tokenFile, "t0ken-0123456789abcdef\n");
         await using var gw = await Gateway($"admin: {{ listen: 127.0.0.1:0, token_file: {tokenFile} }}");
         int admin = gw.Host.Admin!.BoundEndPoint!.Port;
         var without = await Raw.ExchangeAsync(admin, "POST /api/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Bastion-Reload: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         Assert.StartsWith("HTTP/1.1 401", without);
-        var with = await Raw.ExchangeAsync(admin, "POST /api/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t0ken\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        var with = await Raw.ExchangeAsync(admin, "POST /api/reload HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer t0ken-0123456789abcdef\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         Assert.StartsWith("HTTP/1.1 200", with);
     }
 }

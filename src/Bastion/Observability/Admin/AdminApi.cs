@@ -133,6 +133,7 @@ public static class AdminApi
             w.WriteString("client", c.ClientText);
             w.WriteString("user", c.User);
             w.WriteString("target", c.Target);
+            w.WriteString("parent", c.Parent?.Id);
             w.WriteString("started", Iso(c.Started));
             w.WriteNumber("age_s", Math.Round(c.Age.TotalSeconds, 1));
             w.WriteNumber("bytes_in", Interlocked.Read(ref c.BytesIn));

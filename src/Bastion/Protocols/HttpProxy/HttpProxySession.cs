@@ -25,7 +25,7 @@ namespace Bastion.Protocols.HttpProxy;
 sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMessageInvoker upstream,
     ForwardInspection? inspection = null, InspectedOrigin? tunnel = null, Transport? tunnelTransport = null)
 {
-    const string ViaValue = "1.1 bastion";
+    const string ViaValue = ForwardHeaders.ViaValue;
     readonly RequestHead _head = new();
     readonly RequestAttributes _attrs = new();
     readonly CanonicalTarget _target = new();
@@ -279,7 +279,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
                 };
             request.Content = new StreamedBodyContent(body, chunked ? null : contentLength);
         }
-        CopyRequestHeaders(h, request);
+        ForwardHeaders.CopyRequestHeaders(h, request);
 
         // One timeout source per connection, reset per exchange (a cancelled one is replaced).
         if (_exchangeTimeout is null || !_exchangeTimeout.TryReset())
@@ -369,31 +369,7 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         if (closeDelimited) _keepAlive = false;
         if (body is not null && !body.Complete) _keepAlive = false;
 
-        ResponseHeadWriter.StatusLine(_out, status, response.ReasonPhrase);
-        var connectionTokens = ConnectionTokens(response);
-        bool viaWritten = false;
-        foreach (var (name, values) in response.Headers.NonValidated)
-        {
-            if (IsHopByHop(name) || connectionTokens?.Contains(name) == true) continue;
-            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase))
-            {
-                ResponseHeadWriter.Header(_out, "Via", $"{values}, {ViaValue}");
-                viaWritten = true;
-                continue;
-            }
-            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
-        }
-        foreach (var (name, values) in content.Headers.NonValidated)
-        {
-            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
-            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
-        }
-        if (!viaWritten) ResponseHeadWriter.Header(_out, "Via", ViaValue);
-        if (length is { } len && (!noBody || _head.Method == "HEAD" || status == 304)) ResponseHeadWriter.Header(_out, "Content-Length", len);
-        if (chunkedOut) ResponseHeadWriter.Header(_out, "Transfer-Encoding", "chunked");
-        if (!_keepAlive) ResponseHeadWriter.Header(_out, "Connection", "close");
-        else if (_head.MinorVersion == 0) ResponseHeadWriter.Header(_out, "Connection", "keep-alive");
-        ResponseHeadWriter.EndHead(_out);
+        WriteResponseHead(response, status, length, noBody, chunkedOut);
         _x!.Status = status;
 
         long written = 0;
@@ -445,6 +421,37 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         return _keepAlive;
     }
 
+    /// <summary>The response head as the client gets it: hop-by-hop headers dropped, Via added, framing for this client.</summary>
+    void WriteResponseHead(HttpResponseMessage response, int status, long? length, bool noBody, bool chunkedOut)
+    {
+        var content = response.Content;
+        ResponseHeadWriter.StatusLine(_out, status, response.ReasonPhrase);
+        var connectionTokens = ForwardHeaders.ConnectionTokens(response);
+        bool viaWritten = false;
+        foreach (var (name, values) in response.Headers.NonValidated)
+        {
+            if (HttpHeaderRules.IsHopByHop(name) || connectionTokens?.Contains(name) == true) continue;
+            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase))
+            {
+                ResponseHeadWriter.Header(_out, "Via", $"{values}, {ViaValue}");
+                viaWritten = true;
+                continue;
+            }
+            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
+        }
+        foreach (var (name, values) in content.Headers.NonValidated)
+        {
+            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
+            foreach (var v in values) ResponseHeadWriter.Header(_out, name, v);
+        }
+        if (!viaWritten) ResponseHeadWriter.Header(_out, "Via", ViaValue);
+        if (length is { } len && (!noBody || _head.Method == "HEAD" || status == 304)) ResponseHeadWriter.Header(_out, "Content-Length", len);
+        if (chunkedOut) ResponseHeadWriter.Header(_out, "Transfer-Encoding", "chunked");
+        if (!_keepAlive) ResponseHeadWriter.Header(_out, "Connection", "close");
+        else if (_head.MinorVersion == 0) ResponseHeadWriter.Header(_out, "Connection", "keep-alive");
+        ResponseHeadWriter.EndHead(_out);
+    }
+
     RequestAttributes SizeSoFar(long written)
     {
         _attrs.Size = written;
@@ -464,56 +471,6 @@ sealed class HttpProxySession(ListenerContext ctx, ClientConnection conn, HttpMe
         frame[9] = (byte)'\n';
         frame[ChunkPrefix + n] = (byte)'\r';
         frame[ChunkPrefix + n + 1] = (byte)'\n';
-    }
-
-    static HashSet<string>? ConnectionTokens(HttpResponseMessage response)
-    {
-        if (!response.Headers.NonValidated.TryGetValues("Connection", out var values)) return null;
-        var set = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-        foreach (var v in values)
-            foreach (var t in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                set.Add(t);
-        return set;
-    }
-
-    /// <summary>RFC 9110 §7.6.1 and SPEC 3: these never cross the proxy.</summary>
-    static bool IsHopByHop(string name) =>
-        name.Equals("Connection", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Proxy-Connection", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Keep-Alive", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("TE", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Trailer", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Upgrade", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Proxy-Authorization", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("Proxy-Authenticate", StringComparison.OrdinalIgnoreCase);
-
-    static void CopyRequestHeaders(RequestHead h, HttpRequestMessage request)
-    {
-        HashSet<string>? named = null;
-        foreach (var (k, v) in h.Headers)
-        {
-            if (!k.Equals("Connection", StringComparison.OrdinalIgnoreCase) && !k.Equals("Proxy-Connection", StringComparison.OrdinalIgnoreCase)) continue;
-            foreach (var t in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                (named ??= new(StringComparer.OrdinalIgnoreCase)).Add(t);
-        }
-        string? via = null;
-        foreach (var (name, value) in h.Headers)
-        {
-            if (IsHopByHop(name) || named?.Contains(name) == true) continue;
-            if (name.Equals("Host", StringComparison.OrdinalIgnoreCase)) continue;   // the target's authority wins (RFC 9112 §3.2.2)
-            if (name.Equals("Expect", StringComparison.OrdinalIgnoreCase)) continue; // answered by the proxy itself
-            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase)) continue;
-            if (name.Equals("Via", StringComparison.OrdinalIgnoreCase)) { via = via is null ? value : $"{via}, {value}"; continue; }
-            if (name.Equals("Max-Forwards", StringComparison.OrdinalIgnoreCase) && long.TryParse(value, out var mf) && h.Method is "OPTIONS" or "TRACE")
-            {
-                request.Headers.TryAddWithoutValidation(name, (mf - 1).ToString(System.Globalization.CultureInfo.InvariantCulture));
-                continue;
-            }
-            if (!request.Headers.TryAddWithoutValidation(name, value))
-                request.Content?.Headers.TryAddWithoutValidation(name, value);
-        }
-        request.Headers.TryAddWithoutValidation("Via", via is null ? ViaValue : $"{via}, {ViaValue}");
     }
 
     async Task<bool> AnswerMaxForwardsAsync()

@@ -18,47 +18,6 @@ using Yarp.ReverseProxy.Forwarder;
 
 namespace Bastion.Protocols.HttpReverse;
 
-/// <summary>What one request carries through the pipeline and the transformer.</summary>
-sealed class RequestState
-{
-    /// <summary>The request's record: its access-log line and metrics.</summary>
-    public required Exchange X;
-    public string Id => X.Id;
-    public required ReverseState State;
-    public readonly RequestAttributes Attrs = new();
-    /// <summary>The request target in its one canonical form: what is judged, routed and forwarded.</summary>
-    public readonly CanonicalTarget Canonical = new();
-    /// <summary>The protocols the request asks to upgrade to, lower-case (null: none).</summary>
-    public string[]? Upgrade;
-    /// <summary>The 101 was relayed and its decision line written: the line at the end is the tunnel's transfer line.</summary>
-    public bool TunnelOpen;
-    /// <summary>Bytes of an HTTP/1.1 upgraded connection, each way.</summary>
-    public TunnelCounter? Tunnel;
-    public ClientConnection? Conn;
-    public CompiledRoute? Route;
-    public UpstreamTarget? Target;
-    public Decision Decision;
-    public Decision? ResponseDenied;
-    /// <summary>The upstream's response could not be relayed (ambiguous framing, unrequested 101): answered 502.</summary>
-    public string? ResponseRefused;
-    public bool StripAuthorization;
-    public long BytesIn, BytesOut;
-    public CountingStream? InCounter, OutCounter;
-}
-
-/// <summary>Request headers as the policy engine sees them, without copying.</summary>
-sealed class HeaderSource(IHeaderDictionary headers) : IHeaderSource
-{
-    public string? Get(string name) =>
-        headers.TryGetValue(name, out var v) && v.Count > 0 ? (v.Count == 1 ? v[0] : string.Join(", ", v.ToArray())) : null;
-
-    public bool TryGetLine(string name, int index, out string value)
-    {
-        value = headers.TryGetValue(name, out var v) && index < v.Count ? v[index] ?? "" : "";
-        return index < v.Count;
-    }
-}
-
 /// <summary>
 /// The per-request pipeline: rate limit, body limit, authentication, policy, route, balance, forward (YARP), log.
 /// Every path ends in exactly one access-log line through <see cref="ListenerContext.Record"/>.
@@ -125,84 +84,17 @@ sealed class ReverseHandler
         }
     }
 
+    /// <summary>identify → limits → authenticate → decide → route → forward; each refusal answers and logs once.</summary>
     async Task ServeAsync(HttpContext http, RequestState rs)
     {
-        var st = rs.State;
-        var cfg = st.Config;
-        var req = http.Request;
-        var a = rs.Attrs;
-        var source = http.Connection.RemoteIpAddress ?? IPAddress.None;
-        if (source.IsIPv4MappedToIPv6) source = source.MapToIPv4();
-        a.Source = source;
-        a.Headers = new HeaderSource(req.Headers);
-        // The one canonical form (SPEC 2.1): the Host as every host is judged, the raw target normalised; what is
-        // judged is what is routed and forwarded.
-        var raw = http.Features.Get<IHttpRequestFeature>()?.RawTarget ?? "/";
-        var status = HttpAttributes.OriginTarget(a, req.Method, req.Scheme, req.Host.HasValue ? req.Host.Host : null, req.Host.Port,
-            raw, http.Connection.LocalPort, cfg, rs.Canonical, st.NeedsUrl, out var targetError);
-        if (status != TargetStatus.Ok)
-        {
-            await Deny(http, rs, 400, status == TargetStatus.Ambiguous ? AmbiguousRule : PseudoRules.Protocol, targetError!).ConfigureAwait(false);
-            return;
-        }
-        rs.Upgrade = RequestedUpgrade(http);
-        if (rs.Upgrade is not null)
-        {
-            a.Upgrade = string.Join(", ", rs.Upgrade);
-            if (http.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgradeFeature)
-                http.Features.Set<IHttpUpgradeFeature>(rs.Tunnel = new TunnelCounter(upgradeFeature));
-        }
-        if (cfg.RefuseConflictingHeaders && st.Policy.ConflictingHeader(a.Headers) is { } conflict)
-        {
-            await Deny(http, rs, 400, ConflictRule, $"conflicting values of header '{conflict}', which a rule judges").ConfigureAwait(false);
-            return;
-        }
+        if (!await IdentifyAsync(http, rs).ConfigureAwait(false)) return;
+        if (!await LimitsAsync(http, rs).ConfigureAwait(false)) return;
+        if (!await AuthenticateAsync(http, rs).ConfigureAwait(false)) return;
 
-        if (st.Rate is { } rate && !rate.TryTake(source, out var retryAfter))
-        {
-            http.Response.Headers.RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await Deny(http, rs, 429, PseudoRules.Rate, "request rate limit exceeded").ConfigureAwait(false);
-            return;
-        }
-        if (req.ContentLength is long declared)
-        {
-            if (declared > cfg.Limits.MaxRequestBody)
-            {
-                await Deny(http, rs, 413, PseudoRules.MaxRequestBody, $"request body over {cfg.Limits.MaxRequestBody} bytes").ConfigureAwait(false);
-                return;
-            }
-            rs.BytesIn = declared;
-        }
-        else if (http.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)
-        {
-            rs.InCounter = new CountingStream(req.Body);
-            req.Body = rs.InCounter;
-        }
-
-        if (cfg.Authenticate)
-        {
-            var header = req.Headers.Authorization;
-            var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, source, http.RequestAborted).ConfigureAwait(false);
-            if (!auth.Ok)
-            {
-                http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
-                await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
-                return;
-            }
-            a.User = auth.User;
-            rs.StripAuthorization = true;
-            if (rs.Conn is { } c) c.User = auth.User;
-        }
-        else if (rs.Conn?.User is { } fromFront)
-        {
-            // A verified client certificate name from a trusted PROXY v2 front.
-            a.User = fromFront;
-        }
-
-        var d = HttpDecisions.Decide(st.Policy, a);
+        var d = HttpDecisions.Decide(rs.State.Policy, rs.Attrs);
         // An upgrade turns the connection into a tunnel the policy no longer sees: only a rule that names it allows it.
-        if (d.Allowed && rs.Upgrade is not null && !st.Policy.AllowsUpgrade(d))
-            d = Decision.Deny(d.RuleName, $"upgrade to {a.Upgrade} needs a rule that allows it (upgrade: {rs.Upgrade[0]})");
+        if (d.Allowed && rs.Upgrade is not null && !rs.State.Policy.AllowsUpgrade(d))
+            d = Decision.Deny(d.RuleName, $"upgrade to {rs.Attrs.Upgrade} needs a rule that allows it (upgrade: {rs.Upgrade[0]})");
         rs.Decision = d;
         if (!d.Allowed)
         {
@@ -210,7 +102,8 @@ sealed class ReverseHandler
             return;
         }
 
-        var route = st.Routes.Match(a.Host, req.Method, a.Path!, req.Headers);
+        var req = http.Request;
+        var route = rs.State.Routes.Match(rs.Attrs.Host, req.Method, rs.Attrs.Path!, req.Headers);
         if (route is null)
         {
             await Page(http, 404, $"no route for {req.Host.Value}{req.Path.Value}", rs).ConfigureAwait(false);
@@ -219,6 +112,138 @@ sealed class ReverseHandler
         }
         rs.Route = route;
         await ForwardAsync(http, rs, route).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The request's attributes, with the mapping `explain` uses too (<see cref="HttpAttributes.OriginTarget"/>): the
+    /// one canonical form (SPEC 2.1), the Host as every host is judged and the raw target normalised; what is judged
+    /// is what is routed and forwarded. A malformed or ambiguous target, or conflicting lines of a judged header
+    /// when the listener refuses them, is answered 400 here.
+    /// </summary>
+    async Task<bool> IdentifyAsync(HttpContext http, RequestState rs)
+    {
+        var req = http.Request;
+        var a = rs.Attrs;
+        var cfg = rs.State.Config;
+        var source = http.Connection.RemoteIpAddress ?? IPAddress.None;
+        if (source.IsIPv4MappedToIPv6) source = source.MapToIPv4();
+        a.Source = source;
+        a.Headers = new HeaderSource(req.Headers);
+        var raw = http.Features.Get<IHttpRequestFeature>()?.RawTarget ?? "/";
+        var status = HttpAttributes.OriginTarget(a, req.Method, req.Scheme, req.Host.HasValue ? req.Host.Host : null, req.Host.Port,
+            raw, http.Connection.LocalPort, cfg, rs.Canonical, rs.State.NeedsUrl, out var targetError);
+        if (status != TargetStatus.Ok)
+        {
+            await Deny(http, rs, 400, status == TargetStatus.Ambiguous ? AmbiguousRule : PseudoRules.Protocol, targetError!).ConfigureAwait(false);
+            return false;
+        }
+        rs.Upgrade = RequestedUpgrade(http);
+        if (rs.Upgrade is not null)
+        {
+            a.Upgrade = string.Join(", ", rs.Upgrade);
+            if (http.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgradeFeature)
+                http.Features.Set<IHttpUpgradeFeature>(rs.Tunnel = new TunnelCounter(upgradeFeature));
+        }
+        if (cfg.RefuseConflictingHeaders && rs.State.Policy.ConflictingHeader(a.Headers) is { } conflict)
+        {
+            await Deny(http, rs, 400, ConflictRule, $"conflicting values of header '{conflict}', which a rule judges").ConfigureAwait(false);
+            return false;
+        }
+        // A verified client certificate name from a trusted PROXY v2 front, unless the listener authenticates itself.
+        if (rs.Conn?.User is { } fromFront && !cfg.Authenticate) a.User = fromFront;
+        return true;
+    }
+
+    /// <summary>The log's rule for targets refused as ambiguous, and for conflicting header lines (docs/policy.md).</summary>
+    const string AmbiguousRule = "protocol.ambiguous_paths", ConflictRule = "protocol.conflicting_headers";
+
+    /// <summary>
+    /// What the request asks to upgrade to: an HTTP/1.1 `Upgrade` with `Connection: upgrade`, or HTTP/2's extended
+    /// CONNECT. `h2c` is never an upgrade here (never forwarded: the request goes on as plain HTTP/1.1).
+    /// </summary>
+    static string[]? RequestedUpgrade(HttpContext http)
+    {
+        if (http.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true, Protocol: { } p })
+            return [p.ToLowerInvariant()];
+        if (http.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest != true) return null;
+        List<string>? list = null;
+        foreach (var line in http.Request.Headers.Upgrade)
+        {
+            if (line is null) continue;
+            foreach (var range in line.AsSpan().Split(','))
+            {
+                var token = HeaderValue.TrimOws(line.AsSpan()[range]);
+                if (token.IsEmpty || token.Equals("h2c", StringComparison.OrdinalIgnoreCase)) continue;
+                (list ??= []).Add(token.ToString().ToLowerInvariant());
+            }
+        }
+        return list?.ToArray();
+    }
+
+    /// <summary>A 101 is being relayed: the request's decision line is written now, as the tunnel opens.</summary>
+    internal void TunnelOpened(HttpContext http, RequestState rs)
+    {
+        rs.TunnelOpen = true;
+        Log(http, rs, Verdict.Allow, 101, rs.Decision.RuleName, $"upgraded to {rs.Attrs.Upgrade}: tunnel open");
+    }
+
+    /// <summary>The tunnel closed: a transfer line with what crossed it each way.</summary>
+    void TunnelClosed(RequestState rs)
+    {
+        if (rs.Conn is not { } conn) return;
+        var t = _ctx.Open(conn, ExchangeKinds.Transfer, rs.Id);
+        t.Request = rs.X.Request;
+        if (rs.Tunnel is { } counted) t.AddBytes(Interlocked.Read(ref counted.FromClient), Interlocked.Read(ref counted.ToClient));
+        t.Status = 101;
+        // No verdict: the decision was counted when the tunnel opened.
+        t.Reason = $"{rs.Attrs.Upgrade} tunnel closed";
+        t.Close();
+    }
+
+    /// <summary>Rate and declared body size (429, 413); a body of unknown length is counted as it streams.</summary>
+    async Task<bool> LimitsAsync(HttpContext http, RequestState rs)
+    {
+        var req = http.Request;
+        var limits = rs.State.Config.Limits;
+        if (rs.State.Rate is { } rate && !rate.TryTake(rs.Attrs.Source!, out var retryAfter))
+        {
+            http.Response.Headers.RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await Deny(http, rs, 429, PseudoRules.Rate, "request rate limit exceeded").ConfigureAwait(false);
+            return false;
+        }
+        if (req.ContentLength is long declared)
+        {
+            if (declared > limits.MaxRequestBody)
+            {
+                await Deny(http, rs, 413, PseudoRules.MaxRequestBody, $"request body over {limits.MaxRequestBody} bytes").ConfigureAwait(false);
+                return false;
+            }
+            rs.BytesIn = declared;
+        }
+        else if (http.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)
+        {
+            rs.InCounter = new CountingStream(req.Body);
+            req.Body = rs.InCounter;
+        }
+        return true;
+    }
+
+    /// <summary>`authenticate: true`: Basic credentials (401 otherwise); they are not passed upstream.</summary>
+    async Task<bool> AuthenticateAsync(HttpContext http, RequestState rs)
+    {
+        if (!rs.State.Config.Authenticate) return true;
+        var header = http.Request.Headers.Authorization;
+        var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, rs.Attrs.Source, http.RequestAborted).ConfigureAwait(false);
+        if (!auth.Ok)
+        {
+            http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
+            await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
+            return false;
+        }
+        rs.Attrs.User = auth.User;
+        rs.StripAuthorization = true;
+        if (rs.Conn is { } c) c.User = auth.User;
+        return true;
     }
 
     async Task ForwardAsync(HttpContext http, RequestState rs, CompiledRoute route)
@@ -264,7 +289,7 @@ sealed class ReverseHandler
                 group.Answered(target, http.Response.StatusCode);
                 if (rs.TunnelOpen)
                 {
-                    TunnelClosed(http, rs);
+                    TunnelClosed(rs);
                     return;
                 }
                 Log(http, rs, Verdict.Allow, http.Response.StatusCode, rs.Decision.RuleName, rs.Decision.Reason);
@@ -334,52 +359,6 @@ sealed class ReverseHandler
         return e.Message;
     }
 
-    /// <summary>The log's rule for targets refused as ambiguous, and for conflicting header lines (docs/policy.md).</summary>
-    const string AmbiguousRule = "protocol.ambiguous_paths", ConflictRule = "protocol.conflicting_headers";
-
-    /// <summary>
-    /// What the request asks to upgrade to: an HTTP/1.1 `Upgrade` with `Connection: upgrade`, or HTTP/2's extended
-    /// CONNECT. `h2c` is never an upgrade here (never forwarded: the request goes on as plain HTTP/1.1).
-    /// </summary>
-    static string[]? RequestedUpgrade(HttpContext http)
-    {
-        if (http.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true, Protocol: { } p })
-            return [p.ToLowerInvariant()];
-        if (http.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest != true) return null;
-        List<string>? list = null;
-        foreach (var line in http.Request.Headers.Upgrade)
-        {
-            if (line is null) continue;
-            foreach (var range in line.AsSpan().Split(','))
-            {
-                var token = HeaderValue.TrimOws(line.AsSpan()[range]);
-                if (token.IsEmpty || token.Equals("h2c", StringComparison.OrdinalIgnoreCase)) continue;
-                (list ??= []).Add(token.ToString().ToLowerInvariant());
-            }
-        }
-        return list?.ToArray();
-    }
-
-    /// <summary>A 101 is being relayed: the request's decision line is written now, as the tunnel opens.</summary>
-    internal void TunnelOpened(HttpContext http, RequestState rs)
-    {
-        rs.TunnelOpen = true;
-        Log(http, rs, Verdict.Allow, 101, rs.Decision.RuleName, $"upgraded to {rs.Attrs.Upgrade}: tunnel open");
-    }
-
-    /// <summary>The tunnel closed: a transfer line with what crossed it each way.</summary>
-    void TunnelClosed(HttpContext http, RequestState rs)
-    {
-        if (rs.Conn is not { } conn) return;
-        var t = _ctx.Open(conn, ExchangeKinds.Transfer, rs.Id);
-        t.Request = rs.X.Request;
-        if (rs.Tunnel is { } counted) t.AddBytes(Interlocked.Read(ref counted.FromClient), Interlocked.Read(ref counted.ToClient));
-        t.Status = 101;
-        // No verdict: the decision was counted when the tunnel opened.
-        t.Reason = $"{rs.Attrs.Upgrade} tunnel closed";
-        t.Close();
-    }
-
     async Task Deny(HttpContext http, RequestState rs, int status, string rule, string reason)
     {
         await Page(http, status, reason, rs, rule).ConfigureAwait(false);
@@ -415,105 +394,5 @@ sealed class ReverseHandler
         if (verdict == Verdict.Allow) x.Allow(rule, reason);
         else x.Deny(rule, reason);
         x.Close();
-    }
-}
-
-/// <summary>
-/// What YARP calls around the upstream exchange: the request gets X-Forwarded-*, Via and its rewritten path; the
-/// response head is put to the policy's response rules before any of it is copied to the client.
-/// </summary>
-sealed class BastionTransformer(ReverseHandler handler) : HttpTransformer
-{
-    public override async ValueTask TransformRequestAsync(HttpContext http, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken ct)
-    {
-        await base.TransformRequestAsync(http, proxyRequest, destinationPrefix, ct).ConfigureAwait(false);
-        var rs = http.Features.Get<RequestState>()!;
-        var st = rs.State;
-        var req = http.Request;
-        var h = proxyRequest.Headers;
-        // The upstream sees its own name (as YARP and nginx do by default); the client's is in X-Forwarded-Host.
-        h.Host = null;
-        if (rs.StripAuthorization) h.Authorization = null;
-
-        var peer = http.Connection.RemoteIpAddress;
-        bool trusted = peer is not null && st.TrustedProxies.Count > 0 && st.TrustedProxies.Contains(peer);
-        var client = peer is null ? "unknown" : (peer.IsIPv4MappedToIPv6 ? peer.MapToIPv4() : peer).ToString();
-        Forwarded(h, req.Headers, "X-Forwarded-For", client, trusted);
-        Forwarded(h, req.Headers, "X-Forwarded-Proto", req.Scheme, trusted);
-        if (req.Host.HasValue) Forwarded(h, req.Headers, "X-Forwarded-Host", req.Host.Value, trusted);
-        else h.Remove("X-Forwarded-Host");
-        // RFC 7239 Forwarded and X-Real-IP say the same thing and are trusted the same way: appended to (or kept)
-        // from a trusted front, replaced from anyone else.
-        var forwarded = $"for={ForwardedNode(client)};proto={req.Scheme}" + (req.Host.HasValue ? $";host=\"{req.Host.Value}\"" : "");
-        Forwarded(h, req.Headers, "Forwarded", forwarded, trusted);
-        h.Remove("X-Real-IP");
-        h.TryAddWithoutValidation("X-Real-IP", trusted && req.Headers.TryGetValue("X-Real-IP", out var real) && !StringValues.IsNullOrEmpty(real) ? real.ToString() : client);
-        if (st.Config.Via)
-        {
-            var version = req.Protocol switch { "HTTP/2" => "2", "HTTP/3" => "3", "HTTP/1.0" => "1.0", _ => "1.1" };
-            h.TryAddWithoutValidation("Via", $"{version} bastion");
-        }
-        // Connection and Upgrade of an h2c upgrade are not copied (YARP forwards websocket upgrades only); its settings go too.
-        h.Remove("HTTP2-Settings");
-        if (rs.Canonical.Host is null)
-        {
-            proxyRequest.RequestUri = RequestUtilities.MakeDestinationAddress(destinationPrefix, rs.Route!.UpstreamPath(req.Path), req.QueryString);
-            return;
-        }
-        // The canonical path and query, sent byte for byte (no second decoding or re-encoding on the way out).
-        var path = rs.Route!.UpstreamPath(rs.Canonical.Path);
-        var prefix = destinationPrefix.EndsWith('/') ? destinationPrefix[..^1] : destinationPrefix;
-        proxyRequest.RequestUri = new Uri(prefix + path + rs.Canonical.Query, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
-    }
-
-    /// <summary>A Forwarded `for=` node: IPv6 quoted in brackets (RFC 7239 §6).</summary>
-    static string ForwardedNode(string client) => client.Contains(':') ? $"\"[{client}]\"" : client;
-
-    /// <summary>Appended to what a trusted front sent; anyone else's value is replaced, so clients cannot forge it.</summary>
-    static void Forwarded(System.Net.Http.Headers.HttpRequestHeaders h, IHeaderDictionary incoming, string name, string value, bool trusted)
-    {
-        h.Remove(name);
-        if (trusted && incoming.TryGetValue(name, out var prior) && !StringValues.IsNullOrEmpty(prior))
-            value = string.Join(", ", prior.ToArray()) + ", " + value;
-        h.TryAddWithoutValidation(name, value);
-    }
-
-    public override async ValueTask<bool> TransformResponseAsync(HttpContext http, HttpResponseMessage? proxyResponse, CancellationToken ct)
-    {
-        var rs = http.Features.Get<RequestState>()!;
-        rs.X.ResponseStarted();
-        if (proxyResponse is not null && UpstreamResponses.Refusal(proxyResponse, rs.Upgrade) is { } refusal)
-        {
-            // Never relayed; YARP disposes the unread response, which drops the upstream connection.
-            rs.ResponseRefused = $"upstream sent {refusal}";
-            http.Response.Headers.Clear();
-            await ReverseHandler.Page(http, 502, rs.ResponseRefused, rs).ConfigureAwait(false);
-            return false;
-        }
-        if (proxyResponse is not null && rs.State.Policy.HasResponseRules)
-        {
-            var headers = proxyResponse.Content.Headers;
-            var d = HttpDecisions.JudgeResponse(rs.State.Policy, rs.Attrs, UpstreamResponses.ContentTypes(proxyResponse), headers.ContentLength);
-            if (!d.Allowed)
-            {
-                // Nothing of the upstream's response has been sent: replace it whole.
-                rs.ResponseDenied = d;
-                http.Response.Headers.Clear();
-                await ReverseHandler.Page(http, 403, d.Reason ?? "response denied by policy", rs, d.RuleName).ConfigureAwait(false);
-                return false;
-            }
-        }
-        var copy = await base.TransformResponseAsync(http, proxyResponse, ct).ConfigureAwait(false);
-        if (proxyResponse is not null && copy)
-        {
-            if (proxyResponse.StatusCode == System.Net.HttpStatusCode.SwitchingProtocols) handler.TunnelOpened(http, rs);
-            else if (proxyResponse.Content.Headers.ContentLength is long n) rs.BytesOut = n;
-            else if (http.Response.StatusCode is not (204 or 304) && !HttpMethods.IsHead(http.Request.Method))
-            {
-                rs.OutCounter = new CountingStream(http.Response.Body);
-                http.Response.Body = rs.OutCounter;
-            }
-        }
-        return copy;
     }
 }
