@@ -61,17 +61,23 @@ public sealed class GatewayHost : IAsyncDisposable
     static AccessLog OpenLog(BastionConfig c)
     {
         var target = LogTarget(c);
-        try { return new AccessLog(target); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        try { return new AccessLog(target, c.Logging); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or ArgumentException)
         {
-            throw new StartupException($"cannot open access log {target}: {StartupFault.Describe(e)}", e);
+            throw new StartupException($"cannot open access log {Describe(target, c)}: {StartupFault.Describe(e)}", e);
         }
     }
+
+    static string Describe(string target, BastionConfig c) => target == "syslog" ? $"syslog {c.Logging.Syslog.Address}" : target;
+
+    /// <summary>Same target and same way of writing: a stdout or syslog log is kept across a reload.</summary>
+    static bool SameOutput(LoggingConfig a, LoggingConfig b) =>
+        a.Format == b.Format && a.Connections == b.Connections && a.Syslog with { Pos = default } == b.Syslog with { Pos = default };
 
     static string LogTarget(BastionConfig c) => c.Path is null ? c.Logging.Access : ResolveLog(c);
 
     static string ResolveLog(BastionConfig c) =>
-        c.Logging.Access is "stdout" or "-" or "off" or "none" ? c.Logging.Access : c.Resolve(c.Logging.Access);
+        c.Logging.Access is "stdout" or "-" or "off" or "none" or "syslog" ? c.Logging.Access : c.Resolve(c.Logging.Access);
 
     void UpdateGauges()
     {
@@ -285,12 +291,12 @@ public sealed class GatewayHost : IAsyncDisposable
     {
         var target = LogTarget(next);
         var old = Log;
-        if (target == old.Target && target is "stdout" or "-" or "off" or "none") return;
+        if (target == old.Target && SameOutput(old.Options, next.Logging) && target is "stdout" or "-" or "off" or "none" or "syslog") return;
         AccessLog fresh;
-        try { fresh = new AccessLog(target); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        try { fresh = new AccessLog(target, next.Logging); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or ArgumentException)
         {
-            Diagnostics.WriteLine($"bastion: cannot open access log {target}: {e.Message}; still writing to {old.Target}");
+            Diagnostics.WriteLine($"bastion: cannot open access log {Describe(target, next)}: {StartupFault.Describe(e)}; still writing to {old.Target}");
             return;
         }
         Volatile.Write(ref _log, fresh);

@@ -33,11 +33,11 @@ public sealed class BypassFixture : IAsyncLifetime
         Nginx = await NginxOrigin.StartAsync(Lab);
         Inside = await TestOrigin.StartAsync();
         var chunk = "hello" + Forged;
-        ClTe = new ScriptedOrigin($"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{chunk.Length:x}\r\n{chunk}\r\n0\r\n\r\n", address: Lab);
-        Unrequested101 = new ScriptedOrigin("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: tunnel\r\n\r\n", address: Lab);
-        TwoTypes = new ScriptedOrigin("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Type: application/x-msdownload\r\nContent-Length: 2\r\n\r\nMZ", address: Lab);
-        TypeList = new ScriptedOrigin("HTTP/1.1 200 OK\r\nContent-Type: text/plain, application/x-msdownload\r\nContent-Length: 2\r\n\r\nMZ", address: Lab);
-        Recorder = new ScriptedOrigin("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nrecorded\n", address: Lab);
+        ClTe = ScriptedOrigin.Answering($"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n{chunk.Length:x}\r\n{chunk}\r\n0\r\n\r\n", address: Lab);
+        Unrequested101 = ScriptedOrigin.Answering("HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: tunnel\r\n\r\n", address: Lab);
+        TwoTypes = ScriptedOrigin.Answering("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Type: application/x-msdownload\r\nContent-Length: 2\r\n\r\nMZ", address: Lab);
+        TypeList = ScriptedOrigin.Answering("HTTP/1.1 200 OK\r\nContent-Type: text/plain, application/x-msdownload\r\nContent-Length: 2\r\n\r\nMZ", address: Lab);
+        Recorder = ScriptedOrigin.Answering("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nrecorded\n", address: Lab);
         var dir = Scratch.NewDir("bypass-certs");
         var (crt, key) = TestCerts.WritePem(dir, "site", TestCerts.Localhost());
         string N = Nginx.Url;

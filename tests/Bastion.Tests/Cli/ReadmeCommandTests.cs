@@ -74,7 +74,7 @@ public sealed partial class ReadmeCommandTests
         Assert.Contains("listening on 127.0.0.1:3128", p.Output);
         var kill = await Proc.RunAsync("kill", ["-INT", "--", "-" + p.Process.Id]);
         Assert.Equal(0, kill.ExitCode);
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(180));
         await p.Process.WaitForExitAsync(cts.Token);
         Assert.True(p.Process.ExitCode == 0, $"{command}: exit {p.Process.ExitCode}\n{p.Output}");
         Assert.Contains("bastion: stopped", p.Output);

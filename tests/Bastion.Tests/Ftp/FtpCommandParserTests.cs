@@ -128,6 +128,17 @@ public class FtpCommandParserTests
     }
 
     [Fact]
+    public void X_forms_are_their_RFC_959_verbs_to_the_policy()
+    {
+        Assert.Equal("MKD", P("XMKD a").Cmd.Spec!.Name);
+        Assert.Equal(FtpVerb.XMKD, P("XMKD a").Cmd.Spec!.Verb);
+        Assert.Equal("CWD", P("xcwd a").Cmd.Spec!.Name);
+        Assert.Equal("CDUP", P("XCUP").Cmd.Spec!.Name);
+        Assert.Equal("PWD", P("XPWD").Cmd.Spec!.Name);
+        Assert.Equal("RMD", P("XRMD a").Cmd.Spec!.Name);
+    }
+
+    [Fact]
     public void Addresses_in_PORT_and_EPRT()
     {
         var (_, c) = P("PORT 10,1,2,3,195,80");

@@ -111,6 +111,10 @@ public sealed class FtpGatewayTests(FtpFixture f)
         (code, text) = await c.CommandAsync("MKD x//y/..");
         Assert.Equal(550, code);
         Assert.Contains("/ro/x:", text);
+        // RFC 775's X-form is the same verb to the policy.
+        (code, text) = await c.CommandAsync("XMKD /ro/new");
+        Assert.Equal(550, code);
+        Assert.Contains("/ro/new: denied by policy", text);
         (code, text) = await c.CommandAsync("DELE ../../../../ro/keep.txt");
         Assert.Equal(550, code);
         Assert.True(File.Exists(Path.Combine(f.Root, "ro", "keep.txt")));
@@ -221,13 +225,13 @@ public sealed class FtpGatewayTests(FtpFixture f)
         var rt = f.Gateway.Host.Current;
         foreach (var (client, listener, live, explain, logged) in cases)
         {
-            int before = f.Gateway.LogLines().Count(l => l.Str("request") == logged);
+            int before = f.Gateway.LogLines().Count(l => l.Str("request") == logged && l.Str("listener") == listener);
             foreach (var cmd in live) await client.CommandAsync(cmd);
             var line = await Wait.ForAsync(() =>
             {
                 var m = f.Gateway.LogLines().Where(l => l.Str("request") == logged && l.Str("listener") == listener).ToList();
                 return (m.Count > before, m.LastOrDefault());
-            }, TimeSpan.FromSeconds(10), logged);
+            }, TimeSpan.FromSeconds(30), logged);
             var d = Bastion.Cli.Explain.Judge(rt, rt.Listener(listener)!, explain,
                 new Bastion.Policy.RequestAttributes { Source = System.Net.IPAddress.Loopback, User = line.Str("user") });
             Assert.True((d.VerdictText, d.RuleName) == (line.Str("verdict"), line.Str("rule")),

@@ -152,6 +152,28 @@ public sealed class FtpRobustnessTests(FtpFixture f)
         Assert.True(closed.Num("bytes_out") < 1L << 30);
     }
 
+    [Fact]
+    public async Task Stopping_the_gateway_tells_idle_sessions_421_and_closes_their_data_ports()
+    {
+        var port = Wait.FreePort();
+        var gw = await TestGateway.StartAsync($$"""
+            listeners:
+              - { name: f, type: ftp, listen: 127.0.0.1:0, upstream: "{{f.Plain.Endpoint}}", policy: p, ftp: { passive_ports: {{port}} } }
+            policies:
+              p: { rules: [ { allow: {} } ] }
+            """);
+        await using var c = await FtpControl.ConnectAsync(gw.Port("f"));
+        await c.LoginAsync();
+        Assert.Equal(229, (await c.CommandAsync("EPSV")).Code);
+        Assert.False(CanBind(port));
+        await gw.Host.StopAsync(TimeSpan.FromSeconds(5));
+        var (code, text) = await c.ReadReplyAsync();
+        Assert.True(code == 421, text);
+        Assert.Equal(0, (await c.ReadReplyAsync()).Code); // closed
+        await Wait.UntilAsync(() => CanBind(port), TimeSpan.FromSeconds(10), "the passive port to be released");
+        await gw.DisposeAsync();
+    }
+
     static bool CanBind(int port)
     {
         try

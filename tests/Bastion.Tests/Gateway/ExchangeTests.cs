@@ -9,17 +9,24 @@ namespace Bastion.Tests.Gateway;
 /// <summary>The exchange record and the shared admission, on a real gateway host with its access log in a file.</summary>
 public class ExchangeTests
 {
+    const string Config = """
+        listeners:
+          - { name: db, type: tcp, listen: 127.0.0.1:0, upstream: "127.0.0.1:9", policy: p }
+        policies:
+          p: { default: deny }
+        """;
+
+    static (ListenerContext, Admission) Listener(TestGateway gw)
+    {
+        var ctx = new ListenerContext(gw.Host, "db", ListenerType.Tcp);
+        return (ctx, new Admission(ctx));
+    }
+
     [Fact]
     public async Task A_connection_has_one_record_and_one_closed_line_and_bytes_move_together()
     {
-        await using var gw = await TestGateway.StartAsync("""
-            listeners:
-              - { name: db, type: tcp, listen: 127.0.0.1:0, upstream: "127.0.0.1:9", policy: p }
-            policies:
-              p: { default: deny }
-            """);
-        var ctx = new ListenerContext(gw.Host, "db", ListenerType.Tcp);
-        var admission = new Admission(ctx);
+        await using var gw = await TestGateway.StartAsync(Config);
+        var (ctx, admission) = Listener(gw);
         var (a, b) = await SocketPairs.CreateAsync();
         using var _ = b;
         Assert.True(admission.TryEnter());
@@ -54,14 +61,8 @@ public class ExchangeTests
     [Fact]
     public async Task A_child_connection_is_registered_aborted_with_its_parent_and_logs_its_transfer()
     {
-        await using var gw = await TestGateway.StartAsync("""
-            listeners:
-              - { name: db, type: tcp, listen: 127.0.0.1:0, upstream: "127.0.0.1:9", policy: p }
-            policies:
-              p: { default: deny }
-            """);
-        var ctx = new ListenerContext(gw.Host, "db", ListenerType.Tcp);
-        var admission = new Admission(ctx);
+        await using var gw = await TestGateway.StartAsync(Config);
+        var (ctx, admission) = Listener(gw);
         var (a, b) = await SocketPairs.CreateAsync();
         var (c, d) = await SocketPairs.CreateAsync();
         using var _1 = b; using var _2 = d;

@@ -76,9 +76,14 @@ public enum FtpAction : byte
 public enum FtpDirection : byte { None, Download, Upload, Listing }
 
 /// <summary>One row of the command table: syntax, when it is allowed, whether it names a path, what it opens.</summary>
-public sealed record FtpCommandSpec(FtpVerb Verb, FtpArg Arg, FtpPhase Phase, FtpAction Action, FtpDirection Direction = FtpDirection.None)
+public sealed record FtpCommandSpec(FtpVerb Verb, FtpArg Arg, FtpPhase Phase, FtpAction Action, FtpDirection Direction = FtpDirection.None,
+    FtpVerb? AliasOf = null)
 {
-    public string Name { get; } = Verb.ToString();
+    /// <summary>
+    /// The verb as the policy and the log see it: RFC 775's X-forms are their RFC 959 verbs (`XMKD` is `MKD`), so
+    /// that a rule on `MKD` cannot be walked around.
+    /// </summary>
+    public string Name { get; } = (AliasOf ?? Verb).ToString();
 
     /// <summary>The argument is (or contains) a path that is resolved against the working directory and judged.</summary>
     public bool HasPath => Arg is FtpArg.Path or FtpArg.OptionalPath or FtpArg.ListPath or FtpArg.TimeAndPath;
@@ -89,7 +94,8 @@ public sealed record FtpCommandSpec(FtpVerb Verb, FtpArg Arg, FtpPhase Phase, Ft
 /// <summary>The per-command table (Zorp's FtpProxy shape): one place says what each verb is allowed to do.</summary>
 public static class FtpCommands
 {
-    static FtpCommandSpec S(FtpVerb v, FtpArg a, FtpPhase p, FtpAction x = FtpAction.Forward, FtpDirection d = FtpDirection.None) => new(v, a, p, x, d);
+    static FtpCommandSpec S(FtpVerb v, FtpArg a, FtpPhase p, FtpAction x = FtpAction.Forward, FtpDirection d = FtpDirection.None,
+        FtpVerb? aliasOf = null) => new(v, a, p, x, d, aliasOf);
 
     const FtpPhase Any = FtpPhase.Any, In = FtpPhase.LoggedIn;
 
@@ -99,9 +105,9 @@ public static class FtpCommands
         S(FtpVerb.PASS, FtpArg.OptionalText, Any),
         S(FtpVerb.ACCT, FtpArg.Text, Any),
         S(FtpVerb.CWD, FtpArg.Path, In),
-        S(FtpVerb.XCWD, FtpArg.Path, In),
+        S(FtpVerb.XCWD, FtpArg.Path, In, aliasOf: FtpVerb.CWD),
         S(FtpVerb.CDUP, FtpArg.None, In),
-        S(FtpVerb.XCUP, FtpArg.None, In),
+        S(FtpVerb.XCUP, FtpArg.None, In, aliasOf: FtpVerb.CDUP),
         S(FtpVerb.SMNT, FtpArg.Text, In, FtpAction.NotImplemented),
         // REIN would reset the login under the gateway's feet: not offered.
         S(FtpVerb.REIN, FtpArg.None, Any, FtpAction.NotImplemented),
@@ -124,11 +130,11 @@ public static class FtpCommands
         S(FtpVerb.ABOR, FtpArg.None, In),
         S(FtpVerb.DELE, FtpArg.Path, In),
         S(FtpVerb.RMD, FtpArg.Path, In),
-        S(FtpVerb.XRMD, FtpArg.Path, In),
+        S(FtpVerb.XRMD, FtpArg.Path, In, aliasOf: FtpVerb.RMD),
         S(FtpVerb.MKD, FtpArg.Path, In),
-        S(FtpVerb.XMKD, FtpArg.Path, In),
+        S(FtpVerb.XMKD, FtpArg.Path, In, aliasOf: FtpVerb.MKD),
         S(FtpVerb.PWD, FtpArg.None, In),
-        S(FtpVerb.XPWD, FtpArg.None, In),
+        S(FtpVerb.XPWD, FtpArg.None, In, aliasOf: FtpVerb.PWD),
         S(FtpVerb.LIST, FtpArg.ListPath, In, FtpAction.Transfer, FtpDirection.Listing),
         S(FtpVerb.NLST, FtpArg.ListPath, In, FtpAction.Transfer, FtpDirection.Listing),
         S(FtpVerb.MLSD, FtpArg.OptionalPath, In, FtpAction.Transfer, FtpDirection.Listing),
@@ -161,7 +167,7 @@ public static class FtpCommands
     static readonly FtpCommandSpec[] ByVerb = BuildByVerb();
 
     /// <summary>Verb bytes (upper case, packed big-endian into an int) to the spec: a lookup that allocates nothing.</summary>
-    static readonly FrozenDictionary<int, FtpCommandSpec> ByKey = All.ToFrozenDictionary(s => Key(s.Name), s => s);
+    static readonly FrozenDictionary<int, FtpCommandSpec> ByKey = All.ToFrozenDictionary(s => Key(s.Verb.ToString()), s => s);
 
     static FtpCommandSpec[] BuildByVerb()
     {

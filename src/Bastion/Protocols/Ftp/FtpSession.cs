@@ -198,7 +198,7 @@ public sealed partial class FtpSession
                 _pendingUser = name;
             }
 
-            x.Request = RequestText(spec, path, lineMemory.Span, cmd, named);
+            x.Request = RequestText(spec, path, lineMemory.Span, cmd);
             var decision = Decide(spec, path, named);
             x.Decide(decision);
             if (!decision.Allowed)
@@ -465,15 +465,15 @@ public sealed partial class FtpSession
     }
 
     /// <summary>What the access log says the command was: never a password.</summary>
-    static string RequestText(FtpCommandSpec spec, string? path, ReadOnlySpan<byte> line, FtpCommandLine cmd, HostPort? named)
+    static string RequestText(FtpCommandSpec spec, string? path, ReadOnlySpan<byte> line, FtpCommandLine cmd)
     {
         switch (spec.Verb)
         {
             case FtpVerb.PASS or FtpVerb.ACCT:
                 return $"{spec.Name} ****";
             case FtpVerb.USER:
-                var user = Printable(cmd.Arg(line), 64);
-                return named is null ? $"USER {user}" : $"USER {user}";
+                // The name as given, `@host[:port]` included when the client names the server.
+                return $"USER {Printable(cmd.Arg(line), 64)}";
         }
         if (path is not null) return $"{spec.Name} {path}";
         return cmd.HasArg && spec.Arg != FtpArg.None ? $"{spec.Name} {Printable(cmd.Arg(line), 64)}" : spec.Name;

@@ -12,7 +12,7 @@ public sealed class HttpProxyDescriptor : IListenerDescriptor
     public ListenerType Type => ListenerType.HttpProxy;
     public string Name => "http-proxy";
     public IReadOnlySet<string> Attributes { get; } = new HashSet<string>
-        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "sni", "not" };
+        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "sni", "not", "upgrade" };
 
     public void Validate(BastionConfig root, ListenerConfig listener, Action<SourcePos, string> error) { }
 

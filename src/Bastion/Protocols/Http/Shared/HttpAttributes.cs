@@ -1,3 +1,4 @@
+using System.Text;
 using Bastion.Configuration;
 using Bastion.Policy;
 using Bastion.Policy.Canonical;
@@ -17,6 +18,11 @@ public static class HttpAttributes
     /// the caller refuses them with 400 as it refuses malformed ones.
     /// </summary>
     public static TargetStatus ProxyTarget(RequestAttributes a, string method, string target, ListenerConfig listener,
+        CanonicalTarget canonical, out string? error) =>
+        ProxyTarget(a, method, Encoding.UTF8.GetBytes(target), listener, canonical, out error);
+
+    /// <summary>As above, on the request target's bytes as the HTTP/1.1 engine parsed them.</summary>
+    public static TargetStatus ProxyTarget(RequestAttributes a, string method, ReadOnlySpan<byte> target, ListenerConfig listener,
         CanonicalTarget canonical, out string? error)
     {
         error = null;
@@ -37,7 +43,7 @@ public static class HttpAttributes
         var status = RequestTarget.Parse(target, listener.AmbiguousPaths, canonical, out var reason);
         if (status != TargetStatus.Malformed && (canonical.Host is null || canonical.Scheme is not ("http" or "https")))
         {
-            error = target.StartsWith('/')
+            error = !target.IsEmpty && target[0] == (byte)'/'
                 ? "this is a forward proxy: the request target must be an absolute URL (http://host/path)"
                 : "unsupported request target scheme";
             return TargetStatus.Malformed;
@@ -58,7 +64,14 @@ public static class HttpAttributes
     /// is judged as `/`.
     /// </summary>
     public static TargetStatus OriginTarget(RequestAttributes a, string method, string scheme, string? hostName, int? hostPort,
-        string rawTarget, int localPort, ListenerConfig listener, CanonicalTarget canonical, bool withUrl, out string? error)
+        string rawTarget, int localPort, ListenerConfig listener, CanonicalTarget canonical, bool withUrl, out string? error) =>
+        rawTarget == "*"
+            ? OriginTarget(a, method, scheme, hostName, hostPort, "*"u8, localPort, listener, canonical, withUrl, out error)
+            : OriginTarget(a, method, scheme, hostName, hostPort, Encoding.UTF8.GetBytes(rawTarget), localPort, listener, canonical, withUrl, out error);
+
+    /// <summary>As above, on the target's bytes (origin-form) as the HTTP/1.1 engine parsed them.</summary>
+    public static TargetStatus OriginTarget(RequestAttributes a, string method, string scheme, string? hostName, int? hostPort,
+        ReadOnlySpan<byte> rawTarget, int localPort, ListenerConfig listener, CanonicalTarget canonical, bool withUrl, out string? error)
     {
         error = null;
         a.Method = method;
@@ -71,7 +84,7 @@ public static class HttpAttributes
             return TargetStatus.Malformed;
         }
         a.Host = host;
-        if (rawTarget == "*")
+        if (rawTarget.SequenceEqual("*"u8))
         {
             a.Path = "/";
             return TargetStatus.Ok;

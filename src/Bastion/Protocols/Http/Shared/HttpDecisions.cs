@@ -57,8 +57,11 @@ public static class HttpDecisions
         return false;
     }
 
-    /// <summary>The outcome of Basic authentication: the user, or why not (<see cref="Throttled"/>: the client failed too often lately).</summary>
-    public readonly record struct AuthResult(string? User, bool Sent, string? Failure, bool Throttled = false)
+    /// <summary>
+    /// The outcome of Basic authentication: the user, or why not (and the name that was tried, for the log;
+    /// <see cref="Throttled"/>: the client failed too often lately).
+    /// </summary>
+    public readonly record struct AuthResult(string? User, bool Sent, string? Failure, string? Tried = null, bool Throttled = false)
     {
         public bool Ok => User is not null;
     }
@@ -79,7 +82,7 @@ public static class HttpDecisions
         if (login == LoginResult.Ok) return new AuthResult(user, true, null);
         ctx.Metrics.AuthFailure(ctx.Name);
         return login == LoginResult.Throttled
-            ? new AuthResult(null, true, "too many failed logins from this address: try again later", Throttled: true)
-            : new AuthResult(null, true, "bad credentials");
+            ? new AuthResult(null, true, "too many failed logins from this address: try again later", user, Throttled: true)
+            : new AuthResult(null, true, "bad credentials", user);
     }
 }
