@@ -93,6 +93,8 @@ public sealed class BypassFixture : IAsyncLifetime
                     name: no-debug
                   - deny: { content_type: "application/x-*" }
                     name: no-binaries
+                  - allow: { path: "/upgrade101/**", upgrade: websocket }
+                    name: lab-websockets
                   - allow: {}
                     name: rest
             """, new Dictionary<string, string>

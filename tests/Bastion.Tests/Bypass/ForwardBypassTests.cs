@@ -182,6 +182,23 @@ public sealed class ForwardBypassTests(BypassFixture f) : IClassFixture<BypassFi
         Assert.Equal(502, line.Num("status"));
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_101_is_never_relayed_by_the_forward_proxy(bool clientAsked)
+    {
+        // The forward proxy never forwards an upgrade, so any 101 is one the request did not ask for: relaying it
+        // would turn the client's connection into a tunnel no rule sees.
+        string[] upgrade = clientAsked ? ["Connection: Upgrade", "Upgrade: websocket"] : [];
+        var r = await Get("web", $"{f.Unrequested101.Url}/fwd-{clientAsked}", upgrade);
+        Assert.True(r.Status == 502, r.ToString());
+        var line = await f.Gw.WaitForLogAsync(l => l.Str("request") == $"GET {f.Unrequested101.Url}/fwd-{clientAsked}");
+        Assert.Equal(502, line.Num("status"));
+        Assert.Contains("101", line.Str("reason"));
+        var head = f.Unrequested101.Requests.Last(h => h.Contains($"/fwd-{clientAsked}", StringComparison.Ordinal));
+        Assert.DoesNotContain("Upgrade", head, StringComparison.OrdinalIgnoreCase);
+    }
+
     [Fact]
     public async Task Userinfo_never_reaches_the_upstream_or_the_access_log()
     {

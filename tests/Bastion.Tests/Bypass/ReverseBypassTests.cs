@@ -113,6 +113,20 @@ public sealed class ReverseBypassTests(BypassFixture f) : IClassFixture<BypassFi
     }
 
     [Fact]
+    public async Task A_101_to_a_protocol_the_request_did_not_name_is_refused()
+    {
+        // The rule names websocket; the upstream switches to something else.
+        var r = await Get("/upgrade101/ws", "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==");
+        Assert.True(r.Status == 502, r.ToString());
+        var line = await f.Gw.WaitForLogAsync(l => (l.Str("request") ?? "").EndsWith("/upgrade101/ws", StringComparison.Ordinal));
+        Assert.Equal(502, line.Num("status"));
+        Assert.Contains("an upgrade to 'tunnel'", line.Str("reason"));
+        // Without a rule that names the upgrade, it never reaches the upstream.
+        Assert.Equal(403, (await Get("/x", "Connection: Upgrade", "Upgrade: websocket")).Status);
+    }
+
+    [Fact]
     public async Task H2c_upgrades_are_never_forwarded()
     {
         var r = await Http1Response.SendAsync(Site, "GET /recorder/cleartext-upgrade HTTP/1.1", "Host: a", "Connection: Upgrade, HTTP2-Settings",
