@@ -24,8 +24,9 @@ static class AppendFile
         {
             int errno = Marshal.GetLastPInvokeError();
             var message = Marshal.GetPInvokeErrorMessage(errno);
-            throw errno is 13 or 1 ? new UnauthorizedAccessException($"Access to the path '{path}' is denied ({message}).")
-                : new IOException($"cannot open '{path}': {message}");
+            // As .NET's own FileStream does: the errno's words as the innermost message.
+            throw errno is 13 or 1 ? new UnauthorizedAccessException($"Access to the path '{path}' is denied.", new IOException(message))
+                : new IOException(message);
         }
         // Linux's pwrite on an O_APPEND descriptor appends whatever offset FileStream passes.
         return new FileStream(new SafeFileHandle(fd, ownsHandle: true), FileAccess.Write, bufferSize: 0);

@@ -69,7 +69,8 @@ public sealed partial class ReadmeCommandTests
     {
         // The README's addresses are fixed (3128, 9090): wait for another run of this suite to let them go.
         await Wait.UntilAsync(() => Free(3128) && Free(9090), TimeSpan.FromSeconds(90), "ports 3128 and 9090 to be free for the README's run");
-        await using var p = Proc.Start("setsid", ["sh", "-c", "exec " + command], workDir: Repo.Root);
+        // SIGINT back to its default: a suite started in the background (`cmd &` in a script) inherits it ignored.
+        await using var p = Proc.Start("setsid", ["env", "--default-signal=INT", "sh", "-c", "exec " + command], workDir: Repo.Root);
         await p.WaitForOutputAsync(" running (", TimeSpan.FromMinutes(5));
         Assert.Contains("listening on 127.0.0.1:3128", p.Output);
         var kill = await Proc.RunAsync("kill", ["-INT", "--", "-" + p.Process.Id]);
