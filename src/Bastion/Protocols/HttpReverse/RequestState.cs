@@ -19,8 +19,6 @@ sealed class RequestState
     public string[]? Upgrade;
     /// <summary>The 101 was relayed and its decision line written: the line at the end is the tunnel's transfer line.</summary>
     public bool TunnelOpen;
-    /// <summary>Bytes of an HTTP/1.1 upgraded connection, each way.</summary>
-    public TunnelCounter? Tunnel;
     public ClientConnection? Conn;
     public CompiledRoute? Route;
     public UpstreamTarget? Target;

@@ -115,12 +115,7 @@ sealed class ReverseHandler
             return false;
         }
         rs.Upgrade = RequestedUpgrade(http);
-        if (rs.Upgrade is not null)
-        {
-            a.Upgrade = string.Join(", ", rs.Upgrade);
-            if (http.Features.Get<IHttpUpgradeFeature>() is { IsUpgradableRequest: true } upgradeFeature)
-                http.Features.Set<IHttpUpgradeFeature>(rs.Tunnel = new TunnelCounter(upgradeFeature));
-        }
+        if (rs.Upgrade is not null) a.Upgrade = string.Join(", ", rs.Upgrade);
         if (cfg.RefuseConflictingHeaders && rs.State.Policy.ConflictingHeader(a.Headers) is { } conflict)
         {
             await Deny(http, rs, 400, PseudoRules.ConflictingHeaders, $"conflicting values of header '{conflict}', which a rule judges").ConfigureAwait(false);
@@ -132,27 +127,11 @@ sealed class ReverseHandler
     }
 
     /// <summary>
-    /// What the request asks to upgrade to: an HTTP/1.1 `Upgrade` with `Connection: upgrade`, or HTTP/2's extended
-    /// CONNECT. `h2c` is never an upgrade here (never forwarded: the request goes on as plain HTTP/1.1).
+    /// What the request asks to upgrade to: HTTP/2's extended CONNECT (RFC 8441) is the only upgrade on this path
+    /// (HTTP/1.1 `Upgrade`, and `h2c`, are <see cref="ReverseSession"/>'s).
     /// </summary>
-    static string[]? RequestedUpgrade(HttpContext http)
-    {
-        if (http.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true, Protocol: { } p })
-            return [p.ToLowerInvariant()];
-        if (http.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest != true) return null;
-        List<string>? list = null;
-        foreach (var line in http.Request.Headers.Upgrade)
-        {
-            if (line is null) continue;
-            foreach (var range in line.AsSpan().Split(','))
-            {
-                var token = HeaderValue.TrimOws(line.AsSpan()[range]);
-                if (token.IsEmpty || token.Equals("h2c", StringComparison.OrdinalIgnoreCase)) continue;
-                (list ??= []).Add(token.ToString().ToLowerInvariant());
-            }
-        }
-        return list?.ToArray();
-    }
+    static string[]? RequestedUpgrade(HttpContext http) =>
+        http.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true, Protocol: { } p } ? [p.ToLowerInvariant()] : null;
 
     /// <summary>A 101 is being relayed: the request's decision line is written now, as the tunnel opens.</summary>
     internal void TunnelOpened(HttpContext http, RequestState rs)
@@ -161,13 +140,12 @@ sealed class ReverseHandler
         Log(http, rs, Verdict.Allow, 101, rs.Decision.RuleName, $"upgraded to {rs.Attrs.Upgrade}: tunnel open");
     }
 
-    /// <summary>The tunnel closed: a transfer line with what crossed it each way.</summary>
+    /// <summary>The tunnel closed: a transfer line (YARP relays an HTTP/2 tunnel's bytes itself: they are not counted).</summary>
     void TunnelClosed(RequestState rs)
     {
         if (rs.Conn is not { } conn) return;
         var t = _ctx.Open(conn, ExchangeKinds.Transfer, rs.Id);
         t.Request = rs.X.Request;
-        if (rs.Tunnel is { } counted) t.AddBytes(Interlocked.Read(ref counted.FromClient), Interlocked.Read(ref counted.ToClient));
         t.Status = 101;
         // No verdict: the decision was counted when the tunnel opened.
         t.Reason = $"{rs.Attrs.Upgrade} tunnel closed";
