@@ -26,15 +26,15 @@ public enum AmbiguousTargets : byte
 public sealed class CanonicalTarget
 {
     /// <summary>Lowercase scheme of an absolute-form target; empty for origin-form.</summary>
-    public string Scheme { get; internal set; } = "";
+    public string Scheme { get; internal set { field = value; Changed(); } } = "";
     /// <summary>Normalised host (<see cref="HostName"/>) of an absolute-form target; null for origin-form.</summary>
-    public string? Host { get; internal set; }
+    public string? Host { get; internal set { field = value; Changed(); } }
     /// <summary>The port: explicit, or the scheme's default; -1 for origin-form.</summary>
-    public int Port { get; internal set; } = -1;
+    public int Port { get; internal set { field = value; Changed(); } } = -1;
     /// <summary>The path as forwarded: unreserved characters decoded, other escapes in upper-case hex, dot-segments removed.</summary>
-    public string Path { get; internal set; } = "/";
+    public string Path { get; internal set { field = value; Changed(); } } = "/";
     /// <summary>The query as forwarded, with its '?', or empty.</summary>
-    public string Query { get; internal set; } = "";
+    public string Query { get; internal set { field = value; Changed(); } } = "";
     /// <summary>The path as path rules see it: fully percent-decoded (UTF-8).</summary>
     public string PolicyPath { get; internal set; } = "/";
     /// <summary>Why the target is ambiguous (also set when the listener passes ambiguous targets), or null.</summary>
@@ -44,14 +44,19 @@ public sealed class CanonicalTarget
     /// <summary>The target carried a `#fragment` (dropped: it is the client's business only).</summary>
     public bool HadFragment { get; internal set; }
 
-    public string PathAndQuery => Query.Length == 0 ? Path : Path + Query;
+    // Built once per request (a session asks for them several times: Host line, log, `url` rules).
+    string? _pathAndQuery, _authority, _url;
+
+    void Changed() => _pathAndQuery = _authority = _url = null;
+
+    public string PathAndQuery => _pathAndQuery ??= Query.Length == 0 ? Path : Path + Query;
 
     /// <summary>`host` or `host:port` when the port is not the scheme's default; IPv6 in brackets.</summary>
-    public string Authority =>
+    public string Authority => _authority ??=
         Host is null ? "" : Port == DefaultPort(Scheme) ? HostName.ForUrl(Host) : $"{HostName.ForUrl(Host)}:{Port}";
 
     /// <summary>The whole URL as `url` rules see it and the log writes it (no userinfo, no fragment).</summary>
-    public string Url => Host is null ? PathAndQuery : $"{Scheme}://{Authority}{PathAndQuery}";
+    public string Url => _url ??= Host is null ? PathAndQuery : $"{Scheme}://{Authority}{PathAndQuery}";
 
     public static int DefaultPort(string scheme) => scheme switch
     {
