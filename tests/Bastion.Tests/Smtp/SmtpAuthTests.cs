@@ -149,4 +149,24 @@ public class SmtpAuthTests
         var denied = await gw.WaitForLogAsync(l => l.Str("request") == "MAIL FROM:<alice@local.example>" && l.Num("status") == 530);
         Assert.Equal("authenticate", denied.Str("rule"));
     }
+
+    [Fact]
+    public async Task Failed_logins_are_throttled_per_address_like_the_http_logins()
+    {
+        await using var sink = await SmtpSink.StartAsync();
+        await using var gw = await Gateway(sink.Port, "      auth_without_tls: true");
+        await using var c = await RawSmtp.ConnectAsync(gw.Port("mail"));
+        await c.ReplyAsync();
+        await c.CommandAsync("EHLO raw.test");
+        var replies = new List<string>();
+        // The bucket refills one failure a second, so on a slow machine a few more may be checked before the first 454.
+        while (replies.Count < LoginThrottle.Burst + 10 && (replies.Count == 0 || !replies[^1].StartsWith("454", StringComparison.Ordinal)))
+            replies.Add(await c.CommandAsync("AUTH PLAIN " + Convert.ToBase64String(Encoding.UTF8.GetBytes($"\0alice\0wrong{replies.Count}"))));
+        Assert.All(replies.Take(LoginThrottle.Burst), r => Assert.StartsWith("535 5.7.8", r));
+        Assert.StartsWith("454 4.7.0", replies[^1]);
+        // Throttled means not checked at all: the right password is refused too, for now.
+        Assert.StartsWith("454 4.7.0", await c.CommandAsync("AUTH PLAIN " + Convert.ToBase64String(Encoding.UTF8.GetBytes("\0alice\0secret"))));
+        var line = await gw.WaitForLogAsync(l => l.Str("request") == "AUTH PLAIN" && l.Num("status") == 454);
+        Assert.Equal(("deny", "authenticate"), (line.Str("verdict"), line.Str("rule")));
+    }
 }

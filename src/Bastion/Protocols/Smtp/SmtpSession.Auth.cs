@@ -1,4 +1,5 @@
 using Bastion.Gateway;
+using Bastion.Identity;
 
 namespace Bastion.Protocols.Smtp;
 
@@ -107,10 +108,8 @@ sealed partial class SmtpSession
     }
 
     /// <summary>The gateway's users decide; each client address's failures are throttled like the HTTP logins.</summary>
-    async ValueTask<LoginResult> LoginAsync(string user, string password) =>
-        await ctx.Runtime.Identity.VerifyAsync(user, password, conn.Aborted).ConfigureAwait(false) ? LoginResult.Ok : LoginResult.Bad;
-
-    enum LoginResult : byte { Ok, Bad, Throttled }
+    ValueTask<LoginResult> LoginAsync(string user, string password) =>
+        ctx.Runtime.Identity.LoginAsync(user, password, conn.Client.Address, conn.Aborted);
 
     /// <summary>STARTTLS forgets a login made before it (RFC 3207 4.2), back to what the PROXY header said.</summary>
     void ForgetLogin()
