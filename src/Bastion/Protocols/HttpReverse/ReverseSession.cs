@@ -50,6 +50,8 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         _localPort = conn.ProxyHeader?.Destination?.Port ?? conn.Local?.Port ?? 0;
     }
 
+    protected override bool UpstreamsAreInternal => true;
+
     protected override string RequestText() => $"{Head.Method} {_scheme}://{_hostHeader}{_path}{HttpHead.Latin1(_query.Span)}";
 
     protected override async ValueTask<bool> ServeAsync(Limits _)
@@ -128,9 +130,13 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         {
             var target = group.Pick();
             if (target is null)
-                return await RejectAsync(503, reason is null ? $"no healthy upstream in '{group.Name}'" : $"no healthy upstream in '{group.Name}' ({reason})",
-                    Decision.RuleName, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
-            X!.Upstream = target.Prefix;
+            {
+                // The page says no more than that; the log names the group and the last failure.
+                group.Set.Unavailable();
+                return await RejectAsync(503, "no healthy upstream server", Decision.RuleName, close: Head.Framing.HasBody, verdict: Verdict.Allow,
+                    logReason: reason is null ? $"no healthy upstream in '{group.Name}'" : $"no healthy upstream in '{group.Name}' ({reason})").ConfigureAwait(false);
+            }
+            X!.ServedBy(target);
             WriteUpstreamHead(st, route, group, target, stripAuthorization);
             target.Begin();
             Http.Upstream.UpstreamResult r;
@@ -144,6 +150,8 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
             }
             bool again = await RespondAsync(r, limits, new RelayOptions(st.Policy, ViaOnResponse: false)).ConfigureAwait(false);
             if (r.End == Http.Upstream.UpstreamEnd.Response) group.Answered(target, X.Status);
+            else if (r.End is not (Http.Upstream.UpstreamEnd.ConnectFailed or Http.Upstream.UpstreamEnd.ClientBodyFailed))
+                target.Failed(timedOut: r.End == Http.Upstream.UpstreamEnd.TimedOut);
             return again;
         }
     }
