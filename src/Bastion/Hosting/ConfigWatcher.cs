@@ -48,6 +48,12 @@ public sealed class ConfigWatcher : IDisposable
             if (l.File is not null) files.Add(c.Resolve(l.File));
         if (c.Identity?.UsersFile is { } users) files.Add(c.Resolve(users));
         if (c.Admin?.TokenFile is { } token) files.Add(c.Resolve(token));
+        // A certificate renewed in place (certbot writes the same path) is served after the reload this triggers.
+        foreach (var (_, t) in EnvironmentChecks.Certificates(c))
+        {
+            files.Add(c.Resolve(t.Cert));
+            files.Add(c.Resolve(t.Key));
+        }
         return files;
     }
 

@@ -19,6 +19,8 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
 {
     ReverseStates? _states;
     ServerCertificates? _certs;
+    Hosting.Runtime? _certsFor;
+    readonly object _certsLock = new();
     Http2Handoff? _h2;
     bool _stopped;
 
@@ -33,7 +35,8 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
         _states = new ReverseStates(Ctx);
         if (!cfg.Tls.IsEmpty)
         {
-            _certs = new ServerCertificates(Ctx.Runtime.Config, cfg.Tls);
+            _certsFor = Ctx.Runtime;
+            _certs = new ServerCertificates(_certsFor.Config, cfg.Tls);
             _h2 = await Http2Handoff.StartAsync(Ctx, cfg.Limits,
                 sp => new ReverseHandler(Ctx, _states, sp.GetRequiredService<IHttpForwarder>()).HandleAsync, ct).ConfigureAwait(false);
         }
@@ -48,13 +51,13 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
             await new ReverseSession(Ctx, conn, _states!, Duplex.Over(socket), tls: false).RunAsync().ConfigureAwait(false);
             return;
         }
+        var certs = Certificates();
         // What a PROXY header reader buffered past the header is the start of the TLS handshake.
         Stream raw = new NetworkStream(socket, ownsSocket: false);
         if (conn.Transport.HasInputPipe && conn.Transport.TakeBuffered() is { IsEmpty: false } early) raw = new PrefixedStream(early, raw);
         var ssl = new SslStream(raw, leaveInnerStreamOpen: false);
         await using (ssl.ConfigureAwait(false))
         {
-            var certs = _certs;
             using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted))
             {
                 timeout.CancelAfter(Ctx.Config.Limits.HeaderTimeout);
@@ -77,6 +80,28 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
                 await h2.ServeAsync(ssl, socket, conn).ConfigureAwait(false);
             else
                 await new ReverseSession(Ctx, conn, _states!, Duplex.Over(ssl, socket), tls: true).RunAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The certificates for the configuration in force: read again from their files once after each reload, so that a
+    /// certificate renewed in place is served to new connections (open ones keep theirs; the listener stays bound).
+    /// Reload refuses files that do not load, so a failure here is a file changed since; the previous ones stay.
+    /// </summary>
+    ServerCertificates Certificates()
+    {
+        var rt = Ctx.Runtime;
+        if (ReferenceEquals(Volatile.Read(ref _certsFor), rt)) return _certs!;
+        lock (_certsLock)
+        {
+            if (ReferenceEquals(_certsFor, rt)) return _certs!;
+            try { _certs = new ServerCertificates(rt.Config, (rt.Listener(Ctx.Name) ?? Ctx.Config).Tls); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or InvalidOperationException)
+            {
+                Console.Error.WriteLine($"bastion: listener {Ctx.Name}: kept the previous certificates: {e.Message}");
+            }
+            Volatile.Write(ref _certsFor, rt);
+            return _certs!;
         }
     }
 
