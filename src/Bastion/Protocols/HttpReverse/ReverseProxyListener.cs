@@ -43,6 +43,16 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
         await base.StartAsync(ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// Over max_connections: plain HTTP gets the 503 page with the refusal's id, like the forward proxy. A TLS listener
+    /// closes: a plain answer would be garbage to a TLS client, and a handshake costs what the limit protects.
+    /// </summary>
+    protected override void RejectOverLimit(Socket socket)
+    {
+        if (_certs is null) Http.OverLimitPage.Answer(socket, Admission);
+        else base.RejectOverLimit(socket);
+    }
+
     protected override async Task HandleAsync(ClientConnection conn)
     {
         var socket = conn.Socket!;
