@@ -65,21 +65,7 @@ public sealed class DashboardTests(AdminOriginFixture f) : IClassFixture<AdminOr
     public async Task Dashboard_shows_upstream_groups_with_their_targets_health()
     {
         int dead = Wait.FreePort();
-        await using var gw = await TestGateway.StartAsync($$"""
-            admin:
-              listen: 127.0.0.1:0
-            listeners:
-              - name: site
-                type: http-reverse
-                listen: 127.0.0.1:0
-                policy: open
-                routes:
-                  - { path: "/{**rest}", upstream: web }
-            upstreams:
-              web: { targets: ["http://127.0.0.1:{{dead}}", {{f.Origin.Url}}] }
-            policies:
-              open: { default: deny, rules: [{ allow: {} }] }
-            """);
+        await using var gw = await TestGateway.StartAsync(AdminConfigs.ReverseSite($"\"http://127.0.0.1:{dead}\", {f.Origin.Url}"));
         // The first request finds the dead target (connect error, taken out) and is answered by the other.
         for (int i = 0; i < 3; i++)
             Assert.Equal(0, (await Proc.CurlAsync("-f", "-o", "/dev/null", $"{gw.Url("site")}/100b")).ExitCode);

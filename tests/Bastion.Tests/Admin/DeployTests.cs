@@ -77,20 +77,7 @@ public sealed class DeployTests
 
         // A gateway with an upstream group and some traffic, so that every labelled metric has a sample.
         await using var origin = await TestOrigin.StartAsync();
-        await using var gw = await TestGateway.StartAsync($$"""
-            admin:
-              listen: 127.0.0.1:0
-            listeners:
-              - name: site
-                type: http-reverse
-                listen: 127.0.0.1:0
-                policy: open
-                routes:
-                  - { path: "/{**rest}", upstream: web }
-            upstreams:
-              web: { targets: [{{origin.Url}}] }
-            {{AllowAll}}
-            """);
+        await using var gw = await TestGateway.StartAsync(AdminConfigs.ReverseSite(origin.Url));
         Assert.Equal(200, (await Get($"{gw.Url("site")}/100b")).Status);
         await gw.WaitForLogAsync(l => l.Num("status") == 200);
         var metrics = (await AdminHttp.GetAsync(gw.Host.Admin!.BoundEndPoint!.Port, "/metrics")).Body;
