@@ -47,6 +47,9 @@ public sealed class UpstreamMetrics
     {
         var g = new GroupMeter(this, listener, upstream, named, [.. targets.Select(t => new TargetMeter(this, listener, upstream, t.Label, t.Up))]);
         _live[g] = 0;
+        // Its up gauges exist from now on: the next scrape removes them once no set in force has the target.
+        lock (_upShown)
+            foreach (var t in targets) _upShown.Add((listener, upstream, t.Label));
         return g;
     }
 
@@ -55,7 +58,8 @@ public sealed class UpstreamMetrics
 
     internal void Retire(GroupMeter g) => _live.TryRemove(g, out _);
 
-    /// <summary>Before a scrape: the up gauges of the sets in force; targets no longer configured leave the exposition.</summary>
+    /// <summary>Before a scrape: the up gauges of the sets in force; targets no longer configured leave the exposition
+    /// (an alert on `bastion_upstream_up == 0` must not fire for a target a reload removed).</summary>
     internal void UpdateGauges()
     {
         lock (_upShown)

@@ -190,4 +190,24 @@ public class UpstreamObservabilityTests
         var socksLine = await gw.WaitForLogAsync(l => l.Str("listener") == "socks" && l.Str("event") == "connection");
         Assert.Equal($"127.0.0.1:{origin.Port}", socksLine.Str("upstream"));
     }
+
+    [Fact]
+    public async Task A_reload_that_drops_the_dead_target_clears_healthz_without_waiting_for_traffic()
+    {
+        await using var a = await TestOrigin.StartAsync();
+        int dead = Wait.FreePort();
+        await using var gw = await TestGateway.StartAsync(AdminConfigs.ReverseSite($"\"http://127.0.0.1:{dead}\", {a.Url}"));
+        int admin = gw.Host.Admin!.BoundEndPoint!.Port;
+        Assert.Equal(200, (await Get($"{gw.Url("site")}/100b")).Status);
+        Assert.StartsWith("degraded:", (await AdminHttp.GetAsync(admin, "/healthz")).Body);
+
+        await File.WriteAllTextAsync(gw.ConfigPath, AdminConfigs.ReverseSite(a.Url));
+        Assert.Null(await gw.Host.ReloadAsync("test"));
+        var (status, body) = await AdminHttp.GetAsync(admin, "/healthz");
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.StartsWith("ok:", body);
+        var m = (await AdminHttp.GetAsync(admin, "/metrics")).Body;
+        Assert.Null(AdminHttp.Sample(m, "bastion_upstream_up", $"listener=\"site\",upstream=\"web\",target=\"http://127.0.0.1:{dead}\""));
+        Assert.Equal(1, AdminHttp.Sample(m, "bastion_upstream_up", $"listener=\"site\",upstream=\"web\",target=\"{a.Url}\""));
+    }
 }

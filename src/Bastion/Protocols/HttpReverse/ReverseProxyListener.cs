@@ -33,6 +33,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
     {
         var cfg = Ctx.Config;
         _states = new ReverseStates(Ctx);
+        Ctx.Host.ReloadFinished += OnReloaded;
         if (!cfg.Tls.IsEmpty)
         {
             _certsFor = Ctx.Runtime;
@@ -51,6 +52,15 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
     {
         if (_certs is null) Http.OverLimitPage.Answer(socket, Admission);
         else base.RejectOverLimit(socket);
+    }
+
+    /// <summary>Routes and groups follow a reload at once rather than on the next request, so that /healthz and the
+    /// upstream metrics stop showing a group the new configuration dropped or changed.</summary>
+    void OnReloaded(string? _)
+    {
+        if (_stopped) return;
+        try { _states?.Current(); }
+        catch (Exception e) { Console.Error.WriteLine($"bastion: listener {Ctx.Name}: routes not rebuilt after the reload (the next request retries): {e.Message}"); }
     }
 
     protected override async Task HandleAsync(ClientConnection conn)
@@ -125,6 +135,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
     {
         if (_stopped) return;
         _stopped = true;
+        Ctx.Host.ReloadFinished -= OnReloaded;
         // HTTP/2 connections finish on Kestrel's side (GOAWAY) while the engine's drain.
         var h2 = _h2?.StopAsync(drain) ?? Task.CompletedTask;
         await base.StopAsync(drain).ConfigureAwait(false);
