@@ -45,6 +45,8 @@ sed "s/@VERSION@/$version/" docs/bastion.1.md | pandoc --standalone --from markd
 gzip -9n "$root/usr/share/man/man1/bastion.1"
 install -m 0644 README.md $(ls docs/*.md | grep -v "bastion.1.md") "$root/usr/share/doc/bastion/"
 install -m 0644 examples/* "$root/usr/share/doc/bastion/examples/"
+install -D -m 0644 deploy/grafana/bastion-dashboard.json "$root/usr/share/doc/bastion/grafana/bastion-dashboard.json"
+install -D -m 0644 deploy/prometheus/bastion-alerts.yml "$root/usr/share/doc/bastion/prometheus/bastion-alerts.yml"
 printf 'Bastion %s\nBuilt from %s.\n' "$version" "$(git rev-parse --short HEAD 2>/dev/null || echo 'a source tree')" \
   > "$root/usr/share/doc/bastion/copyright"
 

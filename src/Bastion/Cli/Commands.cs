@@ -16,6 +16,10 @@ public static class Commands
     public static string Version =>
         Assembly.GetExecutingAssembly().GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
 
+    /// <summary>The source revision the SDK stamped after '+' (the git commit), or "unknown".</summary>
+    public static string Revision =>
+        Assembly.GetExecutingAssembly().GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+') is [_, var rev, ..] ? rev : "unknown";
+
     static readonly string[] Names = ["run", "check", "explain", "passwd", "ca", "help", "version"];
 
     public static async Task<int> MainAsync(string[] args)

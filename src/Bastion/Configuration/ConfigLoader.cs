@@ -310,7 +310,7 @@ public static class ConfigLoader
         var list = ImmutableArray.CreateBuilder<RouteConfig>();
         foreach (var item in seq.Children)
         {
-            var m = w.Map(item, "route", "host", "path", "method", "headers", "upstream", "strip_prefix", "rewrite_prefix");
+            var m = w.Map(item, "route", "host", "path", "method", "headers", "upstream", "strip_prefix", "rewrite_prefix", "preserve_host");
             if (m is null) continue;
             if (!m.TryGetValue("upstream", out var up)) { w.Error(item, "route needs an 'upstream'"); continue; }
             var upstream = w.Scalar(up.Value, "upstream");
@@ -325,7 +325,10 @@ public static class ConfigLoader
                     foreach (var (hk, (_, hv)) in hmap)
                         if (w.Scalar(hv, hk) is { } hvs) headers[hk] = hvs;
             }
-            list.Add(new RouteConfig(S("host"), S("path"), methods, headers.ToImmutable(), upstream, S("strip_prefix"), S("rewrite_prefix"), w.Pos(item)));
+            list.Add(new RouteConfig(S("host"), S("path"), methods, headers.ToImmutable(), upstream, S("strip_prefix"), S("rewrite_prefix"), w.Pos(item))
+            {
+                PreserveHost = m.TryGetValue("preserve_host", out var ph) ? w.Bool(ph.Value, "preserve_host") : null,
+            });
         }
         return list.ToImmutable();
     }
@@ -425,7 +428,7 @@ public static class ConfigLoader
         if (m is null) return result.ToImmutable();
         foreach (var (name, (_, v)) in m)
         {
-            var um = w.Map(v, $"upstream '{name}'", "targets", "balance", "health", "ca", "insecure_tls");
+            var um = w.Map(v, $"upstream '{name}'", "targets", "balance", "health", "ca", "insecure_tls", "preserve_host");
             if (um is null) continue;
             if (!um.TryGetValue("targets", out var t)) { w.Error(v, $"upstream '{name}' needs 'targets'"); continue; }
             var targets = w.ScalarOrList(t.Value, "targets");
@@ -449,7 +452,10 @@ public static class ConfigLoader
             }
             var ca = um.TryGetValue("ca", out var c) ? w.Scalar(c.Value, "ca") : null;
             var insecure = um.TryGetValue("insecure_tls", out var it) && (w.Bool(it.Value, "insecure_tls") ?? false);
-            result[name] = new UpstreamConfig(name, [.. targets.Select(x => x.Text)], balance, health, ca, insecure, w.Pos(v));
+            result[name] = new UpstreamConfig(name, [.. targets.Select(x => x.Text)], balance, health, ca, insecure, w.Pos(v))
+            {
+                PreserveHost = um.TryGetValue("preserve_host", out var ph) && (w.Bool(ph.Value, "preserve_host") ?? false),
+            };
         }
         return result.ToImmutable();
     }

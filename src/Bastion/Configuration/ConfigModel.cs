@@ -153,7 +153,11 @@ public sealed record TlsInspectionConfig(ValueSpec Ca, ImmutableArray<ValueSpec>
 public sealed record RouteConfig(
     string? Host, string? Path, ImmutableArray<string> Methods,
     ImmutableDictionary<string, string> Headers, string Upstream,
-    string? StripPrefix, string? RewritePrefix, SourcePos Pos);
+    string? StripPrefix, string? RewritePrefix, SourcePos Pos)
+{
+    /// <summary>`preserve_host`: send the client's Host upstream (null: as the upstream group says, else the target's own).</summary>
+    public bool? PreserveHost { get; init; }
+}
 
 /// <summary>The `ftp:` section of an ftp listener (SPEC 2). Defaults: OS-picked passive ports, passive towards the server, no TLS.</summary>
 public sealed record FtpConfig(string? PassivePorts, string DataMode, SourcePos Pos)
@@ -240,7 +244,11 @@ public sealed record ListenerConfig
 public sealed record HealthConfig(string Path, TimeSpan Interval, TimeSpan Timeout, int Fails, int Passes, SourcePos Pos);
 
 public sealed record UpstreamConfig(string Name, ImmutableArray<string> Targets, string Balance, HealthConfig? Health,
-    string? CaFile, bool InsecureTls, SourcePos Pos);
+    string? CaFile, bool InsecureTls, SourcePos Pos)
+{
+    /// <summary>`preserve_host: true`: http-reverse routes to this group send the client's Host (nginx's `proxy_set_header Host $host`).</summary>
+    public bool PreserveHost { get; init; }
+}
 
 /// <summary>One condition as written: a key and its values (a `not` holds nested conditions, a `header` a map).</summary>
 public sealed record ConditionSpec(string Key, ImmutableArray<ValueSpec> Values,

@@ -7,7 +7,7 @@ namespace Bastion.Configuration;
 /// <summary>
 /// What `bastion check` can see of the machine beyond the file itself: whether the access log can be written (or
 /// its folder created) and whether certificates and keys can be read and belong together, as the user running the
-/// check (under systemd, the service's user). Not run on reload: a running gateway handles those itself.
+/// check (under systemd, the service's user). Only the certificates are checked again on reload.
 /// </summary>
 public static class EnvironmentChecks
 {
@@ -16,10 +16,29 @@ public static class EnvironmentChecks
         var errors = new List<ConfigError>();
         if (LogFile(c) is { } log && LogProblem(log) is { } why)
             errors.Add(new ConfigError(c.Logging.Pos, $"logging.access: {why}"));
+        errors.AddRange(CertificateErrors(c));
+        return errors;
+    }
+
+    /// <summary>Every certificate a listener serves (`tls:`, `smtp.tls`, `ftp.tls`), with its listener's name.</summary>
+    public static IEnumerable<(string Listener, TlsCertConfig Tls)> Certificates(BastionConfig c)
+    {
         foreach (var l in c.Listeners)
-            foreach (var t in l.Tls)
-                if (CertificateProblem(c.Resolve(t.Cert), c.Resolve(t.Key)) is { } problem)
-                    errors.Add(new ConfigError(t.Pos, $"listener '{l.Name}': {problem}"));
+        {
+            foreach (var t in l.Tls) yield return (l.Name, t);
+            if (l.Smtp?.Tls is { } st) yield return (l.Name, st);
+            if (l.Ftp?.Tls is { } ft) yield return (l.Name, ft);
+        }
+    }
+
+    /// <summary>Certificates or keys that cannot be read, do not belong together or have expired. Also run on reload:
+    /// a certificate renewed in place (half written, or with the wrong key) is refused rather than served.</summary>
+    public static List<ConfigError> CertificateErrors(BastionConfig c)
+    {
+        var errors = new List<ConfigError>();
+        foreach (var (listener, t) in Certificates(c))
+            if (CertificateProblem(c.Resolve(t.Cert), c.Resolve(t.Key)) is { } problem)
+                errors.Add(new ConfigError(t.Pos, $"listener '{listener}': {problem}"));
         return errors;
     }
 

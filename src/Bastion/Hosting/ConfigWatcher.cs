@@ -49,6 +49,12 @@ public sealed class ConfigWatcher : IDisposable
         if (c.Identity?.UsersFile is { } users) files.Add(c.Resolve(users));
         if (c.Admin?.TokenFile is { } token) files.Add(c.Resolve(token));
         if (c.Resolver?.HostsFile is { } hostsFile) files.Add(c.Resolve(hostsFile));
+        // A certificate renewed in place (certbot writes the same path) is served after the reload this triggers.
+        foreach (var (_, t) in EnvironmentChecks.Certificates(c))
+        {
+            files.Add(c.Resolve(t.Cert));
+            files.Add(c.Resolve(t.Key));
+        }
         return files;
     }
 

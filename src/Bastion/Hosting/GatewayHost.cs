@@ -248,6 +248,8 @@ public sealed class GatewayHost : IAsyncDisposable
         }
         if (next.Admin is { } a && a.Listen != cur.Admin?.Listen && CannotBind(a.Listen, held) is { } whyAdmin)
             errors.Add(new ConfigError(a.Pos, $"admin: cannot listen on {a.Listen}: {whyAdmin}"));
+        // Listeners read their certificates again for the new configuration (a renewal in place): they must load.
+        errors.AddRange(EnvironmentChecks.CertificateErrors(next));
         if (errors.Count > 0) throw new ConfigException(errors);
     }
 

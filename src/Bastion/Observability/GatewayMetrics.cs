@@ -29,6 +29,10 @@ public sealed class GatewayMetrics
     public Counter LogWritten { get; }
     public Gauge StartTime { get; }
     public Counter AdminRequests { get; }
+    /// <summary>Per-target metrics of the configured upstreams.</summary>
+    public UpstreamMetrics Upstreams { get; }
+    readonly Counter _responses;
+    readonly ConcurrentDictionary<string, Counter.Child[]> _responseClasses = new();
     int _processMetrics;
 
     readonly ConcurrentDictionary<(string, string, string, string), Counter.Child> _decisionChildren = new();
@@ -65,6 +69,13 @@ public sealed class GatewayMetrics
         StartTime = f.CreateGauge("bastion_start_time_seconds", "When the gateway started (Unix time).");
         AdminRequests = f.CreateCounter("bastion_admin_requests_total", "Requests to the admin listener.",
             new CounterConfiguration { LabelNames = ["endpoint", "code"] });
+        _responses = f.CreateCounter("bastion_responses_total", "HTTP responses to clients (relayed or the gateway's own), by status class.",
+            new CounterConfiguration { LabelNames = ["listener", "class"] });
+        Upstreams = new UpstreamMetrics(f);
+        BeforeCollect(Upstreams.UpdateGauges);
+        f.CreateGauge("bastion_build_info", "Always 1; the labels say which build runs.",
+            new GaugeConfiguration { LabelNames = ["version", "revision", "runtime"] })
+            .WithLabels(Cli.Commands.Version, Cli.Commands.Revision, System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription).Set(1);
         StartTime.SetToCurrentTimeUtc();
         ConfigGeneration.Set(1);
         LastReloadSuccess.Set(1);
@@ -100,6 +111,19 @@ public sealed class GatewayMetrics
 
     public void AuthFailure(string listener) => L(listener).Auth.Inc();
 
+    /// <summary>An HTTP response to a client, counted by class (1xx to 5xx).</summary>
+    public void Response(string listener, int status)
+    {
+        if (status is < 100 or > 599) return;
+        if (!_responseClasses.TryGetValue(listener, out var c))
+            c = _responseClasses.GetOrAdd(listener, l => [.. new[] { "1xx", "2xx", "3xx", "4xx", "5xx" }.Select(k => _responses.WithLabels(l, k))]);
+        c[status / 100 - 1].Inc();
+    }
+
+    /// <summary>A listener's responses by class (index 0 = 1xx), for /api/stats and the dashboard.</summary>
+    public long[] Responses(string listener) =>
+        _responseClasses.TryGetValue(listener, out var c) ? [.. c.Select(x => (long)x.Value)] : new long[5];
+
     public void TlsMinted(string listener, TimeSpan t) => _tlsMint.WithLabels(listener).Observe(t.TotalSeconds);
 
     public void TlsTunnel(string listener, string mode) =>
@@ -129,6 +153,9 @@ public sealed class GatewayMetrics
             new CounterConfiguration { LabelNames = ["generation"] });
         var threads = f.CreateGauge("dotnet_threadpool_threads", "Thread-pool threads.");
         var queue = f.CreateGauge("dotnet_threadpool_queue_length", "Work items waiting for a thread-pool thread.");
+        var fds = f.CreateGauge("process_open_fds", "Open file descriptors (sockets included).");
+        var maxFds = f.CreateGauge("process_max_fds", "The process's limit on open file descriptors (RLIMIT_NOFILE).");
+        if (MaxOpenFiles() is { } max) maxFds.Set(max);
         start.Set(new DateTimeOffset(System.Diagnostics.Process.GetCurrentProcess().StartTime.ToUniversalTime()).ToUnixTimeMilliseconds() / 1000.0);
         var gen = new[] { gcs.WithLabels("0"), gcs.WithLabels("1"), gcs.WithLabels("2") };
         BeforeCollect(() =>
@@ -139,7 +166,37 @@ public sealed class GatewayMetrics
             for (int g = 0; g < gen.Length; g++) gen[g].IncTo(GC.CollectionCount(g));
             threads.Set(ThreadPool.ThreadCount);
             queue.Set(ThreadPool.PendingWorkItemCount);
+            if (OpenFiles() is { } open) fds.Set(open);
         });
+    }
+
+    /// <summary>Entries of /proc/self/fd (Linux); null elsewhere.</summary>
+    static int? OpenFiles()
+    {
+        try
+        {
+            int n = 0;
+            foreach (var _ in Directory.EnumerateFileSystemEntries("/proc/self/fd")) n++;
+            return n;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
+    }
+
+    /// <summary>The soft limit in /proc/self/limits ("Max open files  1024  524288  files").</summary>
+    static double? MaxOpenFiles()
+    {
+        try
+        {
+            foreach (var line in File.ReadLines("/proc/self/limits"))
+            {
+                if (!line.StartsWith("Max open files", StringComparison.Ordinal)) continue;
+                var soft = line["Max open files".Length..].TrimStart();
+                int end = soft.IndexOf(' ');
+                return double.TryParse(end < 0 ? soft : soft[..end], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var v) ? v : null;
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
+        return null;
     }
 
     /// <summary>Runs <paramref name="update"/> before each scrape: gauges that mirror state rather than count events.</summary>

@@ -24,6 +24,23 @@ public sealed class AdminOriginFixture : IAsyncLifetime
 
 static class AdminConfigs
 {
+    /// <summary>The admin listener and a reverse proxy `site` sending every path to the group `web`.</summary>
+    public static string ReverseSite(string webTargets) => $$"""
+        admin:
+          listen: 127.0.0.1:0
+        listeners:
+          - name: site
+            type: http-reverse
+            listen: 127.0.0.1:0
+            policy: open
+            routes:
+              - { path: "/{**rest}", upstream: web }
+        upstreams:
+          web: { targets: [{{webTargets}}] }
+        policies:
+          open: { default: deny, rules: [{ allow: {} }] }
+        """;
+
     /// <summary>
     /// A forward proxy and the admin listener. v1 allows tunnels and loopback web traffic; v2 (the "switched" rules
     /// a reload brings in) denies /100b and, by dropping the tunnel rule, new CONNECTs.

@@ -62,6 +62,25 @@ public sealed class DashboardTests(AdminOriginFixture f) : IClassFixture<AdminOr
     }
 
     [Fact]
+    public async Task Dashboard_shows_upstream_groups_with_their_targets_health()
+    {
+        int dead = Wait.FreePort();
+        await using var gw = await TestGateway.StartAsync(AdminConfigs.ReverseSite($"\"http://127.0.0.1:{dead}\", {f.Origin.Url}"));
+        // The first request finds the dead target (connect error, taken out) and is answered by the other.
+        for (int i = 0; i < 3; i++)
+            Assert.Equal(0, (await Proc.CurlAsync("-f", "-o", "/dev/null", $"{gw.Url("site")}/100b")).ExitCode);
+        var dom = await Chromium($"http://127.0.0.1:{gw.Host.Admin!.BoundEndPoint!.Port}/", "--dump-dom");
+        Assert.True(dom.ExitCode == 0, dom.ToString());
+        var html = dom.Stdout;
+        Assert.Matches("<html[^>]*data-ok=\"true\"", html);
+        Assert.Contains("data-upstream=\"site/web\"", html);
+        Assert.Contains("Degraded: upstream web (site)", html);
+        Assert.Contains("1 of 2 target(s) up", html);
+        Assert.Contains($"http://127.0.0.1:{dead}", html);
+        Assert.Contains(f.Origin.Url, html);
+    }
+
+    [Fact]
     public async Task Dashboard_asks_for_the_token_when_one_is_configured()
     {
         var files = new Dictionary<string, string> { ["admin.token"] = "dash-token-0123456789\n" };

@@ -195,10 +195,25 @@ public class ReversePolicyTests
         Assert.Equal("http-reverse", c.Type);
         Assert.Equal(((System.Net.IPEndPoint)first.Client.LocalEndPoint!).Port, c.Client.Port);
 
-        // Over the limit: closed without an answer, and logged.
-        var r = await Proc.CurlAsync($"{gw.Url("site")}/100b");
-        Assert.NotEqual(0, r.ExitCode);
-        await gw.WaitForLogAsync(l => l.Str("rule") == "limits.max_connections");
+        // Over the limit: the 503 page with the refusal's id (as the forward proxy answers), then closed; logged.
+        using (var over = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            over.ReceiveTimeout = 10_000;
+            try { over.Connect(gw.EndPoint("site")); }
+            catch (SocketException e) { Assert.Fail($"connect: {e.SocketErrorCode} {e.Message}"); }
+            var answer = new MemoryStream();
+            var buf = new byte[4096];
+            int n;
+            while ((n = over.Receive(buf)) > 0) answer.Write(buf, 0, n);
+            var text = Encoding.UTF8.GetString(answer.ToArray());
+            Assert.StartsWith("HTTP/1.1 503 Service Unavailable\r\n", text);
+            Assert.Contains("Content-Type: text/html", text);
+            var refused = await gw.WaitForLogAsync(l => l.Str("rule") == "limits.max_connections");
+            Assert.Equal(503, refused.Num("status"));
+            Assert.Contains($"X-Bastion-Request-Id: {refused.Str("id")}\r\n", text);
+            Assert.Contains($"<code>{refused.Str("id")}</code>", text);
+            Assert.Contains("too many connections", text);
+        }
 
         first.Close();
         await Wait.UntilAsync(() => gw.Host.Connections.CountFor("site") == 0, TimeSpan.FromSeconds(10), "connection closed");

@@ -231,4 +231,51 @@ public class ReverseRoutingTests
     }
 
     internal static JsonElement Headers(string body) => Json.Parse(body).GetProperty("headers");
+
+    [Fact]
+    public async Task Preserve_host_sends_the_clients_host_upstream_on_http1_and_http2()
+    {
+        await using var o = await TestOrigin.StartAsync();
+        var dir = Scratch.NewDir("preserve");
+        var (crt, key) = TestCerts.WritePem(dir, "site", TestCerts.Make("app.example.test", ["app.example.test"]));
+        const string routes = """
+                routes:
+                  - { path: "/own/{**rest}", upstream: keep, strip_prefix: /own, preserve_host: false }
+                  - { path: "/{**rest}", upstream: keep }
+            """;
+        await using var gw = await TestGateway.StartAsync($$"""
+            listeners:
+              - name: site
+                type: http-reverse
+                listen: 127.0.0.1:0
+                policy: open
+            {{routes}}
+              - name: secure
+                type: http-reverse
+                listen: 127.0.0.1:0
+                policy: open
+                tls: [{ cert: {{crt}}, key: {{key}} }]
+            {{routes}}
+            upstreams:
+              keep: { targets: [{{o.Url}}], preserve_host: true }
+            {{AllowAll}}
+            """);
+        // The group says preserve_host: the client's Host goes upstream.
+        var (status, body) = await Get($"{gw.Url("site")}/echo", "-H", "Host: App.Example.Test:8443");
+        Assert.Equal(200, status);
+        Assert.Equal("App.Example.Test:8443", Headers(body).GetProperty("Host").GetString());
+        // A route saying preserve_host: false wins over its group: the target's own name.
+        (status, body) = await Get($"{gw.Url("site")}/own/echo", "-H", "Host: app.example.test");
+        Assert.Equal(200, status);
+        Assert.Equal($"127.0.0.1:{o.Port}", Headers(body).GetProperty("Host").GetString());
+        Assert.Equal("app.example.test", Headers(body).GetProperty("X-Forwarded-Host").GetString());
+
+        // HTTP/2 (YARP's path): :authority becomes the upstream's Host.
+        int port = gw.Port("secure");
+        var h2 = await Proc.CurlAsync("--http2", "--cacert", crt, "--resolve", $"app.example.test:{port}:127.0.0.1", "-w", "\n%{http_version}",
+            $"https://app.example.test:{port}/echo");
+        var lines = h2.Stdout.Split('\n');
+        Assert.Equal("2", lines[^1]);
+        Assert.Equal($"app.example.test:{port}", Headers(lines[0]).GetProperty("Host").GetString());
+    }
 }

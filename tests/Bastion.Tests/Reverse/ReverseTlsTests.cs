@@ -207,4 +207,90 @@ public class ReverseTlsTests
         Assert.InRange(line.Num("bytes_in"), size, size + size / 100);
         Directory.Delete(dir, true);
     }
+
+    /// <summary>A TLS connection to the listener: the certificate it was served, and the stream for requests.</summary>
+    static async Task<(string Thumbprint, System.Net.Security.SslStream Ssl)> TlsConnectAsync(int port)
+    {
+        var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(System.Net.IPAddress.Loopback, port);
+        var ssl = new System.Net.Security.SslStream(tcp.GetStream(), leaveInnerStreamOpen: false);
+        await ssl.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = "renew.test",
+            ApplicationProtocols = [System.Net.Security.SslApplicationProtocol.Http11],
+            RemoteCertificateValidationCallback = static (_, _, _, _) => true,
+        });
+        return (ssl.RemoteCertificate!.GetCertHashString(), ssl);
+    }
+
+    /// <summary>One keep-alive GET /100b on an open connection: the status line.</summary>
+    static async Task<string> GetOnAsync(System.Net.Security.SslStream ssl)
+    {
+        await ssl.WriteAsync("GET /100b HTTP/1.1\r\nHost: renew.test\r\n\r\n"u8.ToArray());
+        var buf = new byte[4096];
+        int n = 0;
+        while (true)
+        {
+            int r = await ssl.ReadAsync(buf.AsMemory(n));
+            if (r == 0) break;
+            n += r;
+            var text = Encoding.ASCII.GetString(buf, 0, n);
+            int end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+            if (end >= 0 && n - end - 4 >= 100) return text[..text.IndexOf("\r\n", StringComparison.Ordinal)];
+        }
+        return "(closed)";
+    }
+
+    [Fact]
+    public async Task Certificate_renewed_in_place_is_served_after_reload_and_open_connections_stay()
+    {
+        var dir = Scratch.NewDir("renew");
+        var first = TestCerts.Make("renew.test", ["renew.test"]);
+        var (crt, key) = TestCerts.WritePem(dir, "site", first);
+        await using var o = await TestOrigin.StartAsync();
+        await using var gw = await TestGateway.StartAsync($$"""
+            listeners:
+              - name: site
+                type: http-reverse
+                listen: 127.0.0.1:0
+                policy: open
+                tls: [{ cert: {{crt}}, key: {{key}} }]
+                routes:
+                  - { path: "/{**rest}", upstream: {{o.Url}} }
+            {{AllowAll}}
+            """);
+        int port = gw.Port("site");
+        var (before, open) = await TlsConnectAsync(port);
+        await using var openConn = open;
+        Assert.Equal(first.GetCertHashString(), before);
+        Assert.StartsWith("HTTP/1.1 200", await GetOnAsync(open));
+
+        // The file watcher follows the certificate and key files, so that certbot's renewal triggers the reload.
+        Assert.Contains(crt, Bastion.Hosting.ConfigWatcher.FilesOf(gw.Host.Current.Config, gw.ConfigPath));
+        Assert.Contains(key, Bastion.Hosting.ConfigWatcher.FilesOf(gw.Host.Current.Config, gw.ConfigPath));
+
+        // Renewed in place (same paths), then reloaded: new connections get the new certificate.
+        var renewed = TestCerts.Make("renew.test", ["renew.test"]);
+        TestCerts.WritePem(dir, "site", renewed);
+        Assert.Null(await gw.Host.ReloadAsync("test"));
+        var (after, fresh) = await TlsConnectAsync(port);
+        await using (fresh)
+        {
+            Assert.Equal(renewed.GetCertHashString(), after);
+            Assert.StartsWith("HTTP/1.1 200", await GetOnAsync(fresh));
+        }
+        // The connection opened before the renewal was not cut.
+        Assert.StartsWith("HTTP/1.1 200", await GetOnAsync(open));
+
+        // A renewal caught half way (a certificate with another key) is refused by reload; the last good one stays.
+        var other = TestCerts.Make("renew.test", ["renew.test"]);
+        var otherDir = Scratch.NewDir("renew-other");
+        var (otherCrt, _) = TestCerts.WritePem(otherDir, "x", other);
+        File.Copy(otherCrt, crt, overwrite: true);
+        var error = await gw.Host.ReloadAsync("test");
+        Assert.NotNull(error);
+        Assert.Contains(crt, error);
+        var (still, again) = await TlsConnectAsync(port);
+        await using (again) Assert.Equal(renewed.GetCertHashString(), still);
+    }
 }

@@ -47,6 +47,15 @@ public sealed class Exchange
     public int Status { get; set; }
     /// <summary>The upstream it went to (host:port or URL prefix), when it went anywhere.</summary>
     public string? Upstream { get; set; }
+    /// <summary>The configured upstream target that served it (reverse proxy), whose latency it adds to.</summary>
+    public UpstreamTarget? Target { get; private set; }
+
+    /// <summary>The request goes to <paramref name="t"/> of an upstream set: the log names it, its metrics count it.</summary>
+    public void ServedBy(UpstreamTarget t)
+    {
+        Target = t;
+        Upstream = t.Label;
+    }
     /// <summary>The TLS state worth logging (protocol version, SNI), when any.</summary>
     public string? Tls { get; set; }
     /// <summary>The TLS server name the client sent (inspected or peeked CONNECT tunnels).</summary>
@@ -136,7 +145,12 @@ public sealed class Exchange
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0) return;
         TimeSpan? upstream = _responseAt != 0 ? Stopwatch.GetElapsedTime(_sentAt != 0 ? _sentAt : _start, _responseAt) : null;
-        if (upstream is { } latency) _ctx.Metrics.UpstreamLatency(_ctx.Name, latency);
+        if (upstream is { } latency)
+        {
+            _ctx.Metrics.UpstreamLatency(_ctx.Name, latency);
+            Target?.Meter?.Latency(latency);
+        }
+        if (Kind == ExchangeKinds.Request && _ctx.Type is ListenerType.HttpProxy or ListenerType.HttpReverse) _ctx.Metrics.Response(_ctx.Name, Status);
         _ctx.Record(new AccessEvent
         {
             UpstreamMs = upstream?.TotalMilliseconds,

@@ -67,13 +67,18 @@ public sealed class StreamUpstreams : IDisposable
         string? error = null;
         foreach (var t in Set.FailoverOrder())
         {
+            long start = System.Diagnostics.Stopwatch.GetTimestamp();
             var r = await Transport.ConnectAsync(t.Host, t.Port, timeout, ct).ConfigureAwait(false);
             if (r.Ok)
             {
                 t.Connected();
+                // The latency of a stream upstream is its connect time; the caller's Begin() counts the connection.
+                t.Meter?.Latency(System.Diagnostics.Stopwatch.GetElapsedTime(start));
                 return (r.Transport, t, null);
             }
             error = $"upstream {t}: {r.Message ?? r.Error.ToString()}";
+            if (ct.IsCancellationRequested) break;
+            t.Meter?.Request();
             Set.ConnectFailed(t);
         }
         return (null, null, error);
@@ -90,7 +95,7 @@ public sealed class StreamUpstreams : IDisposable
 }
 
 /// <summary>A listener's <see cref="StreamUpstreams"/> for the configuration in force, kept across reloads (with their health) while they stay the same.</summary>
-public sealed class StreamUpstreamsSlot : IDisposable
+public sealed class StreamUpstreamsSlot(Observability.UpstreamMetrics? metrics = null, string listener = "") : IDisposable
 {
     StreamUpstreams? _upstreams;
     readonly object _rebuild = new();
@@ -104,6 +109,7 @@ public sealed class StreamUpstreamsSlot : IDisposable
             u = _upstreams;
             if (u is not null && ReferenceEquals(u.Config, cfg)) return u;
             var next = StreamUpstreams.Build(cfg, root, u);
+            if (metrics is not null) next.Set.Meter(metrics, listener);
             if (u is not null && !ReferenceEquals(next.Set, u.Set)) u.Dispose();
             Volatile.Write(ref _upstreams, next);
             return next;

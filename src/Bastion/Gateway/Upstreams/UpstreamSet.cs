@@ -60,6 +60,19 @@ public sealed class UpstreamSet : IDisposable
 
     public void ConnectFailed(UpstreamTarget t) => t.ConnectFailed(_passiveDown);
 
+    Observability.UpstreamMetrics.GroupMeter? _meter;
+
+    /// <summary>Counts this set's traffic as <paramref name="listener"/>'s (once; a set kept across reloads keeps its meter).</summary>
+    public void Meter(Observability.UpstreamMetrics metrics, string listener)
+    {
+        if (_meter is not null) return;
+        _meter = metrics.Group(listener, Name, Config is not null, [.. Targets.Select(t => (t.Label, (Func<bool>)(() => t.Available)))]);
+        for (int i = 0; i < Targets.Length; i++) Targets[i].Meter = _meter.Targets[i];
+    }
+
+    /// <summary>A request refused because every target was out (the 503 "no healthy upstream").</summary>
+    public void Unavailable() => _meter?.Unavailable();
+
     public void Answered(UpstreamTarget t, int status) =>
         t.Answered(status, Config?.Health?.Fails ?? Passive5xxThreshold, _passiveDown);
 
@@ -110,6 +123,7 @@ public sealed class UpstreamSet : IDisposable
 
     public void Dispose()
     {
+        _meter?.Dispose();
         try { _stop.Cancel(); }
         catch (ObjectDisposedException) { }
     }

@@ -19,6 +19,12 @@ public sealed class UpstreamTarget
     public string Host { get; }
     public int Port { get; }
 
+    /// <summary>How metrics, the dashboard and the log name it: the URL prefix (http), `host:port` (tcp).</summary>
+    public string Label => Uri.Scheme == "tcp" ? ToString() : Prefix;
+
+    /// <summary>Its metrics, when the set is metered (a listener's set in force).</summary>
+    public Observability.UpstreamMetrics.TargetMeter? Meter { get; internal set; }
+
     volatile bool _activeUp = true;
     long _passiveDownUntil;
     int _inFlight;
@@ -35,7 +41,12 @@ public sealed class UpstreamTarget
     /// <summary>Requests (http) or connections (tcp) it is serving now: what least-requests and power-of-two compare.</summary>
     public int InFlight => Volatile.Read(ref _inFlight);
 
-    public void Begin() => Interlocked.Increment(ref _inFlight);
+    /// <summary>A request (or connection) goes to this target: in flight, and counted.</summary>
+    public void Begin()
+    {
+        Interlocked.Increment(ref _inFlight);
+        Meter?.Request();
+    }
 
     public void End() => Interlocked.Decrement(ref _inFlight);
 
@@ -68,6 +79,7 @@ public sealed class UpstreamTarget
     /// <summary>A connection failure takes the target out at once (like nginx max_fails=1).</summary>
     public void ConnectFailed(TimeSpan downFor)
     {
+        Meter?.Error(0);
         Volatile.Write(ref _passiveDownUntil, Environment.TickCount64 + (long)downFor.TotalMilliseconds);
         _passiveFails = 0;
     }
@@ -78,9 +90,13 @@ public sealed class UpstreamTarget
         if (Volatile.Read(ref _passiveDownUntil) != 0) Volatile.Write(ref _passiveDownUntil, 0);
     }
 
+    /// <summary>It took the request but gave no answer: in time (<paramref name="timedOut"/>) or at all.</summary>
+    public void Failed(bool timedOut) => Meter?.Error(timedOut ? 1 : 2);
+
     /// <summary>5xx answers take it out after <paramref name="threshold"/> in a row; any other answer resets the count.</summary>
     public void Answered(int status, int threshold, TimeSpan downFor)
     {
+        Meter?.Response(status);
         if (status < 500)
         {
             if (_passiveFails != 0) _passiveFails = 0;

@@ -61,6 +61,8 @@ public static class AdminApi
             w.WriteNumber("allow", c.Allowed);
             w.WriteNumber("deny", c.Denied);
             w.WriteNumber("auth_failures", c.AuthFailures);
+            if (cfg?.Type is ListenerType.HttpProxy or ListenerType.HttpReverse || (cfg is null && l?.Type is ListenerType.HttpProxy or ListenerType.HttpReverse))
+                WriteClasses(w, "responses", metrics.Responses(name));
             // http-proxy with tls_inspection: CONNECT tunnels by what became of them.
             var tunnels = metrics.TlsTunnels(name);
             if (tunnels.Count > 0 || rt.Inspection.ContainsKey(name))
@@ -73,6 +75,8 @@ public static class AdminApi
             w.WriteEndObject();
         }
         w.WriteEndArray();
+
+        WriteUpstreams(w, metrics.Upstreams);
 
         w.WriteStartObject("totals");
         w.WriteNumber("active", host.Connections.Count);
@@ -116,6 +120,53 @@ public static class AdminApi
         w.WriteEndArray();
         w.WriteEndObject();
         w.WriteEndObject();
+    }
+
+    static void WriteClasses(Utf8JsonWriter w, string name, long[] byClass)
+    {
+        w.WriteStartObject(name);
+        for (int i = 0; i < 5; i++) w.WriteNumber(ClassNames[i], byClass[i]);
+        w.WriteEndObject();
+    }
+
+    static readonly string[] ClassNames = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+    /// <summary>Upstream sets in force, listener by listener: state, recent error rate, and each target's health and counts.</summary>
+    static void WriteUpstreams(Utf8JsonWriter w, UpstreamMetrics upstreams)
+    {
+        w.WriteStartArray("upstreams");
+        foreach (var g in upstreams.Live)
+        {
+            var trouble = g.Trouble();
+            var (recent, recentErrors) = g.Window.Recent();
+            w.WriteStartObject();
+            w.WriteString("listener", g.Listener);
+            w.WriteString("name", g.Name);
+            w.WriteString("state", trouble is null ? "ok" : g.Targets.Any(t => t.Up) ? "degraded" : "down");
+            w.WriteString("trouble", trouble);
+            w.WriteNumber("targets_up", g.Targets.Count(t => t.Up));
+            w.WriteNumber("recent_requests", recent);
+            w.WriteNumber("recent_errors", recentErrors);
+            w.WriteNumber("unavailable", g.UnavailableCount);
+            w.WriteStartArray("targets");
+            foreach (var t in g.Targets)
+            {
+                w.WriteStartObject();
+                w.WriteString("target", t.Label);
+                w.WriteBoolean("up", t.Up);
+                w.WriteNumber("requests", t.Requests);
+                WriteClasses(w, "responses", [t.Responses(1), t.Responses(2), t.Responses(3), t.Responses(4), t.Responses(5)]);
+                w.WriteStartObject("errors");
+                for (int k = 0; k < UpstreamMetrics.ErrorKinds.Length; k++) w.WriteNumber(UpstreamMetrics.ErrorKinds[k], t.Errors(k));
+                w.WriteEndObject();
+                if (t.LatencyCount > 0) w.WriteNumber("latency_ms_avg", Math.Round(t.LatencySum * 1000 / t.LatencyCount, 2));
+                else w.WriteNull("latency_ms_avg");
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
     }
 
     public static void WriteConnections(Utf8JsonWriter w, GatewayHost host, int limit)

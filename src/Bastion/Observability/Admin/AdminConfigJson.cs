@@ -77,6 +77,7 @@ public static class AdminConfigJson
             }
             if (u.CaFile is not null) w.WriteString("ca", c.Resolve(u.CaFile));
             if (u.InsecureTls) w.WriteBoolean("insecure_tls", true);
+            if (u.PreserveHost) w.WriteBoolean("preserve_host", true);
             w.WriteEndObject();
         }
         w.WriteEndObject();
@@ -160,6 +161,7 @@ public static class AdminConfigJson
                 w.WriteString("upstream", Redact.Url(r.Upstream));
                 if (r.StripPrefix is not null) w.WriteString("strip_prefix", r.StripPrefix);
                 if (r.RewritePrefix is not null) w.WriteString("rewrite_prefix", r.RewritePrefix);
+                if (r.PreserveHost is { } ph) w.WriteBoolean("preserve_host", ph);
                 w.WriteEndObject();
             }
             w.WriteEndArray();

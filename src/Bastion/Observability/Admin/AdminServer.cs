@@ -90,7 +90,7 @@ public sealed class AdminServer : IAsyncDisposable
     {
         var path = ctx.Request.Path.Value ?? "/";
         // A fixed set of label values: arbitrary paths must not grow the metric.
-        var endpoint = path is "/healthz" or "/readyz" or "/metrics" or "/api/stats" or "/api/connections" or "/api/denials"
+        var endpoint = path is "/healthz" or "/healthz/upstreams" or "/readyz" or "/metrics" or "/api/stats" or "/api/connections" or "/api/denials"
             or "/api/config" or "/api/reload" ? path : "other";
         try
         {
@@ -112,9 +112,9 @@ public sealed class AdminServer : IAsyncDisposable
                 await Text(ctx, 405, "method not allowed\n").ConfigureAwait(false);
                 return;
             }
-            if (path == "/healthz")
+            if (path is "/healthz" or "/healthz/upstreams")
             {
-                await Health(ctx).ConfigureAwait(false);
+                await Health(ctx, upstreamsOnly: path != "/healthz").ConfigureAwait(false);
                 return;
             }
             // The page and its script hold no data: they load without a token and ask for one when the API says 401.
@@ -197,13 +197,27 @@ public sealed class AdminServer : IAsyncDisposable
         return CryptographicOperations.FixedTimeEquals(given, expected);
     }
 
-    async Task Health(HttpContext ctx)
+    /// <summary>
+    /// /healthz: 503 "down" when a listener is not accepting; 200 "degraded" (naming the upstream groups and what is
+    /// wrong) when upstreams are in trouble, since restarting or unlisting the gateway does not mend its upstreams;
+    /// 200 "ok" otherwise. /healthz/upstreams answers 503 when degraded, for checks that should act on it.
+    /// Group and listener names only: no addresses, the endpoint needs no token.
+    /// </summary>
+    async Task Health(HttpContext ctx, bool upstreamsOnly)
     {
         var listeners = _host.Listeners;
         var expected = _host.Current.Config.Listeners.Select(l => l.Name);
         var down = expected.Where(n => !listeners.TryGetValue(n, out var l) || !l.IsRunning).ToList();
-        if (down.Count == 0) await Text(ctx, 200, $"ok: {listeners.Count} listener(s) up\n").ConfigureAwait(false);
-        else await Text(ctx, 503, $"down: {string.Join(", ", down)}\n").ConfigureAwait(false);
+        var troubles = _host.Metrics.Upstreams.Live.Select(g => (g, Trouble: g.Trouble())).Where(x => x.Trouble is not null)
+            .Select(x => $"{(x.g.Named ? $"upstream '{x.g.Name}'" : "the upstream")} of {x.g.Listener}: {x.Trouble}").ToList();
+        if (upstreamsOnly)
+        {
+            if (troubles.Count == 0) await Text(ctx, 200, "ok: upstreams healthy\n").ConfigureAwait(false);
+            else await Text(ctx, 503, $"degraded: {string.Join("; ", troubles)}\n").ConfigureAwait(false);
+        }
+        else if (down.Count > 0) await Text(ctx, 503, $"down: {string.Join(", ", down)}\n").ConfigureAwait(false);
+        else if (troubles.Count > 0) await Text(ctx, 200, $"degraded: {string.Join("; ", troubles)}\n").ConfigureAwait(false);
+        else await Text(ctx, 200, $"ok: {listeners.Count} listener(s) up\n").ConfigureAwait(false);
     }
 
     async Task Ready(HttpContext ctx)

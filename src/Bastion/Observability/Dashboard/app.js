@@ -126,6 +126,7 @@
       renderHeader(stats);
       renderKpis(stats);
       renderListeners(stats.listeners);
+      renderUpstreams(stats.upstreams || []);
       renderConnections(conns);
       renderDenials(denials.denials);
       renderRules(stats.rules);
@@ -165,7 +166,10 @@
     const down = s.listeners.filter((l) => l.state === "down").map((l) => l.name);
     const pill = $("health");
     if (s.draining) { pill.textContent = "Draining"; pill.className = "pill warn"; }
+    const troubled = (s.upstreams || []).filter((g) => g.state !== "ok").map((g) => g.name + " (" + g.listener + ")");
+    if (s.draining) { pill.textContent = "Draining"; pill.className = "pill warn"; }
     else if (down.length) { pill.textContent = "Degraded: " + down.join(", ") + " down"; pill.className = "pill bad"; }
+    else if (troubled.length) { pill.textContent = "Degraded: upstream " + troubled.join(", "); pill.className = "pill warn"; }
     else { pill.textContent = "Healthy"; pill.className = "pill ok"; }
     setMeta("uptime", "up ", fmtAge(s.uptime_s));
     setMeta("generation", "config generation ", String(s.generation));
@@ -177,7 +181,7 @@
       el.append("last reload ", h("b", null, r.ok ? "ok" : "refused"), " at " + fmtClock(Date.parse(r.last_at), true) + " (" + r.count + " total)");
       el.title = r.last_error || "";
     }
-    document.title = (down.length ? "⚠ " : "") + "Bastion — gateway dashboard";
+    document.title = (down.length || troubled.length ? "⚠ " : "") + "Bastion — gateway dashboard";
   }
 
   function setMeta(id, label, value) {
@@ -233,6 +237,33 @@
       h("td", { class: "num" }, fmtBytes(l.bytes_in)),
       h("td", { class: "num" }, fmtBytes(l.bytes_out)),
     )), 11, "No listeners configured.");
+  }
+
+  // One row per target, the group's state on its first row (what /healthz says, in words).
+  function renderUpstreams(groups) {
+    const bad = groups.filter((g) => g.state !== "ok").length;
+    $("upstream-count").textContent = groups.length + " in use" + (bad ? " · " + bad + " in trouble" : "");
+    const rows = [];
+    for (const g of groups) {
+      g.targets.forEach((t, i) => {
+        const errors = t.errors.connect + t.errors.timeout + t.errors.failed;
+        rows.push(h("tr", { "data-upstream": g.listener + "/" + g.name },
+          h("td", null, i === 0 ? g.listener : ""),
+          h("td", null, i === 0 ? h("span", null, h("b", null, g.name), " ", h("span", { class: "state " + (g.state === "ok" ? "up" : g.state === "down" ? "down" : "removed"), title: g.trouble || "" }, g.state),
+            g.trouble ? h("div", { class: "muted" }, g.trouble) : null, g.unavailable ? h("div", { class: "muted" }, fmtNum(g.unavailable) + " refused: no target up") : null) : ""),
+          h("td", { class: "mono" }, t.target),
+          h("td", null, h("span", { class: "state " + (t.up ? "up" : "down") }, t.up ? "up" : "down")),
+          h("td", { class: "num" }, fmtNum(t.requests)),
+          h("td", { class: "num" }, fmtNum(t.responses["2xx"])),
+          h("td", { class: "num" }, fmtNum(t.responses["3xx"])),
+          h("td", { class: "num" }, fmtNum(t.responses["4xx"])),
+          h("td", { class: "num" }, fmtNum(t.responses["5xx"])),
+          h("td", { class: "num", title: "connect " + t.errors.connect + " · timeout " + t.errors.timeout + " · failed " + t.errors.failed }, fmtNum(errors)),
+          h("td", { class: "num" }, t.latency_ms_avg == null ? "—" : t.latency_ms_avg.toFixed(1) + " ms"),
+        ));
+      });
+    }
+    fill($("upstreams"), rows, 11, "No upstream groups in use.");
   }
 
   function renderConnections(c) {

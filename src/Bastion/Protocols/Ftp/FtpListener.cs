@@ -23,7 +23,7 @@ public sealed class FtpListener(ListenerContext ctx) : StreamListener(ctx)
         return base.StartAsync(ct);
     }
 
-    readonly StreamUpstreamsSlot _upstreams = new();
+    readonly StreamUpstreamsSlot _upstreams = new(ctx.Metrics.Upstreams, ctx.Name);
 
     protected override Task HandleAsync(ClientConnection conn)
     {

@@ -21,24 +21,7 @@ public sealed class HttpProxyListener(ListenerContext ctx) : StreamListener(ctx)
     public int Pools => _pools.Count;
 
     /// <summary>Over max_connections: the gateway's 503 page (with the refusal's id) that clients can show, rather than a bare reset.</summary>
-    protected override void RejectOverLimit(Socket socket)
-    {
-        var x = Admission.OverLimit(socket.RemoteEndPoint?.ToString());
-        x.Status = 503;
-        var page = System.Text.Encoding.UTF8.GetBytes(Http.ErrorPages.Html(503, "too many connections", x.Id, null));
-        var head = System.Text.Encoding.ASCII.GetBytes(
-            $"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {Http.ErrorPages.ContentType}\r\nContent-Length: {page.Length}\r\nX-Bastion-Request-Id: {x.Id}\r\nConnection: close\r\n\r\n");
-        try
-        {
-            // Non-blocking: a client that reads nothing must not hold the accept path; what does not fit is dropped.
-            socket.Blocking = false;
-            socket.Send([new ArraySegment<byte>(head), new ArraySegment<byte>(page)]);
-            socket.Shutdown(SocketShutdown.Send);
-        }
-        catch (SocketException) { }
-        x.Close();
-        try { socket.Close(1); } catch (ObjectDisposedException) { }
-    }
+    protected override void RejectOverLimit(Socket socket) => Http.OverLimitPage.Answer(socket, Admission);
 
     protected override Task HandleAsync(ClientConnection conn) =>
         new ForwardSession(Ctx, conn, _pools, _inspection).RunAsync();

@@ -217,12 +217,14 @@ sealed class ReverseHandler
             var target = group.Pick();
             if (target is null)
             {
-                await Page(http, 503, $"no healthy upstream in '{group.Name}'", rs).ConfigureAwait(false);
+                // The page says no more than that; the log names the group and the last failure.
+                group.Set.Unavailable();
+                await Page(http, 503, "no healthy upstream server", rs).ConfigureAwait(false);
                 Log(http, rs, Verdict.Allow, 503, rs.Decision.RuleName, reason is null ? "no healthy upstream" : $"no healthy upstream ({reason})");
                 return;
             }
             rs.Target = target;
-            rs.X.Upstream = target.Prefix;
+            rs.X.ServedBy(target);
             target.Begin();
             rs.X.UpstreamSent();
             ForwarderError err;
@@ -255,6 +257,9 @@ sealed class ReverseHandler
             bool connectFailed = err is ForwarderError.Request or ForwarderError.RequestCanceled
                 && !http.RequestAborted.IsCancellationRequested && IsConnectFailure(ex);
             if (connectFailed) group.ConnectFailed(target);
+            else if (err == ForwarderError.RequestTimedOut) target.Failed(timedOut: true);
+            else if (err is ForwarderError.Request or ForwarderError.RequestBodyDestination or ForwarderError.ResponseBodyDestination
+                     && !http.RequestAborted.IsCancellationRequested) target.Failed(timedOut: false);
             reason = Describe(err, ex, target);
             if (connectFailed && retriable && attempt + 1 < group.Targets.Length && !http.Response.HasStarted)
             {
@@ -273,8 +278,14 @@ sealed class ReverseHandler
                     _ when status < 400 => 502,
                     _ => status,
                 };
+                // Upstream addresses are internal: the page says what happened, the log says where.
                 if (!http.RequestAborted.IsCancellationRequested)
-                    await Page(http, status, reason, rs).ConfigureAwait(false);
+                    await Page(http, status, status switch
+                    {
+                        504 => "the upstream server did not answer in time",
+                        502 => "the upstream server failed to answer",
+                        _ => reason,
+                    }, rs).ConfigureAwait(false);
             }
             Log(http, rs, status == 413 ? Verdict.Deny : Verdict.Allow, status, status == 413 ? PseudoRules.MaxRequestBody : rs.Decision.RuleName, reason);
             return;

@@ -19,6 +19,8 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
 {
     ReverseStates? _states;
     ServerCertificates? _certs;
+    Hosting.Runtime? _certsFor;
+    readonly object _certsLock = new();
     Http2Handoff? _h2;
     bool _stopped;
 
@@ -31,13 +33,34 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
     {
         var cfg = Ctx.Config;
         _states = new ReverseStates(Ctx);
+        Ctx.Host.ReloadFinished += OnReloaded;
         if (!cfg.Tls.IsEmpty)
         {
-            _certs = new ServerCertificates(Ctx.Runtime.Config, cfg.Tls);
+            _certsFor = Ctx.Runtime;
+            _certs = new ServerCertificates(_certsFor.Config, cfg.Tls);
             _h2 = await Http2Handoff.StartAsync(Ctx, cfg.Limits,
                 sp => new ReverseHandler(Ctx, _states, sp.GetRequiredService<IHttpForwarder>()).HandleAsync, ct).ConfigureAwait(false);
         }
         await base.StartAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Over max_connections: plain HTTP gets the 503 page with the refusal's id, like the forward proxy. A TLS listener
+    /// closes: a plain answer would be garbage to a TLS client, and a handshake costs what the limit protects.
+    /// </summary>
+    protected override void RejectOverLimit(Socket socket)
+    {
+        if (_certs is null) Http.OverLimitPage.Answer(socket, Admission);
+        else base.RejectOverLimit(socket);
+    }
+
+    /// <summary>Routes and groups follow a reload at once rather than on the next request, so that /healthz and the
+    /// upstream metrics stop showing a group the new configuration dropped or changed.</summary>
+    void OnReloaded(string? _)
+    {
+        if (_stopped) return;
+        try { _states?.Current(); }
+        catch (Exception e) { Console.Error.WriteLine($"bastion: listener {Ctx.Name}: routes not rebuilt after the reload (the next request retries): {e.Message}"); }
     }
 
     protected override async Task HandleAsync(ClientConnection conn)
@@ -48,13 +71,13 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
             await new ReverseSession(Ctx, conn, _states!, Duplex.Over(socket), tls: false).RunAsync().ConfigureAwait(false);
             return;
         }
+        var certs = Certificates();
         // What a PROXY header reader buffered past the header is the start of the TLS handshake.
         Stream raw = new NetworkStream(socket, ownsSocket: false);
         if (conn.Transport.HasInputPipe && conn.Transport.TakeBuffered() is { IsEmpty: false } early) raw = new PrefixedStream(early, raw);
         var ssl = new SslStream(raw, leaveInnerStreamOpen: false);
         await using (ssl.ConfigureAwait(false))
         {
-            var certs = _certs;
             using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted))
             {
                 timeout.CancelAfter(Ctx.Config.Limits.HeaderTimeout);
@@ -80,6 +103,28 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
         }
     }
 
+    /// <summary>
+    /// The certificates for the configuration in force: read again from their files once after each reload, so that a
+    /// certificate renewed in place is served to new connections (open ones keep theirs; the listener stays bound).
+    /// Reload refuses files that do not load, so a failure here is a file changed since; the previous ones stay.
+    /// </summary>
+    ServerCertificates Certificates()
+    {
+        var rt = Ctx.Runtime;
+        if (ReferenceEquals(Volatile.Read(ref _certsFor), rt)) return _certs!;
+        lock (_certsLock)
+        {
+            if (ReferenceEquals(_certsFor, rt)) return _certs!;
+            try { _certs = new ServerCertificates(rt.Config, (rt.Listener(Ctx.Name) ?? Ctx.Config).Tls); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException or InvalidOperationException)
+            {
+                Console.Error.WriteLine($"bastion: listener {Ctx.Name}: kept the previous certificates: {e.Message}");
+            }
+            Volatile.Write(ref _certsFor, rt);
+            return _certs!;
+        }
+    }
+
     static string Innermost(Exception e)
     {
         while (e.InnerException is not null) e = e.InnerException;
@@ -90,6 +135,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
     {
         if (_stopped) return;
         _stopped = true;
+        Ctx.Host.ReloadFinished -= OnReloaded;
         // HTTP/2 connections finish on Kestrel's side (GOAWAY) while the engine's drain.
         var h2 = _h2?.StopAsync(drain) ?? Task.CompletedTask;
         await base.StopAsync(drain).ConfigureAwait(false);

@@ -52,6 +52,8 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         _localPort = conn.ProxyHeader?.Destination?.Port ?? conn.Local?.Port ?? 0;
     }
 
+    protected override bool UpstreamsAreInternal => true;
+
     protected override string RequestText() => $"{Head.Method} {_scheme}://{_hostHeader}{HttpHead.Latin1(Head.PathAndQuery)}";
 
     protected override async ValueTask<bool> ServeAsync(Limits _)
@@ -133,9 +135,13 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         {
             var target = group.Pick();
             if (target is null)
-                return await RejectAsync(503, reason is null ? $"no healthy upstream in '{group.Name}'" : $"no healthy upstream in '{group.Name}' ({reason})",
-                    Decision.RuleName, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
-            X!.Upstream = target.Prefix;
+            {
+                // The page says no more than that; the log names the group and the last failure.
+                group.Set.Unavailable();
+                return await RejectAsync(503, "no healthy upstream server", Decision.RuleName, close: Head.Framing.HasBody, verdict: Verdict.Allow,
+                    logReason: reason is null ? $"no healthy upstream in '{group.Name}'" : $"no healthy upstream in '{group.Name}' ({reason})").ConfigureAwait(false);
+            }
+            X!.ServedBy(target);
             WriteUpstreamHead(st, route, group, target, stripAuthorization, upgrade);
             target.Begin();
             Http.Upstream.UpstreamResult r;
@@ -149,6 +155,8 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
             }
             bool again = await RespondAsync(r, limits, new RelayOptions(st.Policy, ViaOnResponse: false)).ConfigureAwait(false);
             if (r.End == Http.Upstream.UpstreamEnd.Response) group.Answered(target, X.Status);
+            else if (r.End is not (Http.Upstream.UpstreamEnd.ConnectFailed or Http.Upstream.UpstreamEnd.ClientBodyFailed))
+                target.Failed(timedOut: r.End == Http.Upstream.UpstreamEnd.TimedOut);
             return again;
         }
     }
@@ -169,7 +177,9 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         w.Append(group.BasePath(target)).Append(route.UpstreamPath(c.Path)).Append(c.Query);
         w.Append(" HTTP/1.1\r\n"u8);
         w.CopyFields(h, stripAuthorization ? DropToUpstream | DropAuthorization : DropToUpstream);
-        w.Append("Host: "u8).Append(target.Uri.Authority).CrLf();
+        // The target's own name by default; the client's with preserve_host (a request without Host has none to keep).
+        if (route.PreserveHost && !h.Authority.IsEmpty) w.Append("Host: "u8).Append(h.Authority).CrLf();
+        else w.Append("Host: "u8).Append(target.Uri.Authority).CrLf();
 
         var peer = Conn.Client.Address;
         bool trusted = st.TrustedProxies.Count > 0 && st.TrustedProxies.Contains(peer.IsIPv4MappedToIPv6 ? peer.MapToIPv4() : peer);

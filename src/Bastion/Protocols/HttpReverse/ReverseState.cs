@@ -40,6 +40,7 @@ sealed record ReverseState
                 g = old;
             else
                 g = new UpstreamGroup(name, ucfg, targets, root, limits.ConnectTimeout);
+            g.Set.Meter(ctx.Metrics.Upstreams, ctx.Name);
             groups[name] = g;
             return g;
         }

@@ -18,8 +18,9 @@ sealed class BastionTransformer(ReverseHandler handler) : HttpTransformer
         var st = rs.State;
         var req = http.Request;
         var h = proxyRequest.Headers;
-        // The upstream sees its own name (as YARP and nginx do by default); the client's is in X-Forwarded-Host.
-        h.Host = null;
+        // The upstream sees its own name (as YARP and nginx do by default), or the client's with preserve_host;
+        // the client's is in X-Forwarded-Host either way.
+        h.Host = rs.Route!.PreserveHost && req.Host.HasValue ? req.Host.Value : null;
         if (rs.StripAuthorization) h.Authorization = null;
 
         var peer = http.Connection.RemoteIpAddress;

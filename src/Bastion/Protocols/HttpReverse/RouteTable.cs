@@ -44,6 +44,8 @@ public sealed class CompiledRoute
     public string? RewritePrefix { get; init; }
     /// <summary>The listener's `path_case`: literals and prefixes compare ignoring case unless it says sensitive.</summary>
     public bool IgnoreCase { get; init; } = true;
+    /// <summary>The client's Host goes upstream (`preserve_host` on the route, else on its group).</summary>
+    public bool PreserveHost { get; init; }
     /// <summary>How it is named in logs: the config position (routes have no names).</summary>
     public required string Label { get; init; }
 
@@ -213,11 +215,13 @@ public sealed class RouteTable(CompiledRoute[] routes)
                 // `/{**rest}` matches every path: same as no path at all, and ranks as such.
                 if (path.Segments == 0 && path.HasCatchAll) path = null;
             }
+            var group = upstream(r.Upstream);
             list.Add(new CompiledRoute
             {
                 Config = r,
                 Index = i,
-                Upstream = upstream(r.Upstream),
+                Upstream = group,
+                PreserveHost = r.PreserveHost ?? group.Config?.PreserveHost ?? false,
                 Host = host,
                 HostWildcard = wildcard,
                 Path = path,

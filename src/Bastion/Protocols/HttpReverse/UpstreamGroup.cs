@@ -120,7 +120,7 @@ public sealed class UpstreamGroup : IDisposable
     public bool SameAs(UpstreamConfig? cfg, IEnumerable<string> targets, TimeSpan connectTimeout) =>
         _connectTimeout == connectTimeout &&
         Set.SameAs(cfg, targets.Select(NormalizeTarget)) &&
-        (cfg is null || (cfg.CaFile == Config!.CaFile && cfg.InsecureTls == Config.InsecureTls));
+        (cfg is null || (cfg.CaFile == Config!.CaFile && cfg.InsecureTls == Config.InsecureTls && cfg.PreserveHost == Config.PreserveHost));
 
     public void Dispose()
     {

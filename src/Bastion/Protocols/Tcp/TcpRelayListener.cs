@@ -13,7 +13,7 @@ namespace Bastion.Protocols.Tcp;
 /// </summary>
 public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
 {
-    readonly StreamUpstreamsSlot _upstreams = new();
+    readonly StreamUpstreamsSlot _upstreams = new(ctx.Metrics.Upstreams, ctx.Name);
 
     /// <summary>decide → connect (failover over the group) → PROXY header → relay. The closed line is the connection's record.</summary>
     protected override async Task HandleAsync(ClientConnection conn)

@@ -309,8 +309,8 @@ public abstract class Http1Session : Expiring
         if (refusal is not null)
         {
             await up.CloseAsync().ConfigureAwait(false);
-            return await RejectAsync(502, $"upstream {up.Pool.Label} sent {refusal}", Decision.RuleName ?? PseudoRules.Error,
-                close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            return await UpstreamPageAsync(502, $"upstream {up.Pool.Label} sent {refusal}", $"the upstream server sent {refusal}",
+                Decision.RuleName ?? PseudoRules.Error).ConfigureAwait(false);
         }
         var w = Out;
         w.Reset();
@@ -434,13 +434,20 @@ public abstract class Http1Session : Expiring
                     return false;
                 }
             case UpstreamEnd.TimedOut:
-                return await RejectAsync(504, r.Error ?? "upstream did not answer in time", rule, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
+                return await UpstreamPageAsync(504, r.Error ?? "upstream did not answer in time", "the upstream server did not answer in time", rule).ConfigureAwait(false);
             case UpstreamEnd.ConnectFailed when r.ConnectTimedOut:
-                return await RejectAsync(504, r.Error ?? "upstream connect timed out", rule, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
+                return await UpstreamPageAsync(504, r.Error ?? "upstream connect timed out", "the upstream server could not be reached in time", rule).ConfigureAwait(false);
             default:
-                return await RejectAsync(502, r.Error ?? "upstream failed", rule, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
+                return await UpstreamPageAsync(502, r.Error ?? "upstream failed", "the upstream server failed to answer", rule).ConfigureAwait(false);
         }
     }
+
+    /// <summary>502/504 for an upstream failure: the page names the upstream unless <see cref="UpstreamsAreInternal"/>; the log always does.</summary>
+    ValueTask<bool> UpstreamPageAsync(int status, string detail, string generic, string rule) =>
+        RejectAsync(status, UpstreamsAreInternal ? generic : detail, rule, close: Head.Framing.HasBody, verdict: Verdict.Allow, logReason: detail);
+
+    /// <summary>The reverse proxy's upstreams are internal addresses its clients must not learn from error pages.</summary>
+    protected virtual bool UpstreamsAreInternal => false;
 
     /// <summary>
     /// The response's moment: response rules on its head, then the head to the client (the upstream's field lines
