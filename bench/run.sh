@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bastion benchmark harness. See bench/README.md.
-#   bench/run.sh [--quick] [forward|reverse|tcp|all]...
-# Installs (Debian, when missing) only: nginx haproxy squid tinyproxy dante-server wrk socat curl gcc python3.
+#   bench/run.sh [--quick] [forward|reverse|tcp|ftp|all]...
+# Installs (Debian, when missing) only: nginx haproxy squid tinyproxy dante-server wrk socat curl gcc python3
+# vsftpd ftp-proxy.
 # Everything listens on 127.0.0.1, servers pinned to core 0, load generators to core 1; all
 # processes it starts are stopped on exit (trap), and its scratch folder removed.
 # Environment: BENCH_DURATION, BENCH_WARMUP, BENCH_ROUNDS (override the suite's defaults),
@@ -21,21 +22,23 @@ usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;;
-    forward | reverse | tcp) SUITES+=("$a") ;;
-    all) SUITES+=(forward reverse tcp) ;;
+    forward | reverse | tcp | ftp) SUITES+=("$a") ;;
+    all) SUITES+=(forward reverse tcp ftp) ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$a'" >&2; usage >&2; exit 2 ;;
   esac
 done
-[ ${#SUITES[@]} -eq 0 ] && SUITES=(forward reverse tcp)
+[ ${#SUITES[@]} -eq 0 ] && SUITES=(forward reverse tcp ftp)
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # ---------------------------------------------------------------- packages, limits, build
-PKGS=(nginx haproxy squid tinyproxy dante-server wrk socat curl gcc python3)
+PKGS=(nginx haproxy squid tinyproxy dante-server wrk socat curl gcc python3 vsftpd ftp-proxy)
 ensure_packages() {
   local missing=() p
   for p in "${PKGS[@]}"; do
+    # squid-openssl (bench/tls.sh's ssl-bump) is the same Squid built with OpenSSL: it stands in for squid.
+    [ "$p" = squid ] && dpkg-query -W -f='${Status}' squid-openssl 2>/dev/null | grep -q 'install ok installed' && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
@@ -175,6 +178,8 @@ peer_versions() {
   v+=("dante $(dpkg-query -W -f='${Version}' dante-server 2>/dev/null)")
   v+=("socat $(socat -V 2>/dev/null | awk '/socat version/ { print $3 }')")
   v+=("wrk $(dpkg-query -W -f='${Version}' wrk 2>/dev/null)")
+  v+=("vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null)")
+  v+=("ftp-proxy $(dpkg-query -W -f='${Version}' ftp-proxy 2>/dev/null)")
   local IFS=','
   echo "${v[*]}" | sed 's/,/, /g'
 }
@@ -324,6 +329,67 @@ EOF
   wait_port "$p" dante
 }
 
+# vsftpd as the FTP server: anonymous, a 1 KiB file, a sparse big file, a writable up/ (as vsftpd wants
+# it: the chroot itself not writable). Sets PORT[direct].
+start_vsftpd() { # BIG_FILE_MIB
+  local p; p=$(free_port); PORT[direct]=$p
+  mkdir -p "$DIR/ftproot/up"
+  head -c 1024 /dev/urandom >"$DIR/ftproot/1k"
+  truncate -s "$((${1} * 1048576))" "$DIR/ftproot/big"
+  chmod 644 "$DIR/ftproot/1k" "$DIR/ftproot/big"; chmod 555 "$DIR/ftproot"; chown ftp "$DIR/ftproot/up"
+  mkdir -p /var/run/vsftpd/empty
+  cat >"$DIR/vsftpd.conf" <<EOF
+listen=YES
+listen_ipv6=NO
+listen_address=127.0.0.1
+listen_port=$p
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root=$DIR/ftproot
+write_enable=YES
+anon_upload_enable=YES
+anon_other_write_enable=YES
+local_enable=NO
+seccomp_sandbox=NO
+xferlog_enable=NO
+use_sendfile=YES
+max_clients=5000
+max_per_ip=0
+pasv_address=127.0.0.1
+connect_from_port_20=NO
+secure_chroot_dir=/var/run/vsftpd/empty
+pam_service_name=vsftpd
+EOF
+  start_server vsftpd vsftpd "$DIR/vsftpd.conf"
+  wait_port "$p" vsftpd
+}
+
+# SuSE's ftp-proxy (Debian proxy-suite), forking per session, relaying in the client's own data mode.
+# ForkLimit lifts its default of 40 sessions a minute; no LogDestination (a log file makes it crash
+# here); it has no EPSV, so clients fall back to PASV.
+start_ftp_proxy() {
+  local p; p=$(free_port); PORT[ftp-proxy]=$p
+  mkdir -p "$DIR/ftp-proxy"; chmod 777 "$DIR/ftp-proxy"
+  cat >"$DIR/ftp-proxy.conf" <<EOF
+[-Global-]
+ServerType standalone
+Listen 127.0.0.1
+Port $p
+DestinationAddress 127.0.0.1
+DestinationPort ${PORT[direct]}
+DestinationTransferMode client
+User nobody
+Group nogroup
+PidFile $DIR/ftp-proxy/ftp-proxy.pid
+MaxClients 512
+ForkLimit 100000000
+TimeOut 120
+EOF
+  start_server ftp-proxy ftp-proxy -d -n -f "$DIR/ftp-proxy.conf"
+  wait_port "$p" ftp-proxy
+}
+
 # Bastion with one listener type per process, so a type that is not built yet fails alone.
 # Sets BASTION_NOTE to the reason when it cannot be measured.
 BASTION_NOTE=""
@@ -406,6 +472,37 @@ run_curl_speed() { # URL BYTES [CURL ARGS...]: sets R_VALUE (MiB/s), R_ERR
     R_VALUE=""; R_ERR=1; R_UNITS=""
     log "transfer via $url failed: $out"
   fi
+}
+
+# An FTP transfer with curl on core 1; sets R_VALUE (MiB/s), R_ERR. UPLOAD_FROM: a file to send instead.
+run_ftp_speed() { # URL BYTES [UPLOAD_FROM]
+  local url=$1 bytes=$2 from=${3:-} out code size speed
+  if [ -n "$from" ]; then
+    out=$(taskset -c 1 curl -s --max-time 300 -T "$from" -w '%{response_code} %{size_upload} %{speed_upload}' "$url" 2>/dev/null || true)
+  else
+    out=$(taskset -c 1 curl -s -o /dev/null --max-time 300 -w '%{response_code} %{size_download} %{speed_download}' "$url" 2>/dev/null || true)
+  fi
+  read -r code size speed <<<"$out"
+  R_P50=""; R_P99=""
+  if [ "${code:-}" = 226 ] && [ "${size:-0}" = "$bytes" ]; then
+    R_VALUE=$(awk -v s="$speed" 'BEGIN { printf "%.1f", s / 1048576 }'); R_ERR=0
+    R_UNITS=$(awk -v b="$bytes" 'BEGIN { printf "%.6f", b / 1073741824 }')
+  else
+    R_VALUE=""; R_ERR=1; R_UNITS=""
+    log "ftp transfer via $url failed: $out"
+  fi
+}
+
+run_ftpbench() { # PORT SECONDS: sets R_VALUE (sessions/s), R_P50, R_P99, R_ERR
+  local port=$1 secs=$2 line
+  line=$(timeout $((secs + 30)) taskset -c 1 "$DIR/ftpbench" "$port" /1k 32 "$secs" 2>&1 | grep '^FTPBENCH' || true)
+  if [ -z "$line" ]; then R_VALUE=""; R_P50=""; R_P99=""; R_ERR=0; R_UNITS=""; return 1; fi
+  eval "local $(sed 's/^FTPBENCH //; s/\([a-z0-9_]\+\)=/f_\1=/g' <<<"$line")"
+  R_UNITS=$f_ok
+  R_VALUE=$(awk -v o="$f_ok" -v s="$f_seconds" 'BEGIN { printf "%.1f", o / s }')
+  R_P50=$(awk -v v="$f_p50_us" 'BEGIN { printf "%.3f", v / 1000 }')
+  R_P99=$(awk -v v="$f_p99_us" 'BEGIN { printf "%.3f", v / 1000 }')
+  R_ERR=$f_err
 }
 
 # Rotates the contender order each round so that none always runs first (after a quiet spell).
@@ -552,6 +649,72 @@ suite_tcp() {
   done
   for who in haproxy-tcp socat dante bastion-tcp bastion-socks5 origin; do stop_server "$who"; done
   finish_suite tcp
+}
+
+suite_ftp() {
+  local dur warm trounds rounds r who mib
+  dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 10 1); rounds=$(setting BENCH_ROUNDS 2 1)
+  trounds=$(setting BENCH_ROUNDS 3 1)
+  mib=$(setting BENCH_TRANSFER_MIB 1024 128)
+  gcc -O2 -pthread -o "$DIR/ftpbench" "$HERE/tools/ftpbench.c"
+  write_meta ftp "vsftpd (sendfile) as the server; throughput: curl (EPSV where offered, else PASV) downloading and uploading a ${mib} MiB file (sparse source, written to the server's disk), after an untimed 256 MiB download, $trounds rounds; sessions/s: bench/tools/ftpbench (32 threads; each session: login, TYPE I, SIZE, PASV, RETR of 1 KiB, QUIT), ${warm}s warm-up then $rounds x ${dur}s; interleaved"
+  NOTE=()
+  start_vsftpd "$mib" || { cat "$DIR/vsftpd.out" >&2; echo "vsftpd did not start" >&2; exit 1; }
+  start_ftp_proxy || NOTE[ftp-proxy]="n/a (did not start)"
+  ORIGIN=${PORT[direct]}
+  start_bastion bastion-ftp ftp.yaml || NOTE[bastion-ftp]=$BASTION_NOTE
+  local all=(direct ftp-proxy bastion-ftp) live=()
+  truncate -s "$((mib * 1048576))" "$DIR/upload.bin"
+  for who in "${all[@]}"; do
+    [ -n "${NOTE[$who]:-}" ] && continue
+    if [ "$(curl -s -o /dev/null --max-time 10 -w '%{size_download}' "ftp://127.0.0.1:${PORT[$who]}/1k" 2>/dev/null || true)" = 1024 ]; then
+      live+=("$who")
+    else
+      NOTE[$who]="n/a (probe failed)"; [[ $who == bastion* ]] && stop_server "$who"
+    fi
+  done
+  is_ref() { [ "$1" = direct ] && echo 1 || echo 0; }
+  local down="${mib} MiB download throughput" up="${mib} MiB upload throughput"
+  local sess="short sessions per second (login, SIZE, PASV, RETR 1 KiB, QUIT)"
+  local bytes=$((mib * 1048576))
+  for who in "${all[@]}"; do
+    if [ -n "${NOTE[$who]:-}" ]; then
+      record "$down" "$who" "$(is_ref "$who")" "MiB/s" "" "" "" "" "" "" "${NOTE[$who]}"
+      record "$up" "$who" "$(is_ref "$who")" "MiB/s" "" "" "" "" "" "" "${NOTE[$who]}"
+    fi
+  done
+  for who in "${live[@]}"; do
+    taskset -c 1 curl -s -o /dev/null --max-time 60 -r 0-268435455 "ftp://127.0.0.1:${PORT[$who]}/big" || true
+  done
+  for ((r = 0; r < trounds; r++)); do
+    for who in $(rotate $r "${live[@]}"); do
+      local note=""; [ $who = direct ] && note="no gateway: curl straight to vsftpd, for scale (no CPU figure: vsftpd is the server, not a relay)"
+      log "ftp download round $((r + 1))/$trounds: $who"
+      measure "$who" 1 run_ftp_speed "ftp://127.0.0.1:${PORT[$who]}/big" "$bytes"
+      record "$down" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
+      log "ftp upload round $((r + 1))/$trounds: $who"
+      measure "$who" 1 run_ftp_speed "ftp://127.0.0.1:${PORT[$who]}/up/$who-$r.bin" "$bytes" "$DIR/upload.bin"
+      rm -f "$DIR/ftproot/up/$who-$r.bin"
+      record "$up" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
+    done
+  done
+  is_ref() { [ "$1" = ftp-proxy ] && echo 1 || echo 0; }
+  for who in "${all[@]}"; do
+    [ -n "${NOTE[$who]:-}" ] && record "$sess" "$who" "$(is_ref "$who")" "sessions/s" "" "" "" "" "" "" "${NOTE[$who]}"
+  done
+  for ((r = 0; r < rounds; r++)); do
+    for who in $(rotate $r "${live[@]}"); do
+      if [ $r = 0 ]; then run_ftpbench "${PORT[$who]}" "$warm" || true; fi
+      log "ftp sessions round $((r + 1))/$rounds: $who"
+      measure "$who" 0 run_ftpbench "${PORT[$who]}" "$dur"
+      [ -n "$R_VALUE" ] || log "ftpbench gave no result for $who"
+      local note=""; [ $who = direct ] && note="no gateway: straight to vsftpd, for scale"
+      [ $who = ftp-proxy ] && note="forks a process per session"
+      record "$sess" "$who" "$(is_ref "$who")" "sessions/s" "$R_VALUE" "$R_P50" "$R_P99" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
+    done
+  done
+  for who in ftp-proxy bastion-ftp vsftpd; do stop_server "$who"; done
+  finish_suite ftp
 }
 
 log "scratch folder $DIR; suites: ${SUITES[*]}$([ $QUICK = 1 ] && echo ' (quick)' || true)"

@@ -61,10 +61,44 @@ public static class ConfigLoader
 
     static LoggingConfig ParseLogging(YamlWalker w, YamlNode n)
     {
-        var m = w.Map(n, "logging", "access");
+        var m = w.Map(n, "logging", "access", "format", "connections", "syslog");
         if (m is null) return LoggingConfig.Default;
         var access = m.TryGetValue("access", out var a) ? w.Scalar(a.Value, "logging.access") ?? "stdout" : "stdout";
-        return new LoggingConfig(access, m.TryGetValue("access", out var a2) ? w.Pos(a2.Value) : w.Pos(n));
+        var logging = new LoggingConfig(access, m.TryGetValue("access", out var a2) ? w.Pos(a2.Value) : w.Pos(n));
+        if (m.TryGetValue("format", out var f) && w.Scalar(f.Value, "logging.format") is { } format)
+        {
+            if (Observability.LogFormats.AccessLogFormat.Parse(format, out var error) is null) w.Error(f.Value, error!);
+            logging = logging with { Format = format, FormatPos = w.Pos(f.Value) };
+        }
+        if (m.TryGetValue("connections", out var c)) logging = logging with { Connections = w.Bool(c.Value, "logging.connections") ?? false };
+        if (m.TryGetValue("syslog", out var s)) logging = logging with { Syslog = ParseSyslog(w, s.Value) };
+        else if (access == "syslog") logging = logging with { Syslog = SyslogConfig.Default with { Pos = logging.Pos } };
+        return logging;
+    }
+
+    static SyslogConfig ParseSyslog(YamlWalker w, YamlNode n)
+    {
+        var m = w.Map(n, "logging.syslog", "address", "facility", "app_name");
+        var cfg = SyslogConfig.Default with { Pos = w.Pos(n) };
+        if (m is null) return cfg;
+        if (m.TryGetValue("address", out var a) && w.Scalar(a.Value, "logging.syslog.address") is { } address)
+        {
+            if (!address.StartsWith('/') && !address.StartsWith("unix:/", StringComparison.Ordinal)
+                && !Observability.Syslog.SyslogSender.TryParseNetwork(address, out _, out _, out var error))
+                w.Error(a.Value, error!);
+            cfg = cfg with { Address = address };
+        }
+        if (m.TryGetValue("facility", out var f) && w.Scalar(f.Value, "logging.syslog.facility") is { } facility)
+        {
+            if (SyslogConfig.Facilities.TryGetValue(facility, out var code)) cfg = cfg with { Facility = code };
+            else w.Error(f.Value, $"logging.syslog.facility '{facility}' is not a syslog facility{Suggest.Hint(facility, SyslogConfig.Facilities.Keys)} (daemon, local0 ... local7, ...)");
+        }
+        if (m.TryGetValue("app_name", out var app) && w.Scalar(app.Value, "logging.syslog.app_name") is { } name)
+        {
+            if (name.Length is 0 or > 48 || name.Any(ch => ch is <= ' ' or >= '\x7f')) w.Error(app.Value, "logging.syslog.app_name must be 1-48 printable characters without spaces");
+            else cfg = cfg with { AppName = name };
+        }
+        return cfg;
     }
 
     static IdentityConfig? ParseIdentity(YamlWalker w, YamlNode n)
@@ -126,7 +160,7 @@ public static class ConfigLoader
             if (typeText is null) continue;
             if (!ListenerTypes.TryParse(typeText, out var type))
             {
-                w.Error(tn.Value, $"unknown listener type '{typeText}' (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
+                w.Error(tn.Value, $"unknown listener type '{typeText}'{Suggest.Hint(typeText, Enum.GetValues<ListenerType>().Select(ListenerTypes.Name))} (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
                 continue;
             }
             if (!m.TryGetValue("listen", out var ln)) { w.Error(item, $"listener '{name}' needs 'listen: host:port'"); continue; }
@@ -236,10 +270,14 @@ public static class ConfigLoader
     {
         var m = w.Map(n, "tls_inspection", "ca", "inspect", "skip", "upstream_ca", "insecure_upstream");
         if (m is null) return null;
-        string ca = m.TryGetValue("ca", out var c) ? w.Scalar(c.Value, "ca") ?? "" : "";
-        ImmutableArray<string> L(string k) => m.TryGetValue(k, out var v) ? [.. w.ScalarOrList(v.Value, k).Select(x => x.Text)] : [];
-        string? upstreamCa = m.TryGetValue("upstream_ca", out var u) ? w.Scalar(u.Value, "upstream_ca") : null;
-        return new TlsInspectionConfig(ca, L("inspect"), L("skip"), upstreamCa, L("insecure_upstream"), w.Pos(n));
+        ValueSpec? V(string k) => m.TryGetValue(k, out var v) && w.Scalar(v.Value, k) is { } t ? new ValueSpec(t, w.Pos(v.Value)) : null;
+        ImmutableArray<ValueSpec> L(string k) => m.TryGetValue(k, out var v) ? [.. w.ScalarOrList(v.Value, k).Select(x => new ValueSpec(x.Text, w.Pos(x.Node)))] : [];
+        if (V("ca") is not { } ca)
+        {
+            if (!m.ContainsKey("ca")) w.Error(n, "tls_inspection needs 'ca': the folder made by 'bastion ca init'");
+            return null;
+        }
+        return new TlsInspectionConfig(ca, L("inspect"), L("skip"), V("upstream_ca"), L("insecure_upstream"), w.Pos(n));
     }
 
     static ImmutableArray<RouteConfig> ParseRoutes(YamlWalker w, YamlNode n)
@@ -270,11 +308,50 @@ public static class ConfigLoader
 
     static FtpConfig? ParseFtp(YamlWalker w, YamlNode n)
     {
-        var m = w.Map(n, "ftp", "passive_ports", "data_mode");
+        var m = w.Map(n, "ftp", "passive_ports", "passive_address", "data_mode", "tls", "client_tls", "upstream_tls",
+            "upstream_ca", "max_line", "data_timeout");
         if (m is null) return null;
-        var mode = m.TryGetValue("data_mode", out var d) ? w.Scalar(d.Value, "data_mode") ?? "passive" : "passive";
-        if (mode is not ("passive" or "active" or "keep")) w.Error(d.Value, $"data_mode must be passive, active or keep, not '{mode}'");
-        return new FtpConfig(m.TryGetValue("passive_ports", out var p) ? w.Scalar(p.Value, "passive_ports") : null, mode, w.Pos(n));
+        string? S(string k) => m.TryGetValue(k, out var v) ? w.Scalar(v.Value, k) : null;
+        YamlNode At(string k) => m.TryGetValue(k, out var v) ? v.Value : n;
+        var mode = S("data_mode") ?? "passive";
+        if (mode is not ("passive" or "active" or "keep")) w.Error(At("data_mode"), $"data_mode must be passive, active or keep, not '{mode}'");
+        var ports = S("passive_ports");
+        int lo = 0, hi = 0;
+        if (ports is not null && !TryPortRange(ports, out lo, out hi))
+            w.Error(At("passive_ports"), $"passive_ports: '{ports}' is not a port or a range like 50000-50100 (1024-65535)");
+        var address = S("passive_address");
+        if (address is not null && (!System.Net.IPAddress.TryParse(address, out var ip) || ip.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork))
+            w.Error(At("passive_address"), $"passive_address: '{address}' is not an IPv4 address (PASV replies carry IPv4; EPSV carries only the port)");
+        var clientTls = S("client_tls") ?? "optional";
+        if (clientTls is not ("optional" or "required")) w.Error(At("client_tls"), $"client_tls must be optional or required, not '{clientTls}'");
+        var upstreamTls = S("upstream_tls") ?? "off";
+        if (upstreamTls is not ("required" or "opportunistic" or "off")) w.Error(At("upstream_tls"), $"upstream_tls must be required, opportunistic or off, not '{upstreamTls}'");
+        var cfg = new FtpConfig(ports, mode, w.Pos(n))
+        {
+            PassiveLow = lo,
+            PassiveHigh = hi,
+            PassiveAddress = address,
+            Tls = m.TryGetValue("tls", out var t) ? ParseTlsCert(w, t.Value, "ftp.tls") : null,
+            ClientTlsRequired = clientTls == "required",
+            UpstreamTls = upstreamTls,
+            UpstreamCa = S("upstream_ca"),
+            UpstreamCaPos = w.Pos(At("upstream_ca")),
+        };
+        if (m.TryGetValue("max_line", out var ml)) cfg = cfg with { MaxLine = w.Int(ml.Value, "max_line", 64, 65536) ?? cfg.MaxLine };
+        if (m.TryGetValue("data_timeout", out var dt)) cfg = cfg with { DataTimeout = w.Duration(dt.Value, "data_timeout") ?? cfg.DataTimeout };
+        if (cfg.ClientTlsRequired && cfg.Tls is null) w.Error(At("client_tls"), "client_tls: required needs ftp.tls (a certificate and key)");
+        return cfg;
+    }
+
+    /// <summary>`50000` or `50000-50100`, within 1024-65535.</summary>
+    static bool TryPortRange(string s, out int lo, out int hi)
+    {
+        lo = hi = 0;
+        int dash = s.IndexOf('-');
+        var a = dash < 0 ? s : s[..dash];
+        var b = dash < 0 ? s : s[(dash + 1)..];
+        if (!int.TryParse(a, System.Globalization.NumberStyles.None, null, out lo) || !int.TryParse(b, System.Globalization.NumberStyles.None, null, out hi)) return false;
+        return lo >= 1024 && hi <= 65535 && lo <= hi;
     }
 
     static SmtpConfig? ParseSmtp(YamlWalker w, YamlNode n)

@@ -76,6 +76,45 @@ public sealed record AdminConfig(HostPort Listen, string? TokenFile, SourcePos P
 public sealed record LoggingConfig(string Access, SourcePos Pos)
 {
     public static readonly LoggingConfig Default = new("stdout", default);
+
+    /// <summary>`format:` json (default), squid, combined, or a template with {fields}.</summary>
+    public string Format { get; init; } = "json";
+    public SourcePos FormatPos { get; init; }
+    /// <summary>`connections:` also write a line per closed HTTP connection (socks5, tcp, ftp, smtp always have theirs).</summary>
+    public bool Connections { get; init; }
+    /// <summary>Where `access: syslog` sends, and as what.</summary>
+    public SyslogConfig Syslog { get; init; } = SyslogConfig.Default;
+}
+
+/// <summary>`logging.syslog`: the address (/dev/log, unix:/path, udp://h:p, tcp://h:p), facility and APP-NAME.</summary>
+public sealed record SyslogConfig(string Address, int Facility, string AppName, SourcePos Pos)
+{
+    public static readonly SyslogConfig Default = new("/dev/log", 23, "bastion", default);
+
+    /// <summary>RFC 5424 facility names and their codes.</summary>
+    public static readonly Dictionary<string, int> Facilities = new(StringComparer.Ordinal)
+    {
+        ["kern"] = 0,
+        ["user"] = 1,
+        ["mail"] = 2,
+        ["daemon"] = 3,
+        ["auth"] = 4,
+        ["syslog"] = 5,
+        ["lpr"] = 6,
+        ["news"] = 7,
+        ["uucp"] = 8,
+        ["cron"] = 9,
+        ["authpriv"] = 10,
+        ["ftp"] = 11,
+        ["local0"] = 16,
+        ["local1"] = 17,
+        ["local2"] = 18,
+        ["local3"] = 19,
+        ["local4"] = 20,
+        ["local5"] = 21,
+        ["local6"] = 22,
+        ["local7"] = 23,
+    };
 }
 
 public sealed record IdentityConfig(string? UsersFile, ImmutableDictionary<string, ImmutableArray<string>> Groups, SourcePos Pos);
@@ -103,15 +142,39 @@ public sealed record Limits
 
 public sealed record TlsCertConfig(string Cert, string Key, SourcePos Pos);
 
-public sealed record TlsInspectionConfig(string Ca, ImmutableArray<string> Inspect, ImmutableArray<string> Skip,
-    string? UpstreamCa, ImmutableArray<string> InsecureUpstream, SourcePos Pos);
+/// <summary>http-proxy `tls_inspection:`; host lists keep their positions for errors found when they are compiled.</summary>
+public sealed record TlsInspectionConfig(ValueSpec Ca, ImmutableArray<ValueSpec> Inspect, ImmutableArray<ValueSpec> Skip,
+    ValueSpec? UpstreamCa, ImmutableArray<ValueSpec> InsecureUpstream, SourcePos Pos);
 
 public sealed record RouteConfig(
     string? Host, string? Path, ImmutableArray<string> Methods,
     ImmutableDictionary<string, string> Headers, string Upstream,
     string? StripPrefix, string? RewritePrefix, SourcePos Pos);
 
-public sealed record FtpConfig(string? PassivePorts, string DataMode, SourcePos Pos);
+/// <summary>The `ftp:` section of an ftp listener (SPEC 2). Defaults: OS-picked passive ports, passive towards the server, no TLS.</summary>
+public sealed record FtpConfig(string? PassivePorts, string DataMode, SourcePos Pos)
+{
+    /// <summary>`passive_ports` parsed: the range PASV/EPSV listeners are opened in; 0-0 lets the OS pick.</summary>
+    public int PassiveLow { get; init; }
+    public int PassiveHigh { get; init; }
+    /// <summary>What PASV replies announce instead of the control connection's local address (a gateway behind NAT).</summary>
+    public string? PassiveAddress { get; init; }
+    /// <summary>AUTH TLS towards clients with this certificate.</summary>
+    public TlsCertConfig? Tls { get; init; }
+    /// <summary>`client_tls: required`: USER before AUTH TLS, and data without PROT P, are refused.</summary>
+    public bool ClientTlsRequired { get; init; }
+    /// <summary>required | opportunistic | off: AUTH TLS towards the server.</summary>
+    public string UpstreamTls { get; init; } = "off";
+    /// <summary>PEM bundle trusted for the server's certificate besides the system store (`upstream_tls: required`).</summary>
+    public string? UpstreamCa { get; init; }
+    public SourcePos UpstreamCaPos { get; init; }
+    /// <summary>Longest command line accepted from clients (without CRLF).</summary>
+    public int MaxLine { get; init; } = 512;
+    /// <summary>Time for a data connection to be opened (by the client, the server or the gateway).</summary>
+    public TimeSpan DataTimeout { get; init; } = TimeSpan.FromSeconds(30);
+
+    public static readonly FtpConfig Default = new(null, "passive", default);
+}
 
 public sealed record SmtpConfig(string? Banner, ImmutableArray<string> Extensions, TlsCertConfig? Tls,
     string UpstreamTls, int MaxRecipients, SourcePos Pos)

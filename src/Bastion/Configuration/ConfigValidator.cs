@@ -28,6 +28,8 @@ public static class ConfigValidator
         if (c.Admin is { } admin)
         {
             if (admin.Listen.Port != 0) binds[(BindHost(admin.Listen), admin.Listen.Port)] = "admin";
+            if (admin.Listen.ToIPEndPoint() is null)
+                Err(admin.Pos, $"admin.listen host '{admin.Listen.Host}' must be an IP address, localhost or *");
             if (admin.TokenFile is { } tf && !File.Exists(c.Resolve(tf))) Err(admin.Pos, $"admin.token_file: cannot read {c.Resolve(tf)}");
             else if (admin.TokenFile is { } tf2 && ReadToken(c.Resolve(tf2)) is null) Err(admin.Pos, $"admin.token_file: {c.Resolve(tf2)} holds no token");
             if (admin.TokenFile is null && admin.Listen.ToIPEndPoint() is { } ep && !System.Net.IPAddress.IsLoopback(ep.Address))
@@ -55,11 +57,9 @@ public static class ConfigValidator
                 }
             }
             if (l.Policy is { } pol && !c.Policies.ContainsKey(pol))
-                Err(l.PosOf("policy"), $"listener '{l.Name}': unknown policy '{pol}' (defined: {Names(c.Policies.Keys)})");
+                Err(l.PosOf("policy"), $"listener '{l.Name}': unknown policy '{pol}'{Suggest.Hint(pol, c.Policies.Keys)} (defined: {Names(c.Policies.Keys)})");
             if (l.Authenticate && c.Identity?.UsersFile is null)
                 Err(l.PosOf("authenticate"), $"listener '{l.Name}': authenticate is on but identity.users names no htpasswd file");
-            if (l.TlsInspection is { } ti)
-                Err(ti.Pos, $"listener '{l.Name}': tls_inspection is not built yet in this version of bastion; CONNECT tunnels are relayed without decryption");
             foreach (var t in l.Tls)
             {
                 if (!File.Exists(c.Resolve(t.Cert))) Err(t.Pos, $"listener '{l.Name}': cannot read certificate {c.Resolve(t.Cert)}");

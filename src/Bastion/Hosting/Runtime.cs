@@ -17,6 +17,8 @@ public sealed class Runtime
     public required IdentityStore Identity { get; init; }
     public required ImmutableDictionary<string, CompiledPolicy> Policies { get; init; }
     public required ImmutableDictionary<string, CidrSet> ProxyProtocolFronts { get; init; }
+    /// <summary>http-proxy listeners' `tls_inspection`, by listener name.</summary>
+    public ImmutableDictionary<string, Gateway.Tls.InspectionSettings> Inspection { get; init; } = ImmutableDictionary<string, Gateway.Tls.InspectionSettings>.Empty;
     public long Generation { get; init; }
     public DateTime LoadedAt { get; init; } = DateTime.UtcNow;
 
@@ -38,6 +40,7 @@ public sealed class Runtime
     {
         var text = path is null ? ConfigLoader.DefaultYaml() : ReadText(path);
         var (rt, errors) = Build(text, path, generation);
+        if (rt is not null && SanityChecks.NothingToRun(rt.Config) is { } none) errors.Add(none);
         var fatal = errors.Where(e => !e.IsWarning).ToList();
         if (rt is null || fatal.Count > 0) throw new ConfigException(fatal);
         return rt;
@@ -58,6 +61,7 @@ public sealed class Runtime
         var (config, errors) = ConfigLoader.Parse(text, path);
         if (config is null) return (null, errors);
         errors.AddRange(ConfigValidator.Validate(config));
+        errors.AddRange(SanityChecks.Validate(config));
 
         var lists = NamedLists.Load(config, errors);
         var identity = LoadIdentity(config, errors);
@@ -65,6 +69,7 @@ public sealed class Runtime
         var compiler = new PolicyCompiler(lists, groups, errors);
         var policies = ImmutableDictionary.CreateBuilder<string, CompiledPolicy>(StringComparer.Ordinal);
         foreach (var (name, p) in config.Policies) policies[name] = compiler.Compile(p);
+        var inspection = Gateway.Tls.InspectionSettings.Load(config, compiler, errors);
 
         var fronts = ImmutableDictionary.CreateBuilder<string, CidrSet>(StringComparer.Ordinal);
         foreach (var l in config.Listeners)
@@ -89,6 +94,7 @@ public sealed class Runtime
             Identity = identity,
             Policies = policies.ToImmutable(),
             ProxyProtocolFronts = fronts.ToImmutable(),
+            Inspection = inspection,
             Generation = generation,
         };
         errors.AddRange(ConfigValidator.Warnings(rt));

@@ -13,13 +13,15 @@ public static class Chromium
     ];
 
     /// <summary>Loads a page and returns the DOM after scripts ran.</summary>
-    public static async Task<ProcResult> DumpDomAsync(string url, IEnumerable<string>? extra = null, int budgetMs = 5000)
+    /// <param name="env">For example HOME, whose .pki/nssdb is the certificate store Chromium trusts on Linux.</param>
+    public static async Task<ProcResult> DumpDomAsync(string url, IEnumerable<string>? extra = null, int budgetMs = 5000,
+        IDictionary<string, string>? env = null)
     {
         var profile = Scratch.NewDir("chr");
         try
         {
             return await Proc.RunAsync(Path, [.. BaseArgs(profile), .. extra ?? [], $"--virtual-time-budget={budgetMs}", "--dump-dom", url],
-                TimeSpan.FromSeconds(60));
+                TimeSpan.FromSeconds(60), env: env);
         }
         finally
         {

@@ -33,7 +33,8 @@ public sealed class TestOrigin : IAsyncDisposable
         Port = port;
     }
 
-    public static async Task<TestOrigin> StartAsync(bool https = false, Action<WebApplication>? extra = null)
+    public static async Task<TestOrigin> StartAsync(bool https = false, Action<WebApplication>? extra = null,
+        System.Security.Cryptography.X509Certificates.X509Certificate2? certificate = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -43,7 +44,7 @@ public sealed class TestOrigin : IAsyncDisposable
             k.Listen(System.Net.IPAddress.Loopback, 0, lo =>
             {
                 lo.Protocols = HttpProtocols.Http1AndHttp2;
-                if (https) lo.UseHttps(TestCerts.Localhost());
+                if (https || certificate is not null) lo.UseHttps(certificate ?? TestCerts.Localhost());
             });
         });
         var app = builder.Build();

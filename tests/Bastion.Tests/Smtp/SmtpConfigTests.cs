@@ -1,4 +1,3 @@
-using Bastion.Tests.Cli;
 using Bastion.Tests.Infrastructure;
 
 namespace Bastion.Tests.Smtp;

@@ -224,14 +224,6 @@ public class ConfigErrorTests
         Assert.DoesNotContain(errors, e => !e.IsWarning && e.Message.Contains("'f'"));
     }
 
-    [Theory]
-    [InlineData("ftp")]
-    public void Unbuilt_listener_types_are_refused_clearly(string type)
-    {
-        var (f, errors) = Build($"listeners:\n  - name: x\n    type: {type}\n    listen: 127.0.0.1:0\n    upstream: 127.0.0.1:21\n");
-        ConfigFixture.HasError(errors, f.Path, 3, 11, $"type '{type}' is not built yet in this version of bastion (available: http-proxy, http-reverse, socks5, tcp");
-    }
-
     [Fact]
     public void Unknown_listener_type()
     {
@@ -240,10 +232,11 @@ public class ConfigErrorTests
     }
 
     [Fact]
-    public void Tls_inspection_is_refused()
+    public void Tls_inspection_without_a_ca_folder_is_refused_at_the_ca_value()
     {
         var (f, errors) = Build(Proxy + "\n    tls_inspection: { ca: ca/, inspect: [\"*.example.com\"] }\npolicies:\n  p: { rules: [{ allow: {} }] }\n");
-        ConfigFixture.HasError(errors, f.Path, 6, 21, "tls_inspection is not built yet");
+        ConfigFixture.HasError(errors, f.Path, 6, 27, "tls_inspection.ca: ");
+        ConfigFixture.HasError(errors, f.Path, 6, 27, "bastion ca init");
     }
 
     [Fact]

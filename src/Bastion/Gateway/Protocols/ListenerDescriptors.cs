@@ -14,6 +14,7 @@ public static class ListenerDescriptors
         new Protocols.HttpReverse.HttpReverseDescriptor(),
         new Protocols.Socks5.Socks5Descriptor(),
         new Protocols.Tcp.TcpDescriptor(),
+        new Protocols.Ftp.FtpDescriptor(),
         new Protocols.Smtp.SmtpDescriptor(),
     ];
 

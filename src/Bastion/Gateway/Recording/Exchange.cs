@@ -49,6 +49,8 @@ public sealed class Exchange
     public string? Upstream { get; set; }
     /// <summary>The TLS state worth logging (protocol version, SNI), when any.</summary>
     public string? Tls { get; set; }
+    /// <summary>The TLS server name the client sent (inspected or peeked CONNECT tunnels).</summary>
+    public string? Sni { get; set; }
     public string? Reason { get; set; }
     public Verdict? Verdict { get; private set; }
     public string? Rule { get; private set; }
@@ -114,6 +116,13 @@ public sealed class Exchange
 
     long _sentAt;
 
+    /// <summary>HTTP: the request's protocol (HTTP/1.1, HTTP/2), Referer and User-Agent, the response's media type;
+    /// for the combined and template log formats.</summary>
+    public string? Protocol { get; set; }
+    public string? Referer { get; set; }
+    public string? UserAgent { get; set; }
+    public string? ContentType { get; set; }
+
     /// <summary>The request went upstream now (else upstream latency is measured from the exchange's start).</summary>
     public void UpstreamSent() => _sentAt = Stopwatch.GetTimestamp();
 
@@ -126,9 +135,15 @@ public sealed class Exchange
     public void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0) return;
-        if (_responseAt != 0) _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(_sentAt != 0 ? _sentAt : _start, _responseAt));
+        TimeSpan? upstream = _responseAt != 0 ? Stopwatch.GetElapsedTime(_sentAt != 0 ? _sentAt : _start, _responseAt) : null;
+        if (upstream is { } latency) _ctx.Metrics.UpstreamLatency(_ctx.Name, latency);
         _ctx.Record(new AccessEvent
         {
+            UpstreamMs = upstream?.TotalMilliseconds,
+            Protocol = Protocol,
+            Referer = Referer,
+            UserAgent = UserAgent,
+            ContentType = ContentType,
             Event = Kind,
             Id = Id,
             Conn = ConnectionId,
@@ -143,6 +158,7 @@ public sealed class Exchange
             Status = Status,
             Upstream = Upstream,
             Tls = Tls,
+            Sni = Sni,
             BytesIn = BytesIn,
             BytesOut = BytesOut,
             DurationMs = Elapsed.TotalMilliseconds,

@@ -47,7 +47,9 @@ public static class Connector
     public static async Task<(IPAddress[] Addresses, SocketError Error)> ResolveAsync(string host, TimeSpan timeout, CancellationToken ct)
     {
         if (IPAddress.TryParse(host, out var ip)) return ([ip], SocketError.Success);
-        if (host == "localhost") return ([IPAddress.Loopback, IPAddress.IPv6Loopback], SocketError.Success);
+        // RFC 6761 §6.3: localhost and names under it are loopback, without asking DNS.
+        if (host == "localhost" || host.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase))
+            return ([IPAddress.Loopback, IPAddress.IPv6Loopback], SocketError.Success);
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(timeout);
         try

@@ -6,6 +6,17 @@ namespace Bastion.Gateway;
 /// <summary>Byte counts of a finished relay, as seen from the client: in = client → upstream.</summary>
 public readonly record struct RelayResult(long BytesFromClient, long BytesToClient, bool IdleTimedOut);
 
+/// <summary>When a relay is over: when both directions have ended (a tunnel), or when the one that carries the data has (an FTP transfer).</summary>
+public enum RelayEnd
+{
+    /// <summary>Both directions ended (each end of stream passed on as a half-close).</summary>
+    BothDone,
+    /// <summary>Client → upstream ended (an upload): its end of stream is passed on, then the other direction is stopped.</summary>
+    ClientDone,
+    /// <summary>Upstream → client ended (a download): its end of stream is passed on, then the other direction is stopped.</summary>
+    UpstreamDone,
+}
+
 /// <summary>
 /// The one bidirectional byte pump (CONNECT tunnels, SOCKS, TCP, FTP data, upgraded HTTP). Each direction
 /// copies through one pooled buffer; an end-of-stream from one side is passed on as a half-close (shutdown of
@@ -30,9 +41,10 @@ public static class SocketRelay
 
     /// <param name="clientPrefix">Bytes already read from the client (after a handshake) that go upstream first; counted as from the client.</param>
     /// <param name="upstreamPrefix">Bytes already read from the upstream that go to the client first; counted as to the client.</param>
+    /// <param name="end">When the relay is over (<see cref="RelayEnd"/>).</param>
     public static async Task<RelayResult> RunAsync(Socket client, Socket upstream, TimeSpan idleTimeout,
         Action<long, long>? onBytes, ReadOnlyMemory<byte> clientPrefix, ReadOnlyMemory<byte> upstreamPrefix,
-        CancellationToken ct = default)
+        CancellationToken ct = default, RelayEnd end = RelayEnd.BothDone)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var idle = new IdleWatch(idleTimeout, cts);
@@ -45,6 +57,12 @@ public static class SocketRelay
             // When one direction fails (reset, abort), stop the other too.
             var first = await Task.WhenAny(up, down).ConfigureAwait(false);
             if (first.Result.Failed) pair.ShutdownBoth();
+            else if (end != RelayEnd.BothDone)
+            {
+                // The data direction is what counts: once it is done, the other is not waited for.
+                await (end == RelayEnd.ClientDone ? up : down).ConfigureAwait(false);
+                pair.ShutdownBoth();
+            }
             await Task.WhenAll(up, down).ConfigureAwait(false);
         }
         return new RelayResult(up.Result.Bytes, down.Result.Bytes, idle.TimedOut);

@@ -13,8 +13,9 @@ namespace Bastion.Gateway;
 public static class StreamRelay
 {
     /// <param name="onBytes">Called with (fromClient, toClient) deltas as data moves; used for live counters.</param>
+    /// <param name="end">When the relay is over: both directions done (default), or the one that carries the data.</param>
     public static async Task<RelayResult> RunAsync(Transport client, Transport upstream, TimeSpan idleTimeout,
-        Action<long, long>? onBytes, CancellationToken ct)
+        Action<long, long>? onBytes, CancellationToken ct, RelayEnd end = RelayEnd.BothDone)
     {
         if (client.IsPlainSocket && upstream.IsPlainSocket)
         {
@@ -22,7 +23,7 @@ public static class StreamRelay
             var clientPrefix = client.TakeBuffered();
             var upstreamPrefix = upstream.TakeBuffered();
             await FlushAsync(client, upstream).ConfigureAwait(false);
-            return await SocketRelay.RunAsync(client.Socket!, upstream.Socket!, idleTimeout, onBytes, clientPrefix, upstreamPrefix, ct)
+            return await SocketRelay.RunAsync(client.Socket!, upstream.Socket!, idleTimeout, onBytes, clientPrefix, upstreamPrefix, ct, end)
                 .ConfigureAwait(false);
         }
         await FlushAsync(client, upstream).ConfigureAwait(false);
@@ -34,6 +35,11 @@ public static class StreamRelay
         {
             var first = await Task.WhenAny(up, down).ConfigureAwait(false);
             if (first.Result.Failed) Stop(cts, client, upstream);
+            else if (end != RelayEnd.BothDone)
+            {
+                await (end == RelayEnd.ClientDone ? up : down).ConfigureAwait(false);
+                Stop(cts, client, upstream);
+            }
             await Task.WhenAll(up, down).ConfigureAwait(false);
         }
         return new RelayResult(up.Result.Bytes, down.Result.Bytes, idle.TimedOut);

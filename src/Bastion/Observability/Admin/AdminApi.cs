@@ -61,6 +61,15 @@ public static class AdminApi
             w.WriteNumber("allow", c.Allowed);
             w.WriteNumber("deny", c.Denied);
             w.WriteNumber("auth_failures", c.AuthFailures);
+            // http-proxy with tls_inspection: CONNECT tunnels by what became of them.
+            var tunnels = metrics.TlsTunnels(name);
+            if (tunnels.Count > 0 || rt.Inspection.ContainsKey(name))
+            {
+                w.WriteStartObject("tls");
+                foreach (var mode in (ReadOnlySpan<string>)["inspected", "spliced", "refused", "client_refused"])
+                    w.WriteNumber(mode, tunnels.GetValueOrDefault(mode));
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         }
         w.WriteEndArray();
@@ -124,6 +133,7 @@ public static class AdminApi
             w.WriteString("client", c.ClientText);
             w.WriteString("user", c.User);
             w.WriteString("target", c.Target);
+            w.WriteString("parent", c.Parent?.Id);
             w.WriteString("started", Iso(c.Started));
             w.WriteNumber("age_s", Math.Round(c.Age.TotalSeconds, 1));
             w.WriteNumber("bytes_in", Interlocked.Read(ref c.BytesIn));

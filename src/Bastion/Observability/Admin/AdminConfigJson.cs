@@ -130,6 +130,17 @@ public static class AdminConfigJson
             }
             w.WriteEndArray();
         }
+        if (l.TlsInspection is { } ti)
+        {
+            // Paths only: the CA key's content never leaves the gateway.
+            w.WriteStartObject("tls_inspection");
+            w.WriteString("ca", c.Resolve(ti.Ca.Text));
+            Strings(w, "inspect", ti.Inspect.Select(v => v.Text));
+            Strings(w, "skip", ti.Skip.Select(v => v.Text));
+            if (ti.UpstreamCa is { } uca) w.WriteString("upstream_ca", c.Resolve(uca.Text));
+            Strings(w, "insecure_upstream", ti.InsecureUpstream.Select(v => v.Text));
+            w.WriteEndObject();
+        }
         if (!l.Routes.IsEmpty)
         {
             w.WriteStartArray("routes");
@@ -156,7 +167,14 @@ public static class AdminConfigJson
         {
             w.WriteStartObject("ftp");
             w.WriteString("passive_ports", ftp.PassivePorts);
+            w.WriteString("passive_address", ftp.PassiveAddress);
             w.WriteString("data_mode", ftp.DataMode);
+            if (ftp.Tls is { } ftls) { w.WriteStartObject("tls"); w.WriteString("cert", c.Resolve(ftls.Cert)); w.WriteString("key", c.Resolve(ftls.Key)); w.WriteEndObject(); }
+            w.WriteString("client_tls", ftp.ClientTlsRequired ? "required" : "optional");
+            w.WriteString("upstream_tls", ftp.UpstreamTls);
+            w.WriteString("upstream_ca", ftp.UpstreamCa);
+            w.WriteNumber("max_line", ftp.MaxLine);
+            w.WriteString("data_timeout", Dur(ftp.DataTimeout));
             w.WriteEndObject();
         }
         if (l.Smtp is { } smtp)

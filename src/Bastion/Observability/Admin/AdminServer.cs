@@ -57,8 +57,7 @@ public sealed class AdminServer : IAsyncDisposable
 
     public async Task StartAsync(CancellationToken ct)
     {
-        var ep = _config.Listen.ToIPEndPoint()
-            ?? new IPEndPoint((await Dns.GetHostAddressesAsync(_config.Listen.Host, ct).ConfigureAwait(false)).First(), _config.Listen.Port);
+        var ep = Gateway.ListenSockets.EndPoint(_config.Listen);
         // An empty builder: no configuration files, environment variables or logging providers leak in.
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "bastion-admin" });
         builder.WebHost.UseKestrelCore().ConfigureKestrel(o =>

@@ -220,7 +220,9 @@
     $("listener-count").textContent = list.length + " configured · " + up + " up";
     fill($("listeners"), list.map((l) => h("tr", { "data-listener": l.name },
       h("td", null, h("b", null, l.name)),
-      h("td", null, h("span", { class: "tag" }, l.type || "")),
+      h("td", null, h("span", { class: "tag" }, l.type || ""), l.tls ? h("div", { class: "muted tls-tunnels" },
+        "TLS: " + fmtNum(l.tls.inspected) + " inspected · " + fmtNum(l.tls.spliced) + " spliced" +
+        (l.tls.refused + l.tls.client_refused ? " · " + fmtNum(l.tls.refused + l.tls.client_refused) + " refused" : "")) : null),
       h("td", { class: "mono" }, l.bound || l.listen || "—"),
       h("td", null, h("span", { class: "state " + l.state }, l.state)),
       h("td", null, l.policy || h("span", { class: "muted" }, "none (deny)")),

@@ -1,45 +1,15 @@
-using System.Diagnostics;
 using System.Net;
-using System.Net.Http;
 using System.Net.Sockets;
 using System.Text;
 using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
-using Bastion.Identity;
 using Bastion.Protocols.Http;
-using Bastion.Policy;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.Primitives;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Bastion.Protocols.HttpReverse;
-
-/// <summary>What one request carries through the pipeline and the transformer.</summary>
-sealed class RequestState
-{
-    /// <summary>The request's record: its access-log line and metrics.</summary>
-    public required Exchange X;
-    public string Id => X.Id;
-    public required ReverseState State;
-    public readonly RequestAttributes Attrs = new();
-    public ClientConnection? Conn;
-    public CompiledRoute? Route;
-    public UpstreamTarget? Target;
-    public Decision Decision;
-    public Decision? ResponseDenied;
-    public bool StripAuthorization;
-    public long BytesIn, BytesOut;
-    public CountingStream? InCounter, OutCounter;
-}
-
-/// <summary>Request headers as the policy engine sees them, without copying.</summary>
-sealed class HeaderSource(IHeaderDictionary headers) : IHeaderSource
-{
-    public string? Get(string name) =>
-        headers.TryGetValue(name, out var v) && v.Count > 0 ? (v.Count == 1 ? v[0] : string.Join(", ", v.ToArray())) : null;
-}
 
 /// <summary>
 /// The HTTP/2 path (Kestrel, after TLS negotiated h2): the per-request pipeline on YARP: rate limit, body limit,
@@ -78,61 +48,14 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
         }
     }
 
+    /// <summary>identify → limits → authenticate → decide → route → forward; each refusal answers and logs once.</summary>
     async Task ServeAsync(HttpContext http, RequestState rs)
     {
-        var st = rs.State;
-        var cfg = st.Config;
-        var req = http.Request;
-        var a = rs.Attrs;
-        var source = http.Connection.RemoteIpAddress ?? IPAddress.None;
-        if (source.IsIPv4MappedToIPv6) source = source.MapToIPv4();
-        a.Source = source;
-        HttpAttributes.Origin(a, req.Method, req.Scheme, req.Host.Value ?? "", req.Host.Host, req.Path.HasValue ? req.Path.Value! : "/",
-            req.PathBase.Value + req.QueryString.Value, http.Connection.LocalPort, st.NeedsUrl);
-        a.Headers = new HeaderSource(req.Headers);
+        Identify(http, rs);
+        if (!await LimitsAsync(http, rs).ConfigureAwait(false)) return;
+        if (!await AuthenticateAsync(http, rs).ConfigureAwait(false)) return;
 
-        if (st.Rate is { } rate && !rate.TryTake(source, out var retryAfter))
-        {
-            http.Response.Headers.RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await Deny(http, rs, 429, PseudoRules.Rate, "request rate limit exceeded").ConfigureAwait(false);
-            return;
-        }
-        if (req.ContentLength is long declared)
-        {
-            if (declared > cfg.Limits.MaxRequestBody)
-            {
-                await Deny(http, rs, 413, PseudoRules.MaxRequestBody, $"request body over {cfg.Limits.MaxRequestBody} bytes").ConfigureAwait(false);
-                return;
-            }
-            rs.BytesIn = declared;
-        }
-        else if (http.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)
-        {
-            rs.InCounter = new CountingStream(req.Body);
-            req.Body = rs.InCounter;
-        }
-
-        if (cfg.Authenticate)
-        {
-            var header = req.Headers.Authorization;
-            var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, http.RequestAborted).ConfigureAwait(false);
-            if (!auth.Ok)
-            {
-                http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
-                await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
-                return;
-            }
-            a.User = auth.User;
-            rs.StripAuthorization = true;
-            if (rs.Conn is { } c) c.User = auth.User;
-        }
-        else if (rs.Conn?.User is { } fromFront)
-        {
-            // A verified client certificate name from a trusted PROXY v2 front.
-            a.User = fromFront;
-        }
-
-        var d = HttpDecisions.Decide(st.Policy, a);
+        var d = HttpDecisions.Decide(rs.State.Policy, rs.Attrs);
         rs.Decision = d;
         if (!d.Allowed)
         {
@@ -140,7 +63,8 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
             return;
         }
 
-        var route = st.Routes.Match(a.Host, req.Method, a.Path!, new KestrelRouteHeaders(req.Headers));
+        var req = http.Request;
+        var route = rs.State.Routes.Match(rs.Attrs.Host, req.Method, rs.Attrs.Path!, new KestrelRouteHeaders(req.Headers));
         if (route is null)
         {
             await Page(http, 404, $"no route for {req.Host.Value}{req.Path.Value}", rs).ConfigureAwait(false);
@@ -149,6 +73,69 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
         }
         rs.Route = route;
         await ForwardAsync(http, rs, route).ConfigureAwait(false);
+    }
+
+    /// <summary>The request's attributes, with the mapping `explain` uses too (<see cref="HttpAttributes.Origin"/>).</summary>
+    static void Identify(HttpContext http, RequestState rs)
+    {
+        var req = http.Request;
+        var a = rs.Attrs;
+        var source = http.Connection.RemoteIpAddress ?? IPAddress.None;
+        if (source.IsIPv4MappedToIPv6) source = source.MapToIPv4();
+        a.Source = source;
+        HttpAttributes.Origin(a, req.Method, req.Scheme, req.Host.Value ?? "", req.Host.Host, req.Path.HasValue ? req.Path.Value! : "/",
+            req.PathBase.Value + req.QueryString.Value, http.Connection.LocalPort, rs.State.NeedsUrl);
+        a.Headers = new HeaderSource(req.Headers);
+        // A verified client certificate name from a trusted PROXY v2 front, unless the listener authenticates itself.
+        if (rs.Conn?.User is { } fromFront && !rs.State.Config.Authenticate) a.User = fromFront;
+    }
+
+    /// <summary>Rate and declared body size (429, 413); a body of unknown length is counted as it streams.</summary>
+    async Task<bool> LimitsAsync(HttpContext http, RequestState rs)
+    {
+        var req = http.Request;
+        var limits = rs.State.Config.Limits;
+        if (rs.State.Rate is { } rate && !rate.TryTake(rs.Attrs.Source!, out var retryAfter))
+        {
+            http.Response.Headers.RetryAfter = retryAfter.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await Deny(http, rs, 429, PseudoRules.Rate, "request rate limit exceeded").ConfigureAwait(false);
+            return false;
+        }
+        if (req.ContentLength is long declared)
+        {
+            if (declared > limits.MaxRequestBody)
+            {
+                await Deny(http, rs, 413, PseudoRules.MaxRequestBody, $"request body over {limits.MaxRequestBody} bytes").ConfigureAwait(false);
+                return false;
+            }
+            rs.BytesIn = declared;
+        }
+        else if (http.Features.Get<IHttpRequestBodyDetectionFeature>()?.CanHaveBody == true)
+        {
+            rs.InCounter = new CountingStream(req.Body);
+            req.Body = rs.InCounter;
+        }
+        return true;
+    }
+
+    /// <summary>`authenticate: true`: Basic credentials (401 otherwise); they are not passed upstream.</summary>
+    async Task<bool> AuthenticateAsync(HttpContext http, RequestState rs)
+    {
+        if (!rs.State.Config.Authenticate) return true;
+        var header = http.Request.Headers.Authorization;
+        var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, http.RequestAborted).ConfigureAwait(false);
+        if (!auth.Ok)
+        {
+            http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
+            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+            if (auth.Tried is { } tried) rs.X.User = tried;
+            await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
+            return false;
+        }
+        rs.Attrs.User = auth.User;
+        rs.StripAuthorization = true;
+        if (rs.Conn is { } c) c.User = auth.User;
+        return true;
     }
 
     async Task ForwardAsync(HttpContext http, RequestState rs, CompiledRoute route)
@@ -175,6 +162,7 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
             rs.Target = target;
             rs.X.Upstream = target.Prefix;
             target.Begin();
+            rs.X.UpstreamSent();
             ForwarderError err;
             try { err = await _forwarder.SendAsync(http, target.Prefix, group.Invoker, config, _transformer).ConfigureAwait(false); }
             finally { target.End(); }
@@ -281,84 +269,15 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
         var x = rs.X;
         x.AddIn(rs.InCounter?.Count ?? rs.BytesIn);
         x.AddOut(rs.OutCounter?.Count ?? rs.BytesOut);
-        x.User = rs.Attrs.User;
+        if (rs.Attrs.User is not null) x.User = rs.Attrs.User;
         x.Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}" : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
         x.Status = status;
+        x.Protocol = req.Protocol;
+        x.Referer = req.Headers.Referer.Count > 0 ? req.Headers.Referer.ToString() : null;
+        x.UserAgent = req.Headers.UserAgent.Count > 0 ? req.Headers.UserAgent.ToString() : null;
+        x.ContentType = http.Response.ContentType;
         if (verdict == Verdict.Allow) x.Allow(rule, reason);
         else x.Deny(rule, reason);
         x.Close();
-    }
-}
-
-/// <summary>
-/// What YARP calls around the upstream exchange: the request gets X-Forwarded-*, Via and its rewritten path; the
-/// response head is put to the policy's response rules before any of it is copied to the client.
-/// </summary>
-sealed class BastionTransformer : HttpTransformer
-{
-    public override async ValueTask TransformRequestAsync(HttpContext http, HttpRequestMessage proxyRequest, string destinationPrefix, CancellationToken ct)
-    {
-        await base.TransformRequestAsync(http, proxyRequest, destinationPrefix, ct).ConfigureAwait(false);
-        var rs = http.Features.Get<RequestState>()!;
-        var st = rs.State;
-        var req = http.Request;
-        var h = proxyRequest.Headers;
-        // The upstream sees its own name (as YARP and nginx do by default); the client's is in X-Forwarded-Host.
-        h.Host = null;
-        if (rs.StripAuthorization) h.Authorization = null;
-
-        var peer = http.Connection.RemoteIpAddress;
-        bool trusted = peer is not null && st.TrustedProxies.Count > 0 && st.TrustedProxies.Contains(peer);
-        var client = peer is null ? "unknown" : (peer.IsIPv4MappedToIPv6 ? peer.MapToIPv4() : peer).ToString();
-        Forwarded(h, req.Headers, "X-Forwarded-For", client, trusted);
-        Forwarded(h, req.Headers, "X-Forwarded-Proto", req.Scheme, trusted);
-        if (req.Host.HasValue) Forwarded(h, req.Headers, "X-Forwarded-Host", req.Host.Value, trusted);
-        else h.Remove("X-Forwarded-Host");
-        if (st.Config.Via)
-        {
-            var version = req.Protocol switch { "HTTP/2" => "2", "HTTP/3" => "3", "HTTP/1.0" => "1.0", _ => "1.1" };
-            h.TryAddWithoutValidation("Via", $"{version} bastion");
-        }
-        var path = rs.Route!.UpstreamPath(req.Path);
-        proxyRequest.RequestUri = RequestUtilities.MakeDestinationAddress(destinationPrefix, path, req.QueryString);
-    }
-
-    /// <summary>Appended to what a trusted front sent; anyone else's value is replaced, so clients cannot forge it.</summary>
-    static void Forwarded(System.Net.Http.Headers.HttpRequestHeaders h, IHeaderDictionary incoming, string name, string value, bool trusted)
-    {
-        h.Remove(name);
-        if (trusted && incoming.TryGetValue(name, out var prior) && !StringValues.IsNullOrEmpty(prior))
-            value = string.Join(", ", prior.ToArray()) + ", " + value;
-        h.TryAddWithoutValidation(name, value);
-    }
-
-    public override async ValueTask<bool> TransformResponseAsync(HttpContext http, HttpResponseMessage? proxyResponse, CancellationToken ct)
-    {
-        var rs = http.Features.Get<RequestState>()!;
-        rs.X.ResponseStarted();
-        if (proxyResponse is not null && rs.State.Policy.HasResponseRules)
-        {
-            var headers = proxyResponse.Content.Headers;
-            var d = HttpDecisions.JudgeResponse(rs.State.Policy, rs.Attrs, headers.ContentType?.MediaType, headers.ContentLength);
-            if (!d.Allowed)
-            {
-                // Nothing of the upstream's response has been sent: replace it whole.
-                rs.ResponseDenied = d;
-                http.Response.Headers.Clear();
-                await ReverseHandler.Page(http, 403, d.Reason ?? "response denied by policy", rs, d.RuleName).ConfigureAwait(false);
-                return false;
-            }
-        }
-        var copy = await base.TransformResponseAsync(http, proxyResponse, ct).ConfigureAwait(false);
-        if (proxyResponse is not null && copy)
-        {
-            if (proxyResponse.Content.Headers.ContentLength is long n) rs.BytesOut = n;
-            else if (http.Response.StatusCode is not (101 or 204 or 304) && !HttpMethods.IsHead(http.Request.Method))
-            {
-                rs.OutCounter = new CountingStream(http.Response.Body);
-                http.Response.Body = rs.OutCounter;
-            }
-        }
-        return copy;
     }
 }

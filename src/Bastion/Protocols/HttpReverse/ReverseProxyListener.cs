@@ -2,7 +2,10 @@ using System.Net.Security;
 using System.Net.Sockets;
 using Bastion.Gateway;
 using Bastion.Hosting;
+using Bastion.Protocols.Http.Engine;
 using Bastion.Protocols.Http.Io;
+using Microsoft.Extensions.DependencyInjection;
+using Yarp.ReverseProxy.Forwarder;
 
 namespace Bastion.Protocols.HttpReverse;
 
@@ -31,7 +34,8 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
         if (!cfg.Tls.IsEmpty)
         {
             _certs = new ServerCertificates(Ctx.Runtime.Config, cfg.Tls);
-            _h2 = await Http2Handoff.StartAsync(Ctx, _states, cfg.Limits, ct).ConfigureAwait(false);
+            _h2 = await Http2Handoff.StartAsync(Ctx, cfg.Limits,
+                sp => new ReverseHandler(Ctx, _states, sp.GetRequiredService<IHttpForwarder>()).HandleAsync, ct).ConfigureAwait(false);
         }
         await base.StartAsync(ct).ConfigureAwait(false);
     }

@@ -95,6 +95,8 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         {
             int ai = h.IndexOf(KnownHeader.Authorization);
             var auth = await HttpDecisions.AuthenticateAsync(Ctx, ai < 0 ? null : HttpHead.Latin1(h.Value(ai)), Conn.Aborted).ConfigureAwait(false);
+            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+            if (!auth.Ok && auth.Tried is { } tried) X!.User = tried;
             if (!auth.Ok)
                 return await RejectAsync(401, auth.Failure!, PseudoRules.Authenticate, close: framing.HasBody,
                     extraName: "WWW-Authenticate", extraValue: "Basic realm=\"bastion\", charset=\"UTF-8\"").ConfigureAwait(false);

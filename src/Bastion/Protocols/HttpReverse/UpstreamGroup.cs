@@ -86,6 +86,8 @@ public sealed class UpstreamGroup : IDisposable
             ConnectTimeout = connectTimeout,
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
             MaxConnectionsPerServer = int.MaxValue,
+            // Kestrel reads header values as Latin-1: written back the same way, obs-text crosses byte for byte.
+            RequestHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,
         };
         if (validate is not null) handler.SslOptions.RemoteCertificateValidationCallback = validate;
         return handler;

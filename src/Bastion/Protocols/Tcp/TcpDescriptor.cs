@@ -27,7 +27,7 @@ public sealed class TcpDescriptor : IListenerDescriptor
         error = null;
         if (!HostPort.TryParse(request.Trim(), out var t)) { error = $"'{request}' is not host:port"; return false; }
         // The port the client dials; a fixed upstream's own port stands instead, as live.
-        a.Port = TcpUpstreams.PolicyPort(listener, runtime.Config, t!.Port);
+        a.Port = StreamUpstreams.PolicyPort(listener, runtime.Config, t!.Port);
         return true;
     }
 

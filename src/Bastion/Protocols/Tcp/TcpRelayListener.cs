@@ -13,8 +13,7 @@ namespace Bastion.Protocols.Tcp;
 /// </summary>
 public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
 {
-    TcpUpstreams? _upstreams;
-    readonly object _rebuild = new();
+    readonly StreamUpstreamsSlot _upstreams = new();
 
     /// <summary>decide → connect (failover over the group) → PROXY header → relay. The closed line is the connection's record.</summary>
     protected override async Task HandleAsync(ClientConnection conn)
@@ -22,7 +21,7 @@ public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
         var cfg = Ctx.Config;
         var record = conn.Record;
         record.Request = $"TCP {cfg.Upstream}";
-        var upstreams = UpstreamsFor(cfg);
+        var upstreams = _upstreams.For(cfg, Ctx.Runtime.Config);
 
         if (!Decide(conn, cfg, record.Request))
         {
@@ -63,7 +62,7 @@ public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
         {
             Source = conn.Client.Address,
             User = conn.User,
-            Port = TcpUpstreams.PolicyPort(cfg, Ctx.Runtime.Config, (conn.ProxyHeader?.Destination ?? conn.Local!).Port),
+            Port = StreamUpstreams.PolicyPort(cfg, Ctx.Runtime.Config, (conn.ProxyHeader?.Destination ?? conn.Local!).Port),
         };
         var d = Ctx.Policy.Evaluate(attrs);
         var decision = Ctx.Open(conn, ExchangeKinds.Request, conn.Id);
@@ -73,25 +72,9 @@ public sealed class TcpRelayListener(ListenerContext ctx) : StreamListener(ctx)
         return d.Allowed;
     }
 
-    /// <summary>The upstreams for the configuration in force; kept across reloads (with their health) while they stay the same.</summary>
-    TcpUpstreams UpstreamsFor(ListenerConfig cfg)
-    {
-        var u = Volatile.Read(ref _upstreams);
-        if (u is not null && ReferenceEquals(u.Config, cfg)) return u;
-        lock (_rebuild)
-        {
-            u = _upstreams;
-            if (u is not null && ReferenceEquals(u.Config, cfg)) return u;
-            var next = TcpUpstreams.Build(cfg, Ctx.Runtime.Config, u);
-            if (u is not null && !ReferenceEquals(next.Set, u.Set)) u.Dispose();
-            Volatile.Write(ref _upstreams, next);
-            return next;
-        }
-    }
-
     public override async Task StopAsync(CancellationToken drain)
     {
         await base.StopAsync(drain).ConfigureAwait(false);
-        _upstreams?.Dispose();
+        _upstreams.Dispose();
     }
 }

@@ -172,7 +172,14 @@ public abstract class Http1Session : Expiring
     protected void BeginRequest()
     {
         KeepAlive = !Head.Close;
-        X!.Request = RequestText();
+        var x = X!;
+        x.Request = RequestText();
+        // For the combined and template log formats.
+        x.Protocol = Head.MinorVersion == 1 ? "HTTP/1.1" : "HTTP/1.0";
+        int i = Head.IndexOf("Referer");
+        x.Referer = i < 0 ? null : HttpHead.Latin1(Head.Value(i));
+        i = Head.IndexOf("User-Agent");
+        x.UserAgent = i < 0 ? null : HttpHead.Latin1(Head.Value(i));
     }
 
     /// <summary>How the request appears in the log: `METHOD target`.</summary>
@@ -204,6 +211,7 @@ public abstract class Http1Session : Expiring
         if (!Head.IsHead) w.Append(page);
         await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false);
         X.Status = status;
+        X.ContentType = ErrorPages.ContentType;
         if (verdict == Verdict.Allow) X.Allow(rule, logReason ?? reason);
         else X.Deny(rule, logReason ?? reason);
         return KeepAlive;
@@ -415,6 +423,8 @@ public abstract class Http1Session : Expiring
         else if (client10) w.Append("Connection: keep-alive\r\n"u8);
         w.CrLf();
         x.Status = status;
+        int cti = resp.IndexOf(KnownHeader.ContentType);
+        x.ContentType = cti < 0 ? null : HttpHead.Latin1(resp.Value(cti));
 
         // What of the body is here already goes out with the head, in one send. A chunked body is checked first:
         // framing that breaks the rules in what has arrived is a 502 before anything reaches the client.

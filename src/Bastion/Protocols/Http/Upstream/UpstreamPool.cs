@@ -1,4 +1,7 @@
+using System.Net;
 using System.Net.Security;
+using System.Runtime.CompilerServices;
+using System.Security.Cryptography.X509Certificates;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using Bastion.Gateway;
@@ -14,13 +17,38 @@ public sealed class UpstreamTls(RemoteCertificateValidationCallback? validate = 
 
     public RemoteCertificateValidationCallback? Validate { get; } = validate;
 
-    internal SslClientAuthenticationOptions Options(string host) => new()
+    /// <summary>Checks that say what is wrong (for the error page), and the chain policy SslStream builds with.</summary>
+    public UpstreamTls(Func<string, X509Certificate2?, X509Chain?, SslPolicyErrors, string?> check, Func<X509ChainPolicy>? chainPolicy)
+        : this()
     {
-        TargetHost = host.Length > 0 && host[0] == '[' ? host[1..^1] : host,
-        ApplicationProtocols = [SslApplicationProtocol.Http11],
-        RemoteCertificateValidationCallback = Validate,
-        EnabledSslProtocols = SslProtocols.None,
-    };
+        _check = check;
+        _chainPolicy = chainPolicy;
+    }
+
+    readonly Func<string, X509Certificate2?, X509Chain?, SslPolicyErrors, string?>? _check;
+    readonly Func<X509ChainPolicy>? _chainPolicy;
+
+    internal SslClientAuthenticationOptions Options(string host) => Options(host, null);
+
+    /// <summary>The options for one handshake; a refused certificate's problem lands in <paramref name="problem"/>.</summary>
+    internal SslClientAuthenticationOptions Options(string host, StrongBox<string?>? problem)
+    {
+        var name = host.Length > 0 && host[0] == '[' ? host[1..^1] : host;
+        var check = _check;
+        return new()
+        {
+            TargetHost = name,
+            ApplicationProtocols = [SslApplicationProtocol.Http11],
+            RemoteCertificateValidationCallback = check is null ? Validate : (_, cert, chain, errors) =>
+            {
+                var why = check(name, cert as X509Certificate2, chain, errors);
+                if (problem is not null) problem.Value = why;
+                return why is null;
+            },
+            CertificateChainPolicy = _chainPolicy?.Invoke(),
+            EnabledSslProtocols = SslProtocols.None,
+        };
+    }
 }
 
 /// <summary>Why no connection to the upstream could be made.</summary>
@@ -34,7 +62,9 @@ public readonly record struct ConnectOutcome(UpstreamConnection? Connection, str
 /// recently used, warmest, goes first) up to a bound and for <see cref="IdleTimeout"/>; a connection idle for a while
 /// is checked for a close (or stray bytes) from the server before it is used again.
 /// </summary>
-public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSpan connectTimeout, int maxIdle = 512)
+/// <param name="addresses">Where to connect (an inspected tunnel's origin: the CONNECT's address); null: resolve <paramref name="host"/>.</param>
+public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSpan connectTimeout, int maxIdle = 512,
+    IReadOnlyList<IPAddress>? addresses = null)
 {
     public static readonly TimeSpan IdleTimeout = TimeSpan.FromSeconds(55);
     const long CheckAfterIdleMs = 1000;
@@ -96,11 +126,17 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
 
     async ValueTask<ConnectOutcome> ConnectAsync(CancellationToken ct)
     {
-        var name = Host.Length > 0 && Host[0] == '[' ? Host[1..^1] : Host;
-        var (addresses, dnsError) = await Connector.ResolveAsync(name, ConnectTimeout, ct).ConfigureAwait(false);
-        if (addresses.Length == 0)
-            return new ConnectOutcome(null, dnsError == SocketError.TimedOut ? $"upstream {Label} failed: resolving {Host} timed out" : $"upstream {Label} failed: cannot resolve {Host}", dnsError == SocketError.TimedOut);
-        var r = await Connector.ConnectAsync(addresses, Port, ConnectTimeout, ct).ConfigureAwait(false);
+        IReadOnlyList<IPAddress> targets;
+        if (addresses is not null) targets = addresses;
+        else
+        {
+            var name = Host.Length > 0 && Host[0] == '[' ? Host[1..^1] : Host;
+            var (resolved, dnsError) = await Connector.ResolveAsync(name, ConnectTimeout, ct).ConfigureAwait(false);
+            if (resolved.Length == 0)
+                return new ConnectOutcome(null, dnsError == SocketError.TimedOut ? $"upstream {Label} failed: resolving {Host} timed out" : $"upstream {Label} failed: cannot resolve {Host}", dnsError == SocketError.TimedOut);
+            targets = resolved;
+        }
+        var r = await Connector.ConnectAsync(targets, Port, ConnectTimeout, ct).ConfigureAwait(false);
         if (!r.Ok)
         {
             var why = r.Error switch
@@ -120,24 +156,34 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
             var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
             using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             cts.CancelAfter(ConnectTimeout);
+            var problem = new StrongBox<string?>();
             try
             {
-                await ssl.AuthenticateAsClientAsync(Tls.Options(Host), cts.Token).ConfigureAwait(false);
+                await ssl.AuthenticateAsClientAsync(Tls.Options(Host, problem), cts.Token).ConfigureAwait(false);
             }
             catch (Exception e) when (Duplex.IsIoError(e))
             {
                 await ssl.DisposeAsync().ConfigureAwait(false);
                 var inner = e;
                 while (inner.InnerException is not null) inner = inner.InnerException;
-                return new ConnectOutcome(null, e is OperationCanceledException && !ct.IsCancellationRequested
+                return new ConnectOutcome(null, problem.Value ?? (e is OperationCanceledException && !ct.IsCancellationRequested
                     ? $"upstream {Label} failed: TLS handshake timed out"
-                    : $"upstream {Label} failed: TLS handshake: {inner.Message}", e is OperationCanceledException);
+                    : $"upstream {Label} failed: TLS handshake: {inner.Message}"), e is OperationCanceledException);
             }
             io = Duplex.Over(ssl, socket);
         }
         Interlocked.Increment(ref _open);
         Interlocked.Increment(ref _opened);
         return new ConnectOutcome(new UpstreamConnection(this, io), null, false);
+    }
+
+    /// <summary>Takes a connection opened elsewhere (an inspected tunnel's first, already verified) as an idle one.</summary>
+    public void Adopt(Duplex io)
+    {
+        Interlocked.Increment(ref _open);
+        Interlocked.Increment(ref _opened);
+        var c = new UpstreamConnection(this, io) { IdleSince = Environment.TickCount64 };
+        lock (_idle) _idle.Push(c);
     }
 
     /// <summary>Puts a connection that finished its exchange cleanly back for the next one (or closes it when the pool is full).</summary>

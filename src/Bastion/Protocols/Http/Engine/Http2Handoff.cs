@@ -12,26 +12,28 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Forwarder;
 
-namespace Bastion.Protocols.HttpReverse;
+namespace Bastion.Protocols.Http.Engine;
 
 /// <summary>
-/// Kestrel, for HTTP/2 only. The listener terminates TLS itself (certificate by SNI, ALPN h2 or http/1.1); a
-/// connection that chose h2 is handed to this Kestrel server through an in-process transport (a custom
-/// <see cref="IConnectionListenerFactory"/>), and served by <see cref="ReverseHandler"/> on YARP. Kestrel never
-/// listens on a socket of its own.
+/// Kestrel, for HTTP/2 only. The gateway terminates TLS itself (the reverse proxy with its certificates, an
+/// inspected tunnel with a minted one); a connection that chose h2 is handed to this Kestrel server through an
+/// in-process transport (a custom <see cref="IConnectionListenerFactory"/>), and served by the handler the listener
+/// type gives (on YARP). Kestrel never listens on a socket of its own.
 /// </summary>
-sealed class Http2Handoff : IAsyncDisposable
+public sealed class Http2Handoff : IAsyncDisposable
 {
     readonly Channel<ConnectionContext> _incoming = Channel.CreateUnbounded<ConnectionContext>();
     WebApplication? _app;
 
-    public static async Task<Http2Handoff> StartAsync(ListenerContext ctx, ReverseStates states, Limits limits, CancellationToken ct)
+    /// <param name="handler">The request handler, made once from the server's services (YARP's forwarder).</param>
+    public static async Task<Http2Handoff> StartAsync(ListenerContext ctx, Limits limits, Func<IServiceProvider, RequestDelegate> handler, CancellationToken ct)
     {
         var self = new Http2Handoff();
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "bastion" });
@@ -42,6 +44,8 @@ sealed class Http2Handoff : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
+            // Header values as bytes (Latin-1), so obs-text crosses byte for byte as on the HTTP/1.1 engine.
+            k.RequestHeaderEncodingSelector = static _ => System.Text.Encoding.Latin1;
             k.Limits.MaxRequestBodySize = limits.MaxRequestBody > 0 ? limits.MaxRequestBody : null;
             k.Limits.MaxRequestHeadersTotalSize = limits.MaxHeaderSize;
             k.Limits.Http2.MaxRequestHeaderFieldSize = Math.Max(4096, limits.MaxHeaderSize);
@@ -50,19 +54,20 @@ sealed class Http2Handoff : IAsyncDisposable
             k.Listen(new HandoffEndPoint(ctx.Name), lo => lo.Protocols = HttpProtocols.Http2);
         });
         var app = builder.Build();
-        var handler = new ReverseHandler(ctx, states, app.Services.GetRequiredService<IHttpForwarder>());
-        app.Run(handler.HandleAsync);
+        app.Run(handler(app.Services));
         await app.StartAsync(ct).ConfigureAwait(false);
         self._app = app;
         return self;
     }
 
     /// <summary>Serves one TLS connection that negotiated h2 until Kestrel is done with it.</summary>
-    public Task ServeAsync(SslStream ssl, Socket socket, ClientConnection conn)
+    /// <param name="feature">One more connection feature for the handler (an inspected tunnel's origin).</param>
+    public Task ServeAsync(SslStream ssl, Socket socket, ClientConnection conn, object? feature = null)
     {
         var remote = conn.ProxyHeader?.Source ?? conn.Client;
         var local = conn.ProxyHeader?.Destination ?? conn.Local ?? (IPEndPoint)socket.LocalEndPoint!;
         var c = new HandoffConnection(conn, ssl, socket, remote, local);
+        if (feature is not null) c.Features[feature.GetType()] = feature;
         if (!_incoming.Writer.TryWrite(c)) return Task.CompletedTask;
         return c.Done;
     }

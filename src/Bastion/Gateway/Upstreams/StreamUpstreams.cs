@@ -1,14 +1,13 @@
 using Bastion.Configuration;
-using Bastion.Gateway;
 
-namespace Bastion.Protocols.Tcp;
+namespace Bastion.Gateway;
 
 /// <summary>
-/// A tcp listener's upstream: a fixed `host:port` or an `upstreams:` group, as the shared <see cref="UpstreamSet"/>
-/// (the group's `balance:` strategy; a target that refuses sits out for the group's `health.interval`, 10 s without
-/// one; with `health:` a TCP connect is the active check).
+/// The upstream of a listener that opens plain TCP connections (tcp, ftp): a fixed `host:port` or an `upstreams:`
+/// group, as the shared <see cref="UpstreamSet"/> (the group's `balance:` strategy; a target that refuses sits out
+/// for the group's `health.interval`, 10 s without one; with `health:` a TCP connect is the active check).
 /// </summary>
-sealed class TcpUpstreams : IDisposable
+public sealed class StreamUpstreams : IDisposable
 {
     static readonly TimeSpan DefaultDownTime = TimeSpan.FromSeconds(10);
 
@@ -17,14 +16,14 @@ sealed class TcpUpstreams : IDisposable
     public bool Fixed { get; }
     public ListenerConfig Config { get; }
 
-    TcpUpstreams(ListenerConfig cfg, UpstreamSet set, bool isFixed)
+    StreamUpstreams(ListenerConfig cfg, UpstreamSet set, bool isFixed)
     {
         Config = cfg;
         Set = set;
         Fixed = isFixed;
     }
 
-    public static TcpUpstreams Build(ListenerConfig cfg, BastionConfig root, TcpUpstreams? previous)
+    public static StreamUpstreams Build(ListenerConfig cfg, BastionConfig root, StreamUpstreams? previous)
     {
         UpstreamConfig? group = null;
         IEnumerable<string> targets;
@@ -40,9 +39,9 @@ sealed class TcpUpstreams : IDisposable
             isFixed = true;
         }
         var prefixes = targets.Select(t => ParseTarget(t)).OfType<HostPort>().Select(hp => $"tcp://{hp}").ToArray();
-        if (previous is not null && previous.Fixed == isFixed && previous.Set.SameAs(group, prefixes)) return new TcpUpstreams(cfg, previous.Set, isFixed);
+        if (previous is not null && previous.Fixed == isFixed && previous.Set.SameAs(group, prefixes)) return new StreamUpstreams(cfg, previous.Set, isFixed);
         var set = new UpstreamSet(cfg.Upstream ?? "", group, prefixes, group?.Health?.Interval ?? DefaultDownTime, ProbeAsync);
-        return new TcpUpstreams(cfg, set, isFixed);
+        return new StreamUpstreams(cfg, set, isFixed);
     }
 
     /// <summary>`host:port`, `tcp://host:port` (or an http URL's host and port) as a target.</summary>
@@ -88,4 +87,28 @@ sealed class TcpUpstreams : IDisposable
     }
 
     public void Dispose() => Set.Dispose();
+}
+
+/// <summary>A listener's <see cref="StreamUpstreams"/> for the configuration in force, kept across reloads (with their health) while they stay the same.</summary>
+public sealed class StreamUpstreamsSlot : IDisposable
+{
+    StreamUpstreams? _upstreams;
+    readonly object _rebuild = new();
+
+    public StreamUpstreams For(ListenerConfig cfg, BastionConfig root)
+    {
+        var u = Volatile.Read(ref _upstreams);
+        if (u is not null && ReferenceEquals(u.Config, cfg)) return u;
+        lock (_rebuild)
+        {
+            u = _upstreams;
+            if (u is not null && ReferenceEquals(u.Config, cfg)) return u;
+            var next = StreamUpstreams.Build(cfg, root, u);
+            if (u is not null && !ReferenceEquals(next.Set, u.Set)) u.Dispose();
+            Volatile.Write(ref _upstreams, next);
+            return next;
+        }
+    }
+
+    public void Dispose() => _upstreams?.Dispose();
 }
