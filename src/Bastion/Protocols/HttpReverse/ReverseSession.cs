@@ -170,7 +170,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         w.Append(" HTTP/1.1\r\n"u8);
         bool upgrade = h.Upgrade;
         w.CopyFields(h, stripAuthorization ? DropToUpstream | DropAuthorization : DropToUpstream, keep: upgrade ? UpgradeMask : 0);
-        w.Append("Host: "u8).Append(target.Uri.Authority).CrLf();
+        w.Append("Host: "u8).Append(group.Authority(target)).CrLf();
 
         var peer = Conn.Client.Address;
         bool trusted = st.TrustedProxies.Count > 0 && st.TrustedProxies.Contains(peer.IsIPv4MappedToIPv6 ? peer.MapToIPv4() : peer);
