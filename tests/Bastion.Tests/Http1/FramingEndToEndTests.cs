@@ -52,20 +52,8 @@ public sealed class FramingEndToEndTests(ITestOutputHelper output)
         public ValueTask DisposeAsync() => Origin.DisposeAsync();
     }
 
-    static string Yaml(int origin) => $$"""
-        listeners:
-          - { name: fwd, type: http-proxy, listen: 127.0.0.1:0, policy: open }
-          - name: rev
-            type: http-reverse
-            listen: 127.0.0.1:0
-            policy: open
-            routes:
-              - { path: "/{**rest}", upstream: "http://127.0.0.1:{{origin}}" }
-        policies:
-          open:
-            rules:
-              - allow: { source: 127.0.0.0/8 }
-        """;
+    // The same two listeners as the misbehaving-origin tests: a forward and a reverse proxy in front of one origin.
+    static string Yaml(int origin) => MisbehavingOriginTests.Yaml(origin);
 
     [Theory]
     [InlineData("fwd")]
