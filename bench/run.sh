@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bastion benchmark harness. See bench/README.md.
-#   bench/run.sh [--quick] [forward|reverse|tcp|ftp|all]...
+#   bench/run.sh [--quick] [forward|reverse|tcp|ftp|warmup|all]...
 # Installs (Debian, when missing) only: nginx haproxy squid tinyproxy dante-server wrk socat curl gcc python3
 # vsftpd ftp-proxy.
 # Everything listens on 127.0.0.1, servers pinned to core 0, load generators to core 1; all
@@ -22,7 +22,7 @@ usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; }
 for a in "$@"; do
   case "$a" in
     --quick) QUICK=1 ;;
-    forward | reverse | tcp | ftp) SUITES+=("$a") ;;
+    forward | reverse | tcp | ftp | warmup) SUITES+=("$a") ;;
     all) SUITES+=(forward reverse tcp ftp) ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$a'" >&2; usage >&2; exit 2 ;;
@@ -715,6 +715,74 @@ suite_ftp() {
   done
   for who in ftp-proxy bastion-ftp vsftpd; do stop_server "$who"; done
   finish_suite ftp
+}
+
+# Warm-up: how soon after start Bastion's reverse proxy runs at its steady speed. Bastion is started cold and
+# loaded at once with the 100 B / 50-connection load, in back-to-back 1 s wrk windows; each window's req/s, CPU per
+# request and RSS go in a table, timed from the moment the process was started (so start-up counts).
+suite_warmup() {
+  local secs conns=50 i t0 t1 now c0 c1 line steady steady_cpu reached=""
+  secs=$(setting BENCH_WARMUP_SECONDS 45 12)
+  write_meta warmup "Bastion http-reverse (configs/reverse.yaml) started cold, then wrk -t1 -c$conns GET /100b in back-to-back 1 s windows for ${secs}s; time is seconds since the process was started; environment: ${BENCH_BASTION_ENV:-as shipped}"
+  start_origin
+  NOTE=()
+  t0=$(date +%s.%N)
+  # BENCH_BASTION_ENV: extra variables for the Bastion process only (DOTNET_TieredPGO=0 ...), to compare settings.
+  if [ -n "${BENCH_BASTION_ENV:-}" ]; then
+    local -a envs; read -r -a envs <<<"$BENCH_BASTION_ENV"
+    export "${envs[@]}"
+  fi
+  start_bastion bastion-reverse reverse.yaml || { log "bastion did not start: $BASTION_NOTE"; exit 1; }
+  if [ -n "${BENCH_BASTION_ENV:-}" ]; then for line in "${envs[@]}"; do unset "${line%%=*}"; done; fi
+  local started; started=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
+  local rows="$DIR/warmup.tsv"; : >"$rows"
+  for ((i = 0; i < secs; i++)); do
+    c0=$(cpu_ticks bastion-reverse)
+    run_wrk "${PORT[bastion-reverse]}" $conns 1 /100b "127.0.0.1:${PORT[bastion-reverse]}" || true
+    c1=$(cpu_ticks bastion-reverse)
+    now=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+    local rss; rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/${PID[bastion-reverse]}/status" 2>/dev/null || echo "")
+    local cpu; cpu=$(awk -v d=$((c1 - c0)) -v hz="$CLK_TCK" -v u="${R_UNITS:-0}" 'BEGIN { if (u > 0) printf "%.1f", d * 1e6 / hz / u }')
+    printf '%s\t%s\t%s\t%s\t%s\n' "$now" "${R_VALUE:-0}" "$cpu" "${R_P99:-}" "$rss" >>"$rows"
+  done
+  local peak; peak=$(awk -v k="$(peak_rss_kib bastion-reverse)" 'BEGIN { printf "%.0f", k / 1024 }')
+  stop_server bastion-reverse; stop_server origin
+  printf 'load average after the suite\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$META"
+  mkdir -p "$HERE/results"
+  local out; out="$HERE/results/$(date -u +%Y-%m-%d-%H%M)-warmup$([ $QUICK = 1 ] && echo -quick || true).md"
+  $PY - "$META" "$rows" "$started" "$peak" >"$out" <<'PYEOF'
+import statistics, sys
+meta, rows, started, peak = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+m = [l.rstrip("\n").split("\t", 1) for l in open(meta) if "\t" in l]
+r = [l.rstrip("\n").split("\t") for l in open(rows) if l.strip()]
+r = [(float(t), float(v or 0), float(c) if c else None, float(p) if p else None, rss) for t, v, c, p, rss in r]
+print(f"# {dict(m).get('title', 'warm-up')}\n")
+for k, v in m:
+    if k != "title":
+        print(f"- **{k}:** {v}")
+# Steady state: the median of the last third of the windows (the run is long enough for tiering to finish).
+tail = r[len(r) - max(3, len(r) // 3):]
+steady = statistics.median(v for _, v, _, _, _ in tail)
+steady_cpu = statistics.median(c for _, _, c, _, _ in tail if c is not None)
+# Reached: the first window from which every later one is within 10% of the steady req/s, or within 10% of its CPU
+# per request (req/s alone moves with whatever else the machine runs).
+reached = None
+for i in range(len(r)):
+    if all(v >= 0.9 * steady or (c is not None and c <= 1.1 * steady_cpu) for _, v, c, _, _ in r[i:]):
+        reached = r[i][0]
+        break
+print(f"- **listening after:** {started:.2f} s")
+print(f"- **steady state (median of the last {len(tail)} windows):** {steady:,.0f} req/s, {steady_cpu:.1f} µs CPU/req")
+print(f"- **steady from:** {'%.1f s after start' % reached if reached is not None else 'not reached'} (every later window within 10% of the steady req/s or CPU per request)")
+print(f"- **peak RSS:** {peak} MiB\n")
+print("| s since start | req/s | vs steady | CPU µs/req | p99 ms | RSS MiB |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+for t, v, c, p, rss in r:
+    print(f"| {t:.1f} | {v:,.0f} | {v / steady:.2f} | {'-' if c is None else f'{c:.1f}'} | {'-' if p is None else f'{p:.2f}'} | {rss} |")
+PYEOF
+  cat "$out"
+  log "wrote ${out#"$ROOT"/}"
+  rm -f "$META" "$rows"
 }
 
 log "scratch folder $DIR; suites: ${SUITES[*]}$([ $QUICK = 1 ] && echo ' (quick)' || true)"

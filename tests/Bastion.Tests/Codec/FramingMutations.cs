@@ -18,8 +18,14 @@ public static class FramingMutations
 
     /// <param name="requestLine">e.g. "POST /x HTTP/1.1" or an absolute-form one for a forward proxy.</param>
     /// <param name="host">the Host field value.</param>
-    public static IEnumerable<Case> All(string requestLine, string host)
+    public static IEnumerable<Case> All(string requestLine, string host) => Generate(_ => requestLine, host, replace: true);
+
+    /// <summary>Insertions only (before, inside, after name and value), with the request line made per case (its own path).</summary>
+    public static IEnumerable<Case> Insertions(Func<int, string> requestLine, string host) => Generate(requestLine, host, replace: false);
+
+    static IEnumerable<Case> Generate(Func<int, string> requestLine, string host, bool replace)
     {
+        int n = 0;
         foreach (var (line, body) in new[] { (TeLine, ChunkedBody), (ClLine, PlainBody) })
         {
             var name = line[..line.IndexOf(':')];
@@ -27,13 +33,13 @@ public static class FramingMutations
             {
                 for (int at = 0; at <= line.Length; at++)
                     yield return Make($"{name} insert 0x{b:x2} at {at}", line.Insert(at, ((char)b).ToString()));
-                for (int at = 0; at < line.Length; at++)
+                for (int at = 0; at < line.Length && replace; at++)
                     if (line[at] != (char)b)
                         yield return Make($"{name} replace {at} with 0x{b:x2}", line.Remove(at, 1).Insert(at, ((char)b).ToString()));
             }
 
             Case Make(string label, string mutated) => new(label,
-                Encoding.Latin1.GetBytes($"{requestLine}\r\nHost: {host}\r\n{mutated}\r\n\r\n{body}"), name);
+                Encoding.Latin1.GetBytes($"{requestLine(n++)}\r\nHost: {host}\r\n{mutated}\r\n\r\n{body}"), name);
         }
     }
 }

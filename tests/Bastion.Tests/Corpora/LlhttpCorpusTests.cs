@@ -66,18 +66,47 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
                 name: loopback
         """;
 
-    [Fact]
-    public async Task Gateway_never_forwards_what_llhttp_rejects_and_always_answers_or_closes()
+    static string ReverseYaml(int origin) => $$"""
+        listeners:
+          - name: web
+            type: http-reverse
+            listen: 127.0.0.1:0
+            policy: out
+            routes:
+              - { path: "/{**rest}", upstream: "http://127.0.0.1:{{origin}}" }
+        policies:
+          out:
+            default: deny
+            rules:
+              - allow: { source: 127.0.0.0/8 }
+                name: loopback
+        """;
+
+    /// <summary>End to end only, reverse proxy: targets it does not serve.</summary>
+    internal static readonly Dictionary<string, string> DeliberateReverse = new()
+    {
+        ["method.md#CONNECT request"] = "CONNECT is a forward proxy's: a reverse proxy answers 400",
+        ["method.md#CONNECT request with CAPS"] = "CONNECT is a forward proxy's: a reverse proxy answers 400",
+        ["method.md#CONNECT with body"] = "CONNECT is a forward proxy's: a reverse proxy answers 400",
+        ["method.md#OPTIONS request with asterisk"] = "the asterisk-form target names no path to route: 400",
+        ["uri.md#Underscore in hostname"] = "CONNECT is a forward proxy's: a reverse proxy answers 400",
+    };
+
+    [Theory]
+    [InlineData("http-proxy")]
+    [InlineData("http-reverse")]
+    public async Task Gateway_never_forwards_what_llhttp_rejects_and_always_answers_or_closes(string type)
     {
         var cases = Cases(out _);
         await using var sink = await SinkOrigin.StartAsync();
-        await using var gw = await TestGateway.StartAsync(GatewayYaml);
+        bool reverse = type == "http-reverse";
+        await using var gw = await TestGateway.StartAsync(reverse ? ReverseYaml(sink.Port) : GatewayYaml);
         int port = gw.Port("web");
         var deadline = TimeSpan.FromSeconds(10);
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var results = await Bounded.MapAsync(cases.Select((c, i) => (c, i)).ToList(), 12, async item =>
         {
-            var bytes = RewriteTargets(item.c, sink.Port, $"L{item.i}", addHost: true);
+            var bytes = RewriteTargets(item.c, sink.Port, $"L{item.i}", addHost: true, originForm: reverse);
             return await RawClient.ExchangeAsync(port, bytes, deadline);
         });
         var elapsed = sw.Elapsed;
@@ -105,7 +134,7 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
                 verdict = "FORWARDED-FRAMING-ERROR";
                 problems.Add($"{Key(c)}: llhttp rejects ({expected.Error}) but {delivered} request(s) reached the origin");
             }
-            else if (Deliberate.TryGetValue(Key(c), out var why) || DeliberateEndToEnd.TryGetValue(Key(c), out why))
+            else if (Deliberate.TryGetValue(Key(c), out var why) || (reverse ? DeliberateReverse : DeliberateEndToEnd).TryGetValue(Key(c), out why))
             {
                 verdict = $"deliberate: {why}";
                 deliberate++;
@@ -121,7 +150,7 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
         output.WriteLine(table.ToString());
 
         // Still alive and serving after all of it.
-        var ok = await RawClient.ExchangeAsync(port, Encoding.ASCII.GetBytes($"GET http://127.0.0.1:{sink.Port}/k/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), deadline);
+        var ok = await RawClient.ExchangeAsync(port, Encoding.ASCII.GetBytes($"GET {(reverse ? "" : $"http://127.0.0.1:{sink.Port}")}/k/alive HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"), deadline);
         Assert.StartsWith("HTTP/1.1 200", ok.Response);
         Assert.True(problems.Count == 0, "end-to-end problems:\n" + string.Join("\n", problems));
     }
@@ -150,8 +179,9 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
                 var authority = end < 0 ? rest : rest[..end];
                 int at = authority.LastIndexOf((byte)'@');
                 var tail = end < 0 ? [] : rest[end..].ToArray();
+                // A reverse proxy keeps the authority (routes match any host); a forward proxy's goes to the sink. Userinfo stays.
                 var head = originForm ? Encoding.ASCII.GetBytes($"http://{Encoding.ASCII.GetString(authority[(at + 1)..])}/k/{key}") : Encoding.ASCII.GetBytes(prefix);
-                replacement = at >= 0 && !originForm ? [.. "http://"u8, .. authority[..(at + 1)], .. head.AsSpan(7), .. tail] : [.. head, .. tail];
+                replacement = at >= 0 ? [.. "http://"u8, .. authority[..(at + 1)], .. head.AsSpan(7), .. tail] : [.. head, .. tail];
             }
             else if (url.SequenceEqual("*"u8)) replacement = [.. url];
             else replacement = Encoding.ASCII.GetBytes($"127.0.0.1:{port}");

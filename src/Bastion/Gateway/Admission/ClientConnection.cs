@@ -21,7 +21,8 @@ public static class Ids
 public sealed class ClientConnection
 {
     public long Number { get; } = Ids.NextNumber();
-    public string Id => Ids.Of(Number);
+    public string Id => _id ??= Ids.Of(Number);
+    string? _id;
     public required string Listener { get; init; }
     public required string Type { get; init; }
     /// <summary>The client; replaced by the address a trusted PROXY protocol header names.</summary>
@@ -87,7 +88,21 @@ public sealed class ClientConnection
 
     CancellationTokenRegistration _parentAbort;
 
-    public string ClientText => Client.ToString();
+    /// <summary>The client as text, made once per address (every request's log line names it).</summary>
+    public string ClientText
+    {
+        get
+        {
+            var c = Client;
+            if (_clientText is { } t && ReferenceEquals(t.Of, c)) return t.Text;
+            var text = c.ToString();
+            _clientText = new ClientName(c, text);
+            return text;
+        }
+    }
+    // One reference (read and written whole): the address and its text always belong together.
+    ClientName? _clientText;
+    sealed record ClientName(IPEndPoint Of, string Text);
 
     public TimeSpan Age => System.Diagnostics.Stopwatch.GetElapsedTime(StartTimestamp);
 }

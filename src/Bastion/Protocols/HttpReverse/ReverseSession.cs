@@ -179,7 +179,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         w.CopyFields(h, stripAuthorization ? DropToUpstream | DropAuthorization : DropToUpstream);
         // The target's own name by default; the client's with preserve_host (a request without Host has none to keep).
         if (route.PreserveHost && !h.Authority.IsEmpty) w.Append("Host: "u8).Append(h.Authority).CrLf();
-        else w.Append("Host: "u8).Append(target.Uri.Authority).CrLf();
+        else w.Append("Host: "u8).Append(group.Authority(target)).CrLf();
 
         var peer = Conn.Client.Address;
         bool trusted = st.TrustedProxies.Count > 0 && st.TrustedProxies.Contains(peer.IsIPv4MappedToIPv6 ? peer.MapToIPv4() : peer);

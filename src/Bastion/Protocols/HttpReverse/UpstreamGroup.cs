@@ -26,6 +26,7 @@ public sealed class UpstreamGroup : IDisposable
     readonly TimeSpan _connectTimeout;
     readonly UpstreamPool[] _pools;
     readonly string[] _basePaths;
+    readonly string[] _authorities;
 
     public UpstreamGroup(string name, UpstreamConfig? cfg, IEnumerable<string> targets, BastionConfig root, TimeSpan connectTimeout)
     {
@@ -36,6 +37,7 @@ public sealed class UpstreamGroup : IDisposable
         var tls = new UpstreamTls(validate);
         _pools = [.. Set.Targets.Select(t => new UpstreamPool(t.Uri.IdnHost, t.Port, t.Uri.Scheme == "https" ? tls : null, connectTimeout))];
         _basePaths = [.. Set.Targets.Select(t => t.Uri.AbsolutePath.TrimEnd('/'))];
+        _authorities = [.. Set.Targets.Select(t => t.Uri.Authority)];
     }
 
     /// <summary>The HTTP/1.1 keep-alive pool of a target of this group.</summary>
@@ -43,6 +45,9 @@ public sealed class UpstreamGroup : IDisposable
 
     /// <summary>The target's base path (`http://h/base` → `/base`; empty for none): it goes before the request's path.</summary>
     public string BasePath(UpstreamTarget t) => _basePaths[Array.IndexOf(Set.Targets, t)];
+
+    /// <summary>The target's `host[:port]` for the Host field (Uri.Authority builds a new string on every call).</summary>
+    public string Authority(UpstreamTarget t) => _authorities[Array.IndexOf(Set.Targets, t)];
 
     /// <summary>The active check: GET the health path; 2xx and 3xx are healthy.</summary>
     async Task<bool> ProbeAsync(UpstreamTarget t, HealthConfig h, CancellationToken ct)

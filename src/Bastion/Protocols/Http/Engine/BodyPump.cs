@@ -32,12 +32,12 @@ public static class BodyPump
     /// <param name="limit">most data bytes allowed (OverLimit past it, before sending the excess).</param>
     /// <param name="activity">re-armed with <paramref name="idle"/> after every transfer (idle timeout).</param>
     /// <param name="progress">called with the data bytes so far; true stops the transfer (a late response rule).</param>
+    /// <param name="decoder">a chunked body's decoder state when part of it was taken already (sent with the head).</param>
     public static async ValueTask<PumpResult> CopyAsync(Peer from, Duplex to, BodyFraming framing, BodyOut mode, long limit,
-        Expiring? activity, TimeSpan idle, Func<long, bool>? progress = null, int errorStatus = 400)
+        Expiring? activity, TimeSpan idle, Func<long, bool>? progress = null, int errorStatus = 400, ChunkedDecoder decoder = default)
     {
-        long data = 0, wireIn = 0, wireOut = 0;
+        long data = decoder.DataBytes, wireIn = 0, wireOut = 0;
         long remaining = framing.Length;
-        var decoder = new ChunkedDecoder();
         bool chunkOut = mode == BodyOut.Chunked && framing.Kind == BodyKind.UntilClose;
         bool dataOnly = mode == BodyOut.DataOnly;
         if (framing.Kind == BodyKind.None) return new(PumpEnd.Complete, 0, 0, 0);

@@ -513,13 +513,36 @@ public abstract class Http1Session : Expiring
         int cti = resp.IndexOf(KnownHeader.ContentType);
         x.ContentType = cti < 0 ? null : HttpHead.Latin1(resp.Value(cti));
 
-        // A body that is all here already goes out with the head, in one send.
+        // What of the body is here already goes out with the head, in one send. A chunked body is checked first:
+        // framing that breaks the rules in what has arrived is a 502 before anything reaches the client.
         var peer = up.Peer;
-        if (framing.Kind == BodyKind.Length && peer.Count >= framing.Length && framing.Length <= 64 * 1024)
+        var decoder = new ChunkedDecoder();
+        long sentWithHead = 0;
+        Func<long, bool>? watch = framing.Kind != BodyKind.Length && framing.HasBody && HttpDecisions.WatchesSize(policy) ? _watch ??= WatchSize : null;
+        if (framing.Kind == BodyKind.Length && peer.Count > 0)
         {
-            w.Append(peer.Data[..(int)framing.Length]);
-            peer.Consume((int)framing.Length);
-            framing = BodyFraming.Empty;
+            int take = (int)Math.Min(peer.Count, Math.Min(framing.Length, 64 * 1024));
+            w.Append(peer.Data[..take]);
+            peer.Consume(take);
+            sentWithHead = take;
+            framing = framing.Length == take ? BodyFraming.Empty : new BodyFraming(BodyKind.Length, framing.Length - take);
+        }
+        else if (framing.Kind == BodyKind.Chunked && peer.Count > 0)
+        {
+            var res = decoder.Transform(peer.DataSpan, mode == BodyOut.DataOnly, out int consumed, out int produced, out var error, 502);
+            if (res == ParseResult.Invalid || (watch is not null && watch(decoder.DataBytes)))
+            {
+                await DropAsync(up, r.RequestBody).ConfigureAwait(false);
+                if (res == ParseResult.Invalid)
+                    return await RejectAsync(502, $"invalid response from {up.Pool.Label}: {error.Reason}", Decision.RuleName ?? PseudoRules.Error,
+                        close: !bodyDone, verdict: Verdict.Allow).ConfigureAwait(false);
+                Decision = _late;
+                return await RejectAsync(403, _late.Reason ?? "response denied by policy", _late.RuleName, close: !bodyDone).ConfigureAwait(false);
+            }
+            w.Append(peer.Data[..produced]);
+            peer.Consume(consumed);
+            sentWithHead = decoder.DataBytes;
+            if (res == ParseResult.Complete) framing = BodyFraming.Empty;
         }
         if (!await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false))
         {
@@ -530,8 +553,7 @@ public abstract class Http1Session : Expiring
 
         if (framing.HasBody)
         {
-            Func<long, bool>? watch = framing.Kind != BodyKind.Length && HttpDecisions.WatchesSize(policy) ? _watch ??= WatchSize : null;
-            var p = await BodyPump.CopyAsync(peer, Client.Io, framing, mode, long.MaxValue, up, limits.IdleTimeout, watch, 502).ConfigureAwait(false);
+            var p = await BodyPump.CopyAsync(peer, Client.Io, framing, mode, long.MaxValue, up, limits.IdleTimeout, watch, 502, decoder).ConfigureAwait(false);
             x.AddOut(p.WireOut);
             if (!p.Ok)
             {
@@ -547,7 +569,7 @@ public abstract class Http1Session : Expiring
                 {
                     PumpEnd.SinkFailed => "client closed the connection",
                     PumpEnd.SourceInvalid => $"upstream {up.Pool.Label} broke the body's framing after {p.DataBytes} bytes: {p.Error.Reason}",
-                    PumpEnd.SourceEnded when framing.Kind == BodyKind.Length => $"upstream body ended after {p.DataBytes} of {framing.Length} bytes",
+                    PumpEnd.SourceEnded when framing.Kind == BodyKind.Length => $"upstream body ended after {sentWithHead + p.DataBytes} of {sentWithHead + framing.Length} bytes",
                     _ => $"upstream {up.Pool.Label} failed after {p.DataBytes} bytes of the body{(up.TimedOut ? " (idle timeout)" : "")}",
                 });
                 return false;
