@@ -37,6 +37,8 @@ PKGS=(nginx haproxy squid tinyproxy dante-server wrk socat curl gcc python3 vsft
 ensure_packages() {
   local missing=() p
   for p in "${PKGS[@]}"; do
+    # squid-openssl (bench/tls.sh's ssl-bump) is the same Squid built with OpenSSL: it stands in for squid.
+    [ "$p" = squid ] && dpkg-query -W -f='${Status}' squid-openssl 2>/dev/null | grep -q 'install ok installed' && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

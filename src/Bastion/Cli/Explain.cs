@@ -16,14 +16,17 @@ public static class Explain
 
     public static int Run(string[] args)
     {
-        var file = Commands.Option(ref args, "-c", "--config") ?? throw new Commands.UsageException("explain needs -c FILE");
-        var name = Commands.Option(ref args, "--listener") ?? throw new Commands.UsageException("explain needs --listener NAME");
+        var file = Commands.ConfigOption(ref args);
+        var listenerName = Commands.Option(ref args, "--listener");
         var source = Commands.Option(ref args, "--source");
         var user = Commands.Option(ref args, "--user");
         var contentType = Commands.Option(ref args, "--content-type");
         var size = Commands.Option(ref args, "--size");
         var sni = Commands.Option(ref args, "--sni");
         var headers = Commands.Options(ref args, "--header");
+        if (args.Length > 0 && args[0].StartsWith("--", StringComparison.Ordinal))
+            Commands.NoMore(args, "--config", "--listener", "--source", "--user", "--content-type", "--size", "--sni", "--header");
+        var name = listenerName ?? throw new Commands.UsageException("explain needs --listener NAME");
         if (args.Length == 0) throw new Commands.UsageException("explain needs a REQUEST (like 'GET http://example.com/' or 'CONNECT example.com:443')");
         var request = string.Join(' ', args);
 
@@ -35,7 +38,7 @@ public static class Explain
             return Commands.ExitUsage;
         }
         var listener = rt.Listener(name) ?? throw new Commands.UsageException(
-            $"no listener '{name}' in {file} (listeners: {string.Join(", ", rt.Config.Listeners.Select(l => l.Name))})");
+            $"no listener '{name}' in {file ?? "the embedded default"}{Configuration.Suggest.Hint(name, rt.Config.Listeners.Select(l => l.Name))} (listeners: {string.Join(", ", rt.Config.Listeners.Select(l => l.Name))})");
 
         var a = new RequestAttributes();
         if (source is not null)

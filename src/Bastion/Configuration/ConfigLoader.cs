@@ -61,10 +61,44 @@ public static class ConfigLoader
 
     static LoggingConfig ParseLogging(YamlWalker w, YamlNode n)
     {
-        var m = w.Map(n, "logging", "access");
+        var m = w.Map(n, "logging", "access", "format", "connections", "syslog");
         if (m is null) return LoggingConfig.Default;
         var access = m.TryGetValue("access", out var a) ? w.Scalar(a.Value, "logging.access") ?? "stdout" : "stdout";
-        return new LoggingConfig(access, m.TryGetValue("access", out var a2) ? w.Pos(a2.Value) : w.Pos(n));
+        var logging = new LoggingConfig(access, m.TryGetValue("access", out var a2) ? w.Pos(a2.Value) : w.Pos(n));
+        if (m.TryGetValue("format", out var f) && w.Scalar(f.Value, "logging.format") is { } format)
+        {
+            if (Observability.LogFormats.AccessLogFormat.Parse(format, out var error) is null) w.Error(f.Value, error!);
+            logging = logging with { Format = format, FormatPos = w.Pos(f.Value) };
+        }
+        if (m.TryGetValue("connections", out var c)) logging = logging with { Connections = w.Bool(c.Value, "logging.connections") ?? false };
+        if (m.TryGetValue("syslog", out var s)) logging = logging with { Syslog = ParseSyslog(w, s.Value) };
+        else if (access == "syslog") logging = logging with { Syslog = SyslogConfig.Default with { Pos = logging.Pos } };
+        return logging;
+    }
+
+    static SyslogConfig ParseSyslog(YamlWalker w, YamlNode n)
+    {
+        var m = w.Map(n, "logging.syslog", "address", "facility", "app_name");
+        var cfg = SyslogConfig.Default with { Pos = w.Pos(n) };
+        if (m is null) return cfg;
+        if (m.TryGetValue("address", out var a) && w.Scalar(a.Value, "logging.syslog.address") is { } address)
+        {
+            if (!address.StartsWith('/') && !address.StartsWith("unix:/", StringComparison.Ordinal)
+                && !Observability.Syslog.SyslogSender.TryParseNetwork(address, out _, out _, out var error))
+                w.Error(a.Value, error!);
+            cfg = cfg with { Address = address };
+        }
+        if (m.TryGetValue("facility", out var f) && w.Scalar(f.Value, "logging.syslog.facility") is { } facility)
+        {
+            if (SyslogConfig.Facilities.TryGetValue(facility, out var code)) cfg = cfg with { Facility = code };
+            else w.Error(f.Value, $"logging.syslog.facility '{facility}' is not a syslog facility{Suggest.Hint(facility, SyslogConfig.Facilities.Keys)} (daemon, local0 ... local7, ...)");
+        }
+        if (m.TryGetValue("app_name", out var app) && w.Scalar(app.Value, "logging.syslog.app_name") is { } name)
+        {
+            if (name.Length is 0 or > 48 || name.Any(ch => ch is <= ' ' or >= '\x7f')) w.Error(app.Value, "logging.syslog.app_name must be 1-48 printable characters without spaces");
+            else cfg = cfg with { AppName = name };
+        }
+        return cfg;
     }
 
     static IdentityConfig? ParseIdentity(YamlWalker w, YamlNode n)
@@ -126,7 +160,7 @@ public static class ConfigLoader
             if (typeText is null) continue;
             if (!ListenerTypes.TryParse(typeText, out var type))
             {
-                w.Error(tn.Value, $"unknown listener type '{typeText}' (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
+                w.Error(tn.Value, $"unknown listener type '{typeText}'{Suggest.Hint(typeText, Enum.GetValues<ListenerType>().Select(ListenerTypes.Name))} (expected http-proxy, http-reverse, ftp, smtp, socks5 or tcp)");
                 continue;
             }
             if (!m.TryGetValue("listen", out var ln)) { w.Error(item, $"listener '{name}' needs 'listen: host:port'"); continue; }

@@ -76,6 +76,45 @@ public sealed record AdminConfig(HostPort Listen, string? TokenFile, SourcePos P
 public sealed record LoggingConfig(string Access, SourcePos Pos)
 {
     public static readonly LoggingConfig Default = new("stdout", default);
+
+    /// <summary>`format:` json (default), squid, combined, or a template with {fields}.</summary>
+    public string Format { get; init; } = "json";
+    public SourcePos FormatPos { get; init; }
+    /// <summary>`connections:` also write a line per closed HTTP connection (socks5, tcp, ftp, smtp always have theirs).</summary>
+    public bool Connections { get; init; }
+    /// <summary>Where `access: syslog` sends, and as what.</summary>
+    public SyslogConfig Syslog { get; init; } = SyslogConfig.Default;
+}
+
+/// <summary>`logging.syslog`: the address (/dev/log, unix:/path, udp://h:p, tcp://h:p), facility and APP-NAME.</summary>
+public sealed record SyslogConfig(string Address, int Facility, string AppName, SourcePos Pos)
+{
+    public static readonly SyslogConfig Default = new("/dev/log", 23, "bastion", default);
+
+    /// <summary>RFC 5424 facility names and their codes.</summary>
+    public static readonly Dictionary<string, int> Facilities = new(StringComparer.Ordinal)
+    {
+        ["kern"] = 0,
+        ["user"] = 1,
+        ["mail"] = 2,
+        ["daemon"] = 3,
+        ["auth"] = 4,
+        ["syslog"] = 5,
+        ["lpr"] = 6,
+        ["news"] = 7,
+        ["uucp"] = 8,
+        ["cron"] = 9,
+        ["authpriv"] = 10,
+        ["ftp"] = 11,
+        ["local0"] = 16,
+        ["local1"] = 17,
+        ["local2"] = 18,
+        ["local3"] = 19,
+        ["local4"] = 20,
+        ["local5"] = 21,
+        ["local6"] = 22,
+        ["local7"] = 23,
+    };
 }
 
 public sealed record IdentityConfig(string? UsersFile, ImmutableDictionary<string, ImmutableArray<string>> Groups, SourcePos Pos);

@@ -57,7 +57,7 @@ public static class ConfigValidator
                 }
             }
             if (l.Policy is { } pol && !c.Policies.ContainsKey(pol))
-                Err(l.PosOf("policy"), $"listener '{l.Name}': unknown policy '{pol}' (defined: {Names(c.Policies.Keys)})");
+                Err(l.PosOf("policy"), $"listener '{l.Name}': unknown policy '{pol}'{Suggest.Hint(pol, c.Policies.Keys)} (defined: {Names(c.Policies.Keys)})");
             if (l.Authenticate && c.Identity?.UsersFile is null)
                 Err(l.PosOf("authenticate"), $"listener '{l.Name}': authenticate is on but identity.users names no htpasswd file");
             foreach (var t in l.Tls)

@@ -33,7 +33,9 @@ internal sealed class YamlWalker(string file)
             }
             if (allowed.Length > 0 && Array.IndexOf(allowed, key) < 0)
             {
-                Error(k, $"unknown key '{key}' in {what} (expected one of: {string.Join(", ", allowed)})");
+                Error(k, Suggest.Closest(key, allowed) is { } near
+                    ? $"unknown key '{key}' in {what} (did you mean '{near}'?)"
+                    : $"unknown key '{key}' in {what} (expected one of: {string.Join(", ", allowed)})");
                 continue;
             }
             if (!result.TryAdd(key, (k, v))) Error(k, $"duplicate key '{key}' in {what}");

@@ -54,14 +54,30 @@ public sealed class GatewayHost : IAsyncDisposable
         _current = runtime;
         ConfigPath = configPath;
         _ownsLog = log is null;
-        _log = log ?? new AccessLog(LogTarget(runtime.Config));
+        _log = log ?? OpenLog(runtime.Config);
         Metrics.BeforeCollect(UpdateGauges);
     }
+
+    static AccessLog OpenLog(BastionConfig c)
+    {
+        var target = LogTarget(c);
+        try { return new AccessLog(target, c.Logging); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or ArgumentException)
+        {
+            throw new StartupException($"cannot open access log {Describe(target, c)}: {StartupFault.Describe(e)}", e);
+        }
+    }
+
+    static string Describe(string target, BastionConfig c) => target == "syslog" ? $"syslog {c.Logging.Syslog.Address}" : target;
+
+    /// <summary>Same target and same way of writing: a stdout or syslog log is kept across a reload.</summary>
+    static bool SameOutput(LoggingConfig a, LoggingConfig b) =>
+        a.Format == b.Format && a.Connections == b.Connections && a.Syslog with { Pos = default } == b.Syslog with { Pos = default };
 
     static string LogTarget(BastionConfig c) => c.Path is null ? c.Logging.Access : ResolveLog(c);
 
     static string ResolveLog(BastionConfig c) =>
-        c.Logging.Access is "stdout" or "-" or "off" or "none" ? c.Logging.Access : c.Resolve(c.Logging.Access);
+        c.Logging.Access is "stdout" or "-" or "off" or "none" or "syslog" ? c.Logging.Access : c.Resolve(c.Logging.Access);
 
     void UpdateGauges()
     {
@@ -80,18 +96,32 @@ public sealed class GatewayHost : IAsyncDisposable
         {
             var listener = Create(this, l);
             try { await listener.StartAsync(ct).ConfigureAwait(false); }
-            catch (SocketException e)
+            catch (Exception e) when (StartupFault.IsExpected(e))
             {
-                throw new IOException($"listener '{l.Name}': cannot listen on {l.Listen}: {e.Message}", e);
+                await listener.DisposeAsync().ConfigureAwait(false);
+                throw new StartupException($"listener '{l.Name}': {StartFailure(e, l.Listen)}", e);
             }
             lock (_listeners) _listeners[l.Name] = listener;
         }
         if (Current.Config.Admin is { } admin)
         {
             var server = new AdminServer(this, admin);
-            await server.StartAsync(ct).ConfigureAwait(false);
+            try { await server.StartAsync(ct).ConfigureAwait(false); }
+            catch (Exception e) when (StartupFault.IsExpected(e))
+            {
+                await server.DisposeAsync().ConfigureAwait(false);
+                throw new StartupException($"admin: {StartFailure(e, admin.Listen)}", e);
+            }
             Admin = server;
         }
+    }
+
+    /// <summary>"cannot listen on ADDR: why" for a bind, else the part's own message (certificate, file).</summary>
+    static string StartFailure(Exception e, HostPort listen)
+    {
+        for (var x = e; x is not null; x = x.InnerException)
+            if (x is SocketException) return $"cannot listen on {listen}: {StartupFault.Describe(x)}";
+        return StartupFault.Describe(e);
     }
 
     public IGatewayListener Listener(string name)
@@ -109,9 +139,28 @@ public sealed class GatewayHost : IAsyncDisposable
     public async Task<string?> ReloadAsync(string trigger, CancellationToken ct = default)
     {
         await _reloadLock.WaitAsync(ct).ConfigureAwait(false);
+        string? outcome = "reload failed";
         try
         {
             if (Draining) return "shutting down";
+            ReloadStarting?.Invoke();
+            outcome = await ReloadLockedAsync(trigger, ct).ConfigureAwait(false);
+            return outcome;
+        }
+        finally
+        {
+            _reloadLock.Release();
+            if (!Draining) ReloadFinished?.Invoke(outcome);
+        }
+    }
+
+    /// <summary>Raised when a reload begins (systemd's RELOADING=1), and when it ended with its error or null.</summary>
+    public event Action? ReloadStarting;
+    public event Action<string?>? ReloadFinished;
+
+    async Task<string?> ReloadLockedAsync(string trigger, CancellationToken ct)
+    {
+        {
             var sw = Stopwatch.StartNew();
             LastReloadAt = DateTime.UtcNow;
             ReloadCount++;
@@ -177,7 +226,6 @@ public sealed class GatewayHost : IAsyncDisposable
                 : $"bastion: configuration reloaded ({trigger}) with errors: generation {next.Generation}: {LastReloadError}");
             return LastReloadError;
         }
-        finally { _reloadLock.Release(); }
     }
 
     /// <summary>
@@ -243,12 +291,12 @@ public sealed class GatewayHost : IAsyncDisposable
     {
         var target = LogTarget(next);
         var old = Log;
-        if (target == old.Target && target is "stdout" or "-" or "off" or "none") return;
+        if (target == old.Target && SameOutput(old.Options, next.Logging) && target is "stdout" or "-" or "off" or "none" or "syslog") return;
         AccessLog fresh;
-        try { fresh = new AccessLog(target); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        try { fresh = new AccessLog(target, next.Logging); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or SocketException or ArgumentException)
         {
-            Diagnostics.WriteLine($"bastion: cannot open access log {target}: {e.Message}; still writing to {old.Target}");
+            Diagnostics.WriteLine($"bastion: cannot open access log {Describe(target, next)}: {StartupFault.Describe(e)}; still writing to {old.Target}");
             return;
         }
         Volatile.Write(ref _log, fresh);

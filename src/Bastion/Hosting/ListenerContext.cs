@@ -46,7 +46,9 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
     public ConnectionRegistry Connections => Host.Connections;
 
     /// <summary>Opens the record of one request, command, transfer or connection (<see cref="ExchangeKinds"/>).</summary>
-    public Exchange Open(ClientConnection conn, string kind) => new(this, conn, kind, null, null);
+    /// <remarks>A connection has one record (<see cref="ClientConnection.Record"/>): asking for a connection record again returns it.</remarks>
+    public Exchange Open(ClientConnection conn, string kind) =>
+        kind == ExchangeKinds.Connection && conn.Record is { } own ? own : new(this, conn, kind, null, null);
 
     /// <summary>As <see cref="Open(ClientConnection, string)"/> with a given id (a connection-level decision keeps the connection's id).</summary>
     public Exchange Open(ClientConnection conn, string kind, string id) => new(this, conn, kind, null, id);

@@ -40,6 +40,7 @@ public sealed class Runtime
     {
         var text = path is null ? ConfigLoader.DefaultYaml() : ReadText(path);
         var (rt, errors) = Build(text, path, generation);
+        if (rt is not null && SanityChecks.NothingToRun(rt.Config) is { } none) errors.Add(none);
         var fatal = errors.Where(e => !e.IsWarning).ToList();
         if (rt is null || fatal.Count > 0) throw new ConfigException(fatal);
         return rt;
@@ -60,6 +61,7 @@ public sealed class Runtime
         var (config, errors) = ConfigLoader.Parse(text, path);
         if (config is null) return (null, errors);
         errors.AddRange(ConfigValidator.Validate(config));
+        errors.AddRange(SanityChecks.Validate(config));
 
         var lists = NamedLists.Load(config, errors);
         var identity = LoadIdentity(config, errors);

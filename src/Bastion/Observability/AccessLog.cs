@@ -1,8 +1,8 @@
 using System.Buffers;
-using System.Globalization;
-using System.Text.Json;
 using System.Threading.Channels;
 using Bastion.Configuration;
+using Bastion.Observability.LogFormats;
+using Bastion.Observability.Syslog;
 
 namespace Bastion.Observability;
 
@@ -13,7 +13,7 @@ public sealed record AccessEvent
     /// <summary>"request" for a decision, "connection" for a closed connection.</summary>
     public string Event { get; init; } = "request";
     public required string Id { get; init; }
-    /// <summary>The connection the event belongs to (not written yet: the line format stays as it is).</summary>
+    /// <summary>The connection the event belongs to (a connection line's own id).</summary>
     public string? Conn { get; init; }
     public required string Listener { get; init; }
     public required string Type { get; init; }
@@ -23,7 +23,7 @@ public sealed record AccessEvent
     public Verdict? Verdict { get; init; }
     public string? Rule { get; init; }
     public string? Reason { get; init; }
-    /// <summary>Where it went and over what TLS (not written yet).</summary>
+    /// <summary>The upstream that served it: host:port or the target's URL.</summary>
     public string? Upstream { get; init; }
     /// <summary>The TLS state worth logging; for CONNECT tunnels and requests inside them: "inspected", "spliced" or "refused".</summary>
     public string? Tls { get; init; }
@@ -33,11 +33,20 @@ public sealed record AccessEvent
     public double DurationMs { get; init; }
     /// <summary>The TLS server name the client sent (inspected or peeked tunnels).</summary>
     public string? Sni { get; init; }
+    /// <summary>Milliseconds from sending upstream to the upstream's answer (response head), when it went upstream.</summary>
+    public double? UpstreamMs { get; init; }
+    /// <summary>HTTP only, for the combined and template formats (not in the JSON line): the request's protocol
+    /// (HTTP/1.1, HTTP/2), its Referer and User-Agent, the response's media type.</summary>
+    public string? Protocol { get; init; }
+    public string? Referer { get; init; }
+    public string? UserAgent { get; init; }
+    public string? ContentType { get; init; }
 }
 
 /// <summary>
-/// JSON lines to stdout or a file, written by one background task. Traffic never waits for the log: events go
-/// through a bounded queue, and when the writer falls behind (or its disk fails) events are dropped and counted.
+/// Access-log lines to stdout, a file or syslog, in the configured format (<see cref="AccessLogFormat"/>), written by
+/// one background task. Traffic never waits for the log: events go through a bounded queue, and when the writer falls
+/// behind (or its disk or syslog daemon fails) events are dropped and counted.
 /// </summary>
 public sealed class AccessLog : IAsyncDisposable
 {
@@ -45,69 +54,77 @@ public sealed class AccessLog : IAsyncDisposable
     // (DropWrite would make TryWrite return true and lose the event silently).
     readonly Channel<AccessEvent> _queue = Channel.CreateBounded<AccessEvent>(
         new BoundedChannelOptions(65_536) { FullMode = BoundedChannelFullMode.Wait, SingleReader = true });
-    readonly Stream _out;
+    readonly Stream _out = Stream.Null;
     readonly bool _ownsStream;
+    readonly SyslogSender? _syslog;
+    readonly AccessLogFormat _format;
+    readonly bool _off;
     readonly Task _writer;
     long _dropped;
     long _written;
     int _pending; // events in the buffer, counted as written or dropped on flush
 
+    /// <summary>stdout, off, syslog or the file's full path.</summary>
     public string Target { get; }
+    /// <summary>The `logging:` section it was opened with (format, connections, syslog).</summary>
+    public LoggingConfig Options { get; }
     public long Dropped => Interlocked.Read(ref _dropped);
     /// <summary>Events written to the target.</summary>
     public long Written => Interlocked.Read(ref _written);
 
+    public AccessLog(string target) : this(target, LoggingConfig.Default) { }
 
-    public AccessLog(string target)
+    /// <summary>Opens the target; throws (IOException, UnauthorizedAccessException, SocketException) when it cannot be.</summary>
+    public AccessLog(string target, LoggingConfig options)
     {
         Target = target;
-        if (target is "stdout" or "-")
-        {
-            _out = Console.OpenStandardOutput();
-            _ownsStream = false;
-        }
-        else if (target is "off" or "none")
-        {
-            _out = Stream.Null;
-            _off = true;
-        }
+        Options = options;
+        _format = AccessLogFormat.Parse(options.Format, out var error) ?? throw new ArgumentException(error);
+        if (target is "stdout" or "-") _out = Console.OpenStandardOutput();
+        else if (target is "off" or "none") _off = true;
+        else if (target is "syslog") _syslog = new SyslogSender(options.Syslog);
         else
         {
             var dir = Path.GetDirectoryName(Path.GetFullPath(target));
             if (dir is not null) Directory.CreateDirectory(dir);
             // Unbuffered: lines are batched above, and a failing disk then fails the write we count, not a later dispose.
-            _out = new FileStream(target, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, bufferSize: 0);
+            _out = AppendFile.Open(target);
             _ownsStream = true;
         }
         _writer = Task.Run(WriteLoop);
     }
 
-    readonly bool _off;
-
     public void Write(AccessEvent e)
     {
         // `access: off` costs nothing per request: no queue, no serialisation.
         if (_off) return;
+        // One line per HTTP request is what people read; the HTTP connection's own line is opt-in. A refused
+        // connection (a verdict) is a decision, and a CONNECT tunnel's totals are on its connection line (the one that
+        // names an upstream): both always.
+        if (!Options.Connections && e.Event == "connection" && e.Verdict is null && e.Upstream is null
+            && e.Type is "http-proxy" or "http-reverse") return;
         if (!_queue.Writer.TryWrite(e)) Interlocked.Increment(ref _dropped);
     }
 
     async Task WriteLoop()
     {
         var buffer = new ArrayBufferWriter<byte>(16 * 1024);
-        // Relaxed escaping: a log line is not HTML, and "RCPT TO:<a@b>" should read as written.
-        using var json = new Utf8JsonWriter(buffer, new JsonWriterOptions
-        {
-            SkipValidation = true,
-            Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        });
         var reader = _queue.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
         {
             while (reader.TryRead(out var e))
             {
-                json.Reset(buffer);
-                Serialize(json, e);
-                json.Flush();
+                if (_syslog is not null)
+                {
+                    // One message per event: header, then the line in the configured format.
+                    buffer.ResetWrittenCount();
+                    _syslog.WriteHeader(e, buffer);
+                    _format.Write(e, buffer);
+                    if (await _syslog.SendAsync(buffer.WrittenMemory).ConfigureAwait(false)) Interlocked.Increment(ref _written);
+                    else Interlocked.Increment(ref _dropped);
+                    continue;
+                }
+                _format.Write(e, buffer);
                 buffer.Write("\n"u8);
                 _pending++;
                 if (buffer.WrittenCount > 32 * 1024) await Flush(buffer, false).ConfigureAwait(false);
@@ -119,6 +136,7 @@ public sealed class AccessLog : IAsyncDisposable
 
     async Task Flush(ArrayBufferWriter<byte> buffer, bool flushStream)
     {
+        if (_syslog is not null) { buffer.ResetWrittenCount(); return; }
         if (buffer.WrittenCount == 0) return;
         try
         {
@@ -134,38 +152,12 @@ public sealed class AccessLog : IAsyncDisposable
         buffer.ResetWrittenCount();
     }
 
-    static void Serialize(Utf8JsonWriter w, AccessEvent e)
-    {
-        w.WriteStartObject();
-        Span<char> ts = stackalloc char[32];
-        e.Ts.ToUniversalTime().TryFormat(ts, out int n, "yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
-        w.WriteString("ts", ts[..n]);
-        w.WriteString("event", e.Event);
-        w.WriteString("id", e.Id);
-        if (e.Conn is not null && e.Conn != e.Id) w.WriteString("conn", e.Conn);
-        w.WriteString("listener", e.Listener);
-        w.WriteString("type", e.Type);
-        w.WriteString("client", e.Client);
-        w.WriteString("user", e.User);
-        w.WriteString("request", e.Request);
-        w.WriteString("verdict", e.Verdict switch { Verdict.Allow => "allow", Verdict.Deny => "deny", _ => null });
-        w.WriteString("rule", e.Rule);
-        w.WriteString("reason", e.Reason);
-        w.WriteNumber("status", e.Status);
-        if (e.Upstream is not null) w.WriteString("upstream", e.Upstream);
-        if (e.Tls is not null) w.WriteString("tls", e.Tls);
-        if (e.Sni is not null) w.WriteString("sni", e.Sni);
-        w.WriteNumber("bytes_in", e.BytesIn);
-        w.WriteNumber("bytes_out", e.BytesOut);
-        w.WriteNumber("duration_ms", Math.Round(e.DurationMs, 3));
-        w.WriteEndObject();
-    }
-
     public async ValueTask DisposeAsync()
     {
         _queue.Writer.TryComplete();
         try { await _writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false); }
         catch (TimeoutException) { }
+        if (_syslog is not null) await _syslog.DisposeAsync().ConfigureAwait(false);
         if (!_ownsStream) return;
         try { await _out.DisposeAsync().ConfigureAwait(false); }
         catch (IOException) { /* the disk failed; lines were already counted as dropped */ }

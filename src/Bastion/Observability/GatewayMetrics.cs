@@ -18,6 +18,7 @@ public sealed class GatewayMetrics
     readonly Counter _authFailures;
     readonly Counter _tlsTunnels;
     readonly ConcurrentDictionary<(string, string), Counter.Child> _tlsChildren = new();
+    readonly Histogram _tlsMint;
     public Counter Reloads { get; }
     public Gauge LastReloadSuccess { get; }
     public Gauge LastReloadTimestamp { get; }
@@ -50,6 +51,8 @@ public sealed class GatewayMetrics
             new CounterConfiguration { LabelNames = ["listener"] });
         _tlsTunnels = f.CreateCounter("bastion_tls_tunnels_total", "CONNECT tunnels of listeners with tls_inspection, by what became of them: inspected, spliced, refused (by the gateway), client_refused (the client refused the minted certificate).",
             new CounterConfiguration { LabelNames = ["listener", "mode"] });
+        _tlsMint = f.CreateHistogram("bastion_tls_mint_seconds", "Time to mint a certificate for a new server name (signature and TLS context).",
+            new HistogramConfiguration { LabelNames = ["listener"], Buckets = Histogram.ExponentialBuckets(0.0001, 2, 16) });
         Reloads = f.CreateCounter("bastion_reloads_total", "Configuration reloads.", new CounterConfiguration { LabelNames = ["result"] });
         LastReloadSuccess = f.CreateGauge("bastion_config_last_reload_successful", "1 if the last reload succeeded.");
         LastReloadTimestamp = f.CreateGauge("bastion_config_last_reload_timestamp_seconds", "When the configuration in force was loaded.");
@@ -96,6 +99,8 @@ public sealed class GatewayMetrics
     public void UpstreamLatency(string listener, TimeSpan t) => L(listener).Latency.Observe(t.TotalSeconds);
 
     public void AuthFailure(string listener) => L(listener).Auth.Inc();
+
+    public void TlsMinted(string listener, TimeSpan t) => _tlsMint.WithLabels(listener).Observe(t.TotalSeconds);
 
     public void TlsTunnel(string listener, string mode) =>
         _tlsChildren.GetOrAdd((listener, mode), k => _tlsTunnels.WithLabels(k.Item1, k.Item2)).Inc();

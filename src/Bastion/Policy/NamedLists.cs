@@ -34,10 +34,16 @@ public sealed class NamedLists
             if (l.File is null)
             {
                 lists._entries[name] = [.. l.Items];
+                CheckEntries(name, null, l.Items, l.Pos, errors);
                 continue;
             }
             var path = config.Resolve(l.File);
-            try { lists._texts[name] = File.ReadAllText(path); }
+            try
+            {
+                var text = File.ReadAllText(path);
+                lists._texts[name] = text;
+                CheckEntries(name, path, text, l.Pos, errors);
+            }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 errors.Add(new ConfigError(l.Pos, $"list '{name}': cannot read {path}: {e.Message}"));
@@ -46,6 +52,33 @@ public sealed class NamedLists
         }
         return lists;
     }
+
+    /// <summary>
+    /// Every entry must be a host name (`*.x`, `.x`), an IP or CIDR, or a mail address (`a@x`, `*@x`): checked
+    /// whether or not a rule uses the list yet, so that `[10.0.0.0/33]` is an error the day it is written.
+    /// </summary>
+    static void CheckEntries(string name, string? file, IEnumerable<string> items, SourcePos pos, List<ConfigError> errors)
+    {
+        var bad = items.Where(i => ValueChecks.Classify(i) == ValueChecks.EntryKind.Bad).ToList();
+        if (bad.Count > 0) errors.Add(new ConfigError(pos, BadEntries(name, file, bad.Count, bad)));
+    }
+
+    static void CheckEntries(string name, string path, string text, SourcePos pos, List<ConfigError> errors)
+    {
+        var bad = new List<string>();
+        int count = 0;
+        var en = new EntryEnumerator(text);
+        while (en.MoveNext())
+        {
+            if (ValueChecks.Classify(en.Current) != ValueChecks.EntryKind.Bad) continue;
+            if (++count <= 3) bad.Add(en.Current.ToString());
+        }
+        if (count > 0) errors.Add(new ConfigError(pos, BadEntries(name, path, count, bad)));
+    }
+
+    static string BadEntries(string name, string? file, int count, List<string> examples) =>
+        $"list '{name}'{(file is null ? "" : $" ({file})")}: {count} {(count == 1 ? "entry is" : "entries are")} neither a host name, " +
+        $"an IP/CIDR nor a mail address: {string.Join(", ", examples.Take(3).Select(b => $"'{b}'"))}{(count > 3 ? ", ..." : "")}";
 
     public static string[] ReadListFile(string path) => Split(File.ReadAllText(path));
 
@@ -99,6 +132,9 @@ public sealed class NamedLists
             }
         }
     }
+
+    /// <summary>Every list's name (for "did you mean").</summary>
+    public IEnumerable<string> Names => _entries.Keys.Concat(_texts.Keys).Distinct();
 
     public bool Has(string name) => _entries.ContainsKey(name) || _texts.ContainsKey(name);
 

@@ -37,7 +37,7 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
     {
         name = v.Text[1..];
         if (!v.Text.StartsWith('@')) return false;
-        if (!lists.Has(name)) Error(v.Pos, $"unknown list '@{name}' (define it under 'lists:')");
+        if (!lists.Has(name)) Error(v.Pos, $"unknown list '@{name}'{Suggest.Hint(name, lists.Names)} (define it under 'lists:')");
         return true;
     }
 
@@ -74,7 +74,7 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                     foreach (var v in s.Values)
                     {
                         if (groups.TryGetValue(v.Text, out var members)) users.UnionWith(members);
-                        else Error(v.Pos, $"unknown group '{v.Text}' (define it under identity.groups)");
+                        else Error(v.Pos, $"unknown group '{v.Text}'{Suggest.Hint(v.Text, groups.Keys)} (define it under identity.groups)");
                     }
                     return new UserCondition(users, Text(s), "group");
                 }
@@ -86,7 +86,7 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                     foreach (var v in s.Values)
                     {
                         var parts = v.Text.Split('-');
-                        if (parts.Length is 1 or 2 && int.TryParse(parts[0], out var a) && a is >= 0 and <= 65535)
+                        if (parts.Length is 1 or 2 && int.TryParse(parts[0], out var a) && a is >= 1 and <= 65535)
                         {
                             int b = a;
                             if (parts.Length == 2 && (!int.TryParse(parts[1], out b) || b < a || b > 65535))
@@ -96,11 +96,13 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                             }
                             ranges.Add((a, b));
                         }
-                        else Error(v.Pos, $"port: '{v.Text}' is not a port (0-65535) or range (8000-8999)");
+                        else Error(v.Pos, $"port: '{v.Text}' is not a port (1-65535) or range (8000-8999)");
                     }
                     return new PortCondition([.. ranges], Text(s));
                 }
             case "method":
+                foreach (var v in s.Values)
+                    if (ValueChecks.Method(v.Text) is { } problem) errors.Add(new ConfigError(v.Pos, problem.Message, problem.IsWarning));
                 return new WordCondition([.. s.Values.Select(v => v.Text.ToUpperInvariant())], "method", a => a.Method);
             case "command":
                 return new WordCondition([.. s.Values.Select(v => v.Text.ToUpperInvariant())], "command", a => a.Command);
@@ -211,14 +213,23 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                 if (addresses is not null) cidrSets.Add(addresses);
             }
             else if (t.StartsWith('~')) { if (Pattern(v, false, true) is { } p) regexes.Add(p); }
-            else if (t.StartsWith("*.", StringComparison.Ordinal) && !Bastion.Policy.Patterns.IsGlob(t[2..])) parents.Add(t[2..]);
+            else if (t.StartsWith("*.", StringComparison.Ordinal) && !Bastion.Policy.Patterns.IsGlob(t[2..]))
+            {
+                if (ValueChecks.IsHostName(t.AsSpan(2))) parents.Add(t[2..]);
+                else Error(v.Pos, $"host: '{t}' is not '*.' and a host name");
+            }
             else if (t.Contains('/') || t.Contains(':') || IPAddress.TryParse(t.Trim('[', ']'), out _))
             {
                 if (CidrSet.TryParsePrefix(t.Trim('[', ']'), out _, out _)) cidrs.Add(t.Trim('[', ']'));
                 else Error(v.Pos, $"host: '{t}' is not a host name, IP or CIDR");
             }
-            else if (Bastion.Policy.Patterns.IsGlob(t)) { if (Pattern(v, false, true) is { } p) regexes.Add(p); }
-            else exact.Add(t);
+            else if (Bastion.Policy.Patterns.IsGlob(t))
+            {
+                if (!ValueChecks.IsHostName(t.Replace("*", "x").Replace("?", "x"))) Error(v.Pos, $"host: '{t}' is not a host name pattern (letters, digits, '-', '.', '*', '?')");
+                else if (Pattern(v, false, true) is { } p) regexes.Add(p);
+            }
+            else if (ValueChecks.IsHostName(t)) exact.Add(t);
+            else Error(v.Pos, $"host: '{t}' is not a host name (letters, digits, '-' and '.'), an IP or CIDR");
         }
         if (cidrs.Count > 0) cidrSets.Add(CidrSet.Build(cidrs));
         return new HostMatcher(exact, parents, listSets, regexes, cidrSets);

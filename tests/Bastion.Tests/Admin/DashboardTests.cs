@@ -64,7 +64,7 @@ public sealed class DashboardTests(AdminOriginFixture f) : IClassFixture<AdminOr
     [Fact]
     public async Task Dashboard_asks_for_the_token_when_one_is_configured()
     {
-        var files = new Dictionary<string, string> { ["admin.token"] = "dash-token\n" };
+        var files = new Dictionary<string, string> { ["admin.token"] = "dash-token-0123456789\n" };
         await using var gw = await TestGateway.StartAsync(AdminConfigs.Proxy(admin: "admin:\n  listen: 127.0.0.1:0\n  token_file: admin.token\n"), files);
         var admin = gw.Host.Admin!.BoundEndPoint!.Port;
         var dom = await Chromium($"http://127.0.0.1:{admin}/", "--dump-dom");
@@ -73,6 +73,6 @@ public sealed class DashboardTests(AdminOriginFixture f) : IClassFixture<AdminOr
         Assert.Matches("<dialog id=\"token-dialog\" open", dom.Stdout);
         // Nothing behind the API leaked into the page without the token.
         Assert.DoesNotContain("data-listener=\"web\"", dom.Stdout);
-        Assert.DoesNotContain("dash-token", dom.Stdout);
+        Assert.DoesNotContain("dash-token-0123456789", dom.Stdout);
     }
 }

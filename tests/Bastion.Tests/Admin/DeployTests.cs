@@ -17,7 +17,7 @@ public sealed class DeployTests
         // The container's config needs its token secret; give it one where the test can write.
         var dir = Scratch.NewDir("deploy");
         var token = Path.Combine(dir, "token");
-        await File.WriteAllTextAsync(token, "t0ken\n");
+        await File.WriteAllTextAsync(token, "t0ken-0123456789abcdef\n");
         var docker = Path.Combine(dir, "docker.yaml");
         await File.WriteAllTextAsync(docker, (await File.ReadAllTextAsync(Deploy("docker.yaml"))).Replace("/run/secrets/bastion_admin_token", token));
         r = await Proc.BastionAsync(["check", "-c", docker]);

@@ -122,7 +122,7 @@ public sealed class ReloadTests(AdminOriginFixture f) : IClassFixture<AdminOrigi
         var port = Wait.FreePort();
         var yaml = AdminConfigs.Proxy(admin: "").Replace("listen: 127.0.0.1:0", $"listen: 127.0.0.1:{port}");
         await using var first = await TestGateway.StartAsync(yaml);
-        var e = await Assert.ThrowsAnyAsync<IOException>(async () => await (await TestGateway.StartAsync(yaml)).DisposeAsync());
+        var e = await Assert.ThrowsAnyAsync<Bastion.Hosting.StartupException>(async () => await (await TestGateway.StartAsync(yaml)).DisposeAsync());
         Assert.Contains($"listener 'web': cannot listen on 127.0.0.1:{port}", e.Message);
         Assert.Equal("200", await CurlCode(first, $"{f.Origin.Url}/100b"));
     }

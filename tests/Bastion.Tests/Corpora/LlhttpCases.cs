@@ -65,10 +65,10 @@ public static partial class LlhttpCorpus
     /// All request cases. Each is a heading, a `&lt;!-- meta={...} --&gt;` comment, an ```http block and a ```log block.
     /// The http block becomes bytes the way llhttp's harness (test/md-test.ts) does it.
     /// </summary>
-    public static List<LlhttpCase> Load(string dir)
+    public static List<LlhttpCase> Load(string dir, string kind = "request")
     {
         var cases = new List<LlhttpCase>();
-        foreach (var file in Directory.GetFiles(Path.Combine(dir, "test", "request"), "*.md").Order(StringComparer.Ordinal))
+        foreach (var file in Directory.GetFiles(Path.Combine(dir, "test", kind), "*.md").Order(StringComparer.Ordinal))
         {
             var lines = System.IO.File.ReadAllLines(file);
             string heading = "";

@@ -5,8 +5,8 @@ using Xunit.Abstractions;
 namespace Bastion.Tests.Corpora;
 
 /// <summary>
-/// llhttp's request test cases (strict mode) against Bastion's own HTTP/1.1 front end: first sans-I/O (head parser,
-/// framing check, body decoder), then end to end through a running gateway to an origin.
+/// llhttp's request test cases (strict mode) end to end through a running gateway to an origin. The codec's
+/// sans-I/O agreement with the same cases is <see cref="Codec.LlhttpCodecTests"/>.
 /// </summary>
 public sealed class LlhttpCorpusTests(ITestOutputHelper output)
 {
@@ -14,18 +14,7 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
     /// Where Bastion knowingly parts from llhttp. Keys are "file#heading". Every entry is one where Bastion is the
     /// stricter party, or llhttp's harness does something no bytes on a wire can (see docs/robustness.md).
     /// </summary>
-    internal static readonly Dictionary<string, string> Deliberate = new()
-    {
-        ["invalid.md#HTTP protocol and ANNOUNCE method"] = "any token is a method (RFC 9110 §9.1); llhttp knows a fixed list",
-        ["invalid.md#Invalid method"] = "any token is a method (RFC 9110 §9.1); llhttp knows a fixed list",
-        ["method.md#SOURCE request with ICE"] = "HTTP/1.0 and HTTP/1.1 only; llhttp also speaks ICE and RTSP",
-        ["method.md#OPTIONS request with RTSP"] = "HTTP/1.0 and HTTP/1.1 only; llhttp also speaks ICE and RTSP",
-        ["method.md#ANNOUNCE request with RTSP"] = "HTTP/1.0 and HTTP/1.1 only; llhttp also speaks ICE and RTSP",
-        ["sample.md#No HTTP version"] = "HTTP/0.9 request lines are refused",
-        ["method.md#PRI request HTTP2"] = "PRI is an extension method to the HTTP/1 parser; the gateway refuses its '*' target",
-        ["transfer-encoding.md#POST with `chunked` as last transfer-encoding"] = "only 'chunked' alone: a coding the proxy cannot decode is refused (501), not passed on",
-        ["transfer-encoding.md#POST with `chunked` as last transfer-encoding (multiple headers)"] = "only 'chunked' alone: a coding the proxy cannot decode is refused (501), not passed on",
-    };
+    internal static Dictionary<string, string> Deliberate => Codec.LlhttpCodecTests.Deliberate;
 
     /// <summary>Cases whose meaning needs a lenient mode or a harness callback; not about the bytes alone.</summary>
     internal static bool Skipped(LlhttpCase c, out string why)
@@ -56,54 +45,11 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
         return run;
     }
 
-    [Fact]
-    public async Task Sans_io_parser_agrees_with_llhttp_strict()
-    {
-        var cases = Cases(out int skipped);
-        var table = new StringBuilder();
-        int agree = 0, later = 0, deliberate = 0;
-        var disagreements = new List<string>();
-        var usedAllowances = new HashSet<string>();
-        foreach (var c in cases)
-        {
-            var expected = c.Expected;
-            var got = await SansIo.RunAsync(c.Input).WaitAsync(TimeSpan.FromSeconds(5));
-            // The smuggling invariant: where llhttp refuses the framing, Bastion accepts no more messages than it.
-            if (expected.Rejected && IsFraming(expected.Error) && got.Trace.Messages > expected.Messages)
-                disagreements.Add($"{Key(c)}: FRAMING: llhttp refuses ({expected.Error}) after {expected.Messages} message(s), bastion accepted {got.Trace.Messages}");
-            string verdict;
-            if (got.Trace.SameAs(expected)) { verdict = "agree"; agree++; }
-            else if (expected.Rejected && !got.Trace.Rejected && got.Trace.Messages == expected.Messages && got.Detail.StartsWith("incomplete", StringComparison.Ordinal))
-            {
-                // llhttp fails at the bad byte; Bastion judges the head (or chunk line) once whole, which this input never is.
-                verdict = "agree at end of input";
-                later++;
-            }
-            else if (Deliberate.TryGetValue(Key(c), out var why))
-            {
-                verdict = $"deliberate: {why}";
-                deliberate++;
-                usedAllowances.Add(Key(c));
-            }
-            else
-            {
-                verdict = "DISAGREE";
-                disagreements.Add($"{Key(c)}: llhttp {expected} ({expected.Error}) vs bastion {got.Trace} ({got.Detail})");
-            }
-            table.AppendLine($"{c.Id,-22} {Trunc(c.Name, 52),-52} llhttp {expected,-10} bastion {got.Trace,-10} {got.Status,3} {verdict}");
-        }
-        output.WriteLine($"llhttp request cases: {cases.Count} run, {skipped} skipped (lenient modes, pausing, skipBody)");
-        output.WriteLine($"sans-I/O agreement: {agree} agree, {later} agree once the input ends, {deliberate} deliberate differences, {disagreements.Count} disagreements");
-        output.WriteLine(table.ToString());
-        Assert.True(disagreements.Count == 0, "disagreements with llhttp:\n" + string.Join("\n", disagreements));
-        // The allow-list stays honest: every entry still names a case that differs.
-        Assert.Empty(Deliberate.Keys.Except(usedAllowances));
-    }
-
     /// <summary>End to end only: targets a forward proxy has nowhere to send.</summary>
     internal static readonly Dictionary<string, string> DeliberateEndToEnd = new()
     {
         ["method.md#M-SEARCH request"] = "asterisk-form target: a forward proxy needs an absolute URL",
+        ["method.md#OPTIONS request with asterisk"] = "asterisk-form target: a forward proxy needs an absolute URL",
     };
 
     internal const string GatewayYaml = """
@@ -131,7 +77,7 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
         var sw = System.Diagnostics.Stopwatch.StartNew();
         var results = await Bounded.MapAsync(cases.Select((c, i) => (c, i)).ToList(), 12, async item =>
         {
-            var bytes = RewriteTargets(item.c, sink.Port, $"L{item.i}");
+            var bytes = RewriteTargets(item.c, sink.Port, $"L{item.i}", addHost: true);
             return await RawClient.ExchangeAsync(port, bytes, deadline);
         });
         var elapsed = sw.Elapsed;
@@ -183,35 +129,43 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
     /// <summary>
     /// Points each request target llhttp found (its span[url] offsets) at the sink origin, keeping the rest of the
     /// bytes as they are: origin-form and absolute-form become http://127.0.0.1:port/k/key..., CONNECT goes to the
-    /// origin's port, and '*' stays.
+    /// origin's port, and '*' stays. With <paramref name="addHost"/>, `Host: x` follows the request line of each
+    /// message that has none (as <see cref="Codec.LlhttpCodecTests.WithHost"/>), since HTTP/1.1 requires it.
     /// </summary>
-    internal static byte[] RewriteTargets(LlhttpCase c, int port, string key)
+    internal static byte[] RewriteTargets(LlhttpCase c, int port, string key, bool addHost = false, bool originForm = false)
     {
         var input = c.Input;
-        var output = new List<byte>(input.Length + 64);
-        int pos = 0;
+        var edits = new List<(int Offset, int Remove, byte[] Insert)>();
         foreach (var span in c.UrlSpans())
         {
-            Assert.True(span.Offset >= pos && span.Offset + span.Length <= input.Length, $"{c.Id}: url span out of range");
-            output.AddRange(input.AsSpan(pos, span.Offset - pos));
+            Assert.True(span.Offset + span.Length <= input.Length, $"{c.Id}: url span out of range");
             var url = input.AsSpan(span.Offset, span.Length);
-            var prefix = $"http://127.0.0.1:{port}/k/{key}";
-            if (url.Length > 0 && url[0] == (byte)'/') output.AddRange(Encoding.ASCII.GetBytes(prefix));
+            var prefix = originForm ? $"/k/{key}" : $"http://127.0.0.1:{port}/k/{key}";
+            byte[] replacement;
+            if (url.Length > 0 && url[0] == (byte)'/') replacement = [.. Encoding.ASCII.GetBytes(prefix), .. url];
             else if (url.StartsWith("http://"u8))
             {
                 var rest = url[7..];
                 int end = rest.IndexOfAny("/?#"u8);
                 var authority = end < 0 ? rest : rest[..end];
                 int at = authority.LastIndexOf((byte)'@');
-                output.AddRange("http://"u8);
-                if (at >= 0) output.AddRange(authority[..(at + 1)]);
-                output.AddRange(Encoding.ASCII.GetBytes(prefix[7..]));
-                url = end < 0 ? default : rest[end..];
+                var tail = end < 0 ? [] : rest[end..].ToArray();
+                var head = originForm ? Encoding.ASCII.GetBytes($"http://{Encoding.ASCII.GetString(authority[(at + 1)..])}/k/{key}") : Encoding.ASCII.GetBytes(prefix);
+                replacement = at >= 0 && !originForm ? [.. "http://"u8, .. authority[..(at + 1)], .. head.AsSpan(7), .. tail] : [.. head, .. tail];
             }
-            else if (url.SequenceEqual("*"u8)) { }
-            else url = Encoding.ASCII.GetBytes($"127.0.0.1:{port}");
-            output.AddRange(url);
-            pos = span.Offset + span.Length;
+            else if (url.SequenceEqual("*"u8)) replacement = [.. url];
+            else replacement = Encoding.ASCII.GetBytes($"127.0.0.1:{port}");
+            edits.Add((span.Offset, span.Length, replacement));
+        }
+        if (addHost)
+            foreach (int at in Codec.LlhttpCodecTests.HostInsertions(c)) edits.Add((at, 0, "Host: x\r\n"u8.ToArray()));
+        var output = new List<byte>(input.Length + 64);
+        int pos = 0;
+        foreach (var (offset, remove, insert) in edits.OrderBy(e => e.Offset).ThenBy(e => e.Remove))
+        {
+            output.AddRange(input.AsSpan(pos, offset - pos));
+            output.AddRange(insert);
+            pos = offset + remove;
         }
         output.AddRange(input.AsSpan(pos));
         return [.. output];

@@ -215,8 +215,12 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
         Assert.DoesNotContain("Proxy-Authorization", alice.Stdout.Split("\r\n\r\n", 2)[1]);
         var bob = await Proc.CurlAsync("-i", "-x", gw.Url("web"), "-U", "bob:s3cret", $"{O}/100b");
         Assert.StartsWith("HTTP/1.1 403", bob.Stdout);
-        var line = await gw.WaitForLogAsync(l => l.Str("user") == "alice" && l.Str("event") == "request");
+        var line = await gw.WaitForLogAsync(l => l.Str("user") == "alice" && l.Str("event") == "request" && l.Num("status") == 200);
         Assert.Equal("staff", line.Str("rule"));
+        // The failed login names the user it tried, as Apache's %u and nginx's $remote_user do.
+        var failed = await gw.WaitForLogAsync(l => l.Str("user") == "alice" && l.Num("status") == 407);
+        Assert.Equal("authenticate", failed.Str("rule"));
+        Assert.Equal("deny", failed.Str("verdict"));
     }
 
     [Theory]

@@ -231,7 +231,7 @@ public sealed class FtpGatewayTests(FtpFixture f)
             {
                 var m = f.Gateway.LogLines().Where(l => l.Str("request") == logged && l.Str("listener") == listener).ToList();
                 return (m.Count > before, m.LastOrDefault());
-            }, TimeSpan.FromSeconds(10), logged);
+            }, TimeSpan.FromSeconds(30), logged);
             var d = Bastion.Cli.Explain.Judge(rt, rt.Listener(listener)!, explain,
                 new Bastion.Policy.RequestAttributes { Source = System.Net.IPAddress.Loopback, User = line.Str("user") });
             Assert.True((d.VerdictText, d.RuleName) == (line.Str("verdict"), line.Str("rule")),

@@ -56,7 +56,7 @@ public static class Proc
         RunAsync("dotnet", [BastionDll, .. args], timeout, stdin);
 
     /// <summary>Starts a long-running process (a server); the returned handle kills it on dispose.</summary>
-    public static BackgroundProcess Start(string file, IEnumerable<string> args, string? workDir = null)
+    public static BackgroundProcess Start(string file, IEnumerable<string> args, string? workDir = null, IDictionary<string, string>? env = null)
     {
         var psi = new ProcessStartInfo(file)
         {
@@ -66,6 +66,7 @@ public static class Proc
             WorkingDirectory = workDir ?? Environment.CurrentDirectory,
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
         var p = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
         return new BackgroundProcess(p);
     }

@@ -31,7 +31,8 @@ public sealed class TestGateway : IAsyncDisposable
             await File.WriteAllTextAsync(Path.Combine(dir, name), content);
         var configPath = Path.Combine(dir, "bastion.yaml");
         var logPath = Path.Combine(dir, "access.log");
-        if (!yaml.Contains("logging:")) yaml = $"logging:\n  access: {logPath}\n" + yaml;
+        // Tests see every line, the HTTP connections' own lines (opt-in in production) included.
+        if (!yaml.Contains("logging:")) yaml = $"logging:\n  access: {logPath}\n  connections: true\n" + yaml;
         await File.WriteAllTextAsync(configPath, yaml);
         var rt = Runtime.Load(configPath);
         var host = new GatewayHost(rt, configPath);

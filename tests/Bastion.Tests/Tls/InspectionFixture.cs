@@ -48,6 +48,23 @@ public sealed class InspectionFixture : IAsyncLifetime
             "application/javascript"));
         app.MapGet("/ads/tracker.js", () => Results.Content("document.title = 'TRACKED';", "application/javascript"));
         app.MapGet("/proto", (HttpContext c) => Results.Text(c.Request.Protocol + "\n"));
+        app.UseWebSockets();
+        app.Map("/ws", async (HttpContext ctx) =>
+        {
+            if (!ctx.WebSockets.IsWebSocketRequest) { ctx.Response.StatusCode = 400; return; }
+            using var ws = await ctx.WebSockets.AcceptWebSocketAsync();
+            var buf = new byte[64 * 1024];
+            while (true)
+            {
+                var r = await ws.ReceiveAsync(buf, ctx.RequestAborted);
+                if (r.MessageType == System.Net.WebSockets.WebSocketMessageType.Close)
+                {
+                    await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "bye", ctx.RequestAborted);
+                    return;
+                }
+                await ws.SendAsync(buf.AsMemory(0, r.Count), r.MessageType, r.EndOfMessage, ctx.RequestAborted);
+            }
+        });
     }
 
     /// <summary>A forward proxy inspecting *.localhost but bank.localhost, trusting the origins' CA.</summary>

@@ -193,16 +193,100 @@ public sealed class InspectionTests(InspectionFixture f) : IClassFixture<Inspect
     }
 
     [Fact]
-    public async Task Metrics_count_inspected_and_spliced_tunnels()
+    public async Task Metrics_stats_and_config_show_inspected_and_spliced_tunnels()
     {
-        await using var gw = await TestGateway.StartAsync(f.Yaml());
+        await using var gw = await TestGateway.StartAsync("admin:\n  listen: 127.0.0.1:0\n" + f.Yaml());
         Assert.Equal(0, (await Curl(gw, $"https://shop.localhost:{f.Origin.Port}/100b")).ExitCode);
         Assert.Equal(0, (await Proc.CurlAsync(["-x", gw.Url("web"), "--cacert", f.OriginCaPem, $"https://bank.localhost:{f.Origin.Port}/100b"])).ExitCode);
         await gw.WaitForLogAsync(l => l.Str("event") == "connection" && l.Str("request") == $"CONNECT bank.localhost:{f.Origin.Port}");
-        var tunnels = gw.Host.Metrics.TlsTunnels("web");
-        Assert.Equal(1, tunnels["inspected"]);
-        Assert.Equal(1, tunnels["spliced"]);
-        var text = await gw.Host.Metrics.ExportAsync();
-        Assert.Contains("bastion_tls_tunnels_total{listener=\"web\",mode=\"inspected\"} 1", text);
+        var admin = gw.Host.Admin!.BoundEndPoint!.Port;
+
+        var metrics = (await Admin.AdminHttp.GetAsync(admin, "/metrics")).Body;
+        Assert.Equal(1, Admin.AdminHttp.Sample(metrics, "bastion_tls_tunnels_total", "listener=\"web\",mode=\"inspected\""));
+        Assert.Equal(1, Admin.AdminHttp.Sample(metrics, "bastion_tls_tunnels_total", "listener=\"web\",mode=\"spliced\""));
+        Assert.Equal(1, Admin.AdminHttp.Sample(metrics, "bastion_tls_mint_seconds_count", "listener=\"web\""));
+
+        var stats = await Admin.AdminHttp.JsonAsync(admin, "/api/stats");
+        var web = stats.GetProperty("listeners").EnumerateArray().Single(l => l.GetProperty("name").GetString() == "web");
+        Assert.Equal(1, web.GetProperty("tls").GetProperty("inspected").GetInt64());
+        Assert.Equal(1, web.GetProperty("tls").GetProperty("spliced").GetInt64());
+
+        var config = (await Admin.AdminHttp.GetAsync(admin, "/api/config")).Body;
+        Assert.Contains("\"tls_inspection\"", config);
+        Assert.Contains("bank.localhost", config);
+        Assert.DoesNotContain("PRIVATE KEY", config);
+    }
+
+    [Fact]
+    public async Task A_connect_denied_by_default_is_allowed_by_a_rule_on_its_server_name()
+    {
+        await using var gw = await TestGateway.StartAsync($$"""
+            listeners:
+              - name: web
+                type: http-proxy
+                listen: 127.0.0.1:0
+                policy: by-name
+                tls_inspection: { ca: {{f.CaDir}}, upstream_ca: {{f.OriginCaPem}} }
+            policies:
+              by-name:
+                default: deny
+                rules:
+                  - allow: { sni: shop.localhost }
+                    name: shop-only
+            """);
+        int before = f.Origin.Requests;
+        var ok = await Curl(gw, $"https://shop.localhost:{f.Origin.Port}/100b");
+        Assert.True(ok.ExitCode == 0, ok.ToString());
+        var inside = await gw.WaitForLogAsync(l => l.Str("request") == $"GET https://shop.localhost:{f.Origin.Port}/100b");
+        Assert.Equal("shop-only", inside.Str("rule"));
+
+        // Another name: the tunnel closes after the ClientHello, and the origin is never connected to.
+        var denied = await Curl(gw, $"https://api.localhost:{f.Origin.Port}/100b");
+        Assert.NotEqual(0, denied.ExitCode);
+        var line = await gw.WaitForLogAsync(l => l.Str("request") == $"CONNECT api.localhost:{f.Origin.Port}");
+        Assert.Equal("deny", line.Str("verdict"));
+        Assert.Equal("by-name#default", line.Str("rule"));
+        Assert.Equal("api.localhost", line.Str("sni"));
+        Assert.Equal(before + 1, f.Origin.Requests);
+    }
+
+    [Fact]
+    public async Task A_websocket_inside_an_inspected_tunnel_is_judged_then_relayed_both_ways()
+    {
+        await using var gw = await TestGateway.StartAsync(f.Yaml());
+        var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(f.CaCert);
+        using var ws = new System.Net.WebSockets.ClientWebSocket();
+        ws.Options.Proxy = new System.Net.WebProxy(gw.Url("web"));
+        ws.Options.RemoteCertificateValidationCallback = (_, cert, _, errors) =>
+        {
+            // Trust exactly the inspection CA, as a client with it installed would.
+            if (cert is null || (errors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors) != 0) return false;
+            using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+            chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+            chain.ChainPolicy.CustomTrustStore.Add(ca);
+            chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+            return chain.Build(new System.Security.Cryptography.X509Certificates.X509Certificate2(cert));
+        };
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await ws.ConnectAsync(new Uri($"wss://shop.localhost:{f.Origin.Port}/ws"), cts.Token);
+        var recv = new byte[16 * 1024];
+        for (int i = 0; i < 3; i++)
+        {
+            var msg = System.Text.Encoding.UTF8.GetBytes($"inspected {i} " + new string('x', i * 3000));
+            await ws.SendAsync(msg, System.Net.WebSockets.WebSocketMessageType.Text, true, cts.Token);
+            int got = 0;
+            System.Net.WebSockets.WebSocketReceiveResult r;
+            do
+            {
+                r = await ws.ReceiveAsync(new ArraySegment<byte>(recv, got, recv.Length - got), cts.Token);
+                got += r.Count;
+            }
+            while (!r.EndOfMessage);
+            Assert.Equal(msg, recv[..got]);
+        }
+        await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", cts.Token);
+        var line = await gw.WaitForLogAsync(l => l.Str("request") == $"GET https://shop.localhost:{f.Origin.Port}/ws");
+        Assert.Equal(101, line.Num("status"));
+        Assert.Equal("inspected", line.Str("tls"));
     }
 }

@@ -110,6 +110,8 @@ public class PolicyPerformanceTests
         var yaml = """
             lists:
               big: { file: LIST }
+            listeners:
+              - { name: web, type: http-proxy, listen: 127.0.0.1:0, policy: p }
             policies:
               p:
                 rules:

@@ -65,7 +65,7 @@ public class AccessLogTests
             BytesOut = 20,
             DurationMs = 1.23456,
         });
-        log.Write(new AccessEvent { Event = "connection", Id = "c1", Listener = "web", Type = "http-proxy" });
+        log.Write(new AccessEvent { Event = "connection", Id = "c1", Listener = "db", Type = "tcp" });
         await log.DisposeAsync();
         Assert.Equal(2, log.Written);
         Assert.Equal(0, log.Dropped);

@@ -34,27 +34,32 @@ public sealed class Admission(ListenerContext ctx)
     }
 
     /// <summary>The line for a connection turned away by the limit (the protocol may have answered, e.g. HTTP 503).</summary>
-    public void RefuseOverLimit(string? client) =>
-        ctx.OpenRefused(client).Deny(PseudoRules.MaxConnections, "connection limit reached").Close();
+    public void RefuseOverLimit(string? client) => OverLimit(client).Close();
+
+    /// <summary>The record of a refusal over the limit, not yet closed: for a protocol that answers with its id first.</summary>
+    public Exchange OverLimit(string? client) =>
+        ctx.OpenRefused(client).Deny(PseudoRules.MaxConnections, "connection limit reached");
 
     /// <summary>Registers an admitted connection: the registry, the connection metrics, its record (the closed line), abort on drain.</summary>
     public ClientConnection Register(Transport transport, IPEndPoint peer, IPEndPoint? local)
     {
-        var conn = new ClientConnection
-        {
-            Listener = ctx.Name,
-            Type = ctx.TypeName,
-            Client = peer,
-            Local = local,
-            Transport = transport,
-            Draining = _stopAccepting.Token,
-        };
+        var conn = NewConnection(transport, peer, local);
         conn.Record = ctx.Open(conn, ExchangeKinds.Connection);
         conn.DrainRegistration = _abortAll.Token.UnsafeRegister(static c => ((ClientConnection)c!).Abort(), conn);
         ctx.Connections.Add(conn);
         ctx.Metrics.ConnectionOpened(ctx.Name);
         return conn;
     }
+
+    ClientConnection NewConnection(Transport transport, IPEndPoint peer, IPEndPoint? local) => new()
+    {
+        Listener = ctx.Name,
+        Type = ctx.TypeName,
+        Client = peer,
+        Local = local,
+        Transport = transport,
+        Draining = _stopAccepting.Token,
+    };
 
     /// <summary>
     /// A connection opened on behalf of <paramref name="parent"/> (an FTP data channel): registered and linked (it
@@ -63,16 +68,8 @@ public sealed class Admission(ListenerContext ctx)
     /// </summary>
     public ClientConnection RegisterChild(ClientConnection parent, Transport transport, IPEndPoint peer, IPEndPoint? local)
     {
-        var child = new ClientConnection
-        {
-            Listener = ctx.Name,
-            Type = ctx.TypeName,
-            Client = peer,
-            Local = local,
-            Transport = transport,
-            Draining = _stopAccepting.Token,
-            User = parent.User,
-        };
+        var child = NewConnection(transport, peer, local);
+        child.User = parent.User;
         child.Record = ctx.Open(child, ExchangeKinds.Transfer);
         parent.AddChild(child);
         ctx.Connections.Add(child);

@@ -116,6 +116,13 @@ public sealed class Exchange
 
     long _sentAt;
 
+    /// <summary>HTTP: the request's protocol (HTTP/1.1, HTTP/2), Referer and User-Agent, the response's media type;
+    /// for the combined and template log formats.</summary>
+    public string? Protocol { get; set; }
+    public string? Referer { get; set; }
+    public string? UserAgent { get; set; }
+    public string? ContentType { get; set; }
+
     /// <summary>The request went upstream now (else upstream latency is measured from the exchange's start).</summary>
     public void UpstreamSent() => _sentAt = Stopwatch.GetTimestamp();
 
@@ -128,9 +135,15 @@ public sealed class Exchange
     public void Close()
     {
         if (Interlocked.Exchange(ref _closed, 1) != 0) return;
-        if (_responseAt != 0) _ctx.Metrics.UpstreamLatency(_ctx.Name, Stopwatch.GetElapsedTime(_sentAt != 0 ? _sentAt : _start, _responseAt));
+        TimeSpan? upstream = _responseAt != 0 ? Stopwatch.GetElapsedTime(_sentAt != 0 ? _sentAt : _start, _responseAt) : null;
+        if (upstream is { } latency) _ctx.Metrics.UpstreamLatency(_ctx.Name, latency);
         _ctx.Record(new AccessEvent
         {
+            UpstreamMs = upstream?.TotalMilliseconds,
+            Protocol = Protocol,
+            Referer = Referer,
+            UserAgent = UserAgent,
+            ContentType = ContentType,
             Event = Kind,
             Id = Id,
             Conn = ConnectionId,

@@ -20,6 +20,8 @@ public sealed class InspectionSettings
     readonly HostMatcher? _insecure;
     /// <summary>`upstream_ca`: roots trusted for origins besides the system store (empty when not set).</summary>
     public X509Certificate2Collection UpstreamRoots { get; }
+    /// <summary>Origin certificate checks, with what passed recently remembered (a reload starts afresh).</summary>
+    public OriginVerifier Verifier { get; }
 
     InspectionSettings(HostMatcher? inspect, HostMatcher? skip, HostMatcher? insecure, X509Certificate2Collection roots)
     {
@@ -27,6 +29,7 @@ public sealed class InspectionSettings
         _skip = skip;
         _insecure = insecure;
         UpstreamRoots = roots;
+        Verifier = new OriginVerifier(roots);
     }
 
     /// <summary>Inspect unless `skip` names the host; with an `inspect` list, only the hosts it names.</summary>

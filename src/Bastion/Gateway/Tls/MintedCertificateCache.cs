@@ -24,10 +24,14 @@ public sealed class MintedCertificateCache
 
     sealed record Entry(string Name, Task<SslStreamCertificateContext> Context, DateTime RenewAt);
 
-    public MintedCertificateCache(CertificateAuthority ca, int capacity = 10_000)
+    readonly Action<TimeSpan>? _onMinted;
+
+    /// <param name="onMinted">Told how long each minting took (the listener's metrics).</param>
+    public MintedCertificateCache(CertificateAuthority ca, int capacity = 10_000, Action<TimeSpan>? onMinted = null)
     {
         _minter = new CertificateMinter(ca);
         _capacity = capacity;
+        _onMinted = onMinted;
     }
 
     public CertificateAuthority Ca => _minter.Ca;
@@ -73,12 +77,13 @@ public sealed class MintedCertificateCache
     {
         var start = Stopwatch.GetTimestamp();
         var ctx = _minter.MintContext(name);
-        var ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        var took = Stopwatch.GetElapsedTime(start);
         lock (_lock)
         {
             _minted++;
-            _mintMsTotal += ms;
+            _mintMsTotal += took.TotalMilliseconds;
         }
+        _onMinted?.Invoke(took);
         return ctx;
     }
 }

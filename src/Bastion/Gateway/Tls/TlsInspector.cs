@@ -4,7 +4,8 @@ namespace Bastion.Gateway.Tls;
 /// A listener's minted-certificate cache, bound to the CA it was minted from: when a reload brings another CA,
 /// the next tunnel gets a fresh cache (and a fresh leaf key) and the old one is dropped.
 /// </summary>
-public sealed class TlsInspector
+/// <param name="onMinted">Told how long each minting took.</param>
+public sealed class TlsInspector(Action<TimeSpan>? onMinted = null)
 {
     MintedCertificateCache? _cache;
 
@@ -14,7 +15,7 @@ public sealed class TlsInspector
     {
         var c = Volatile.Read(ref _cache);
         if (c is not null && c.Ca.Thumbprint == ca.Thumbprint) return c;
-        var fresh = new MintedCertificateCache(ca);
+        var fresh = new MintedCertificateCache(ca, onMinted: onMinted);
         var seen = Interlocked.CompareExchange(ref _cache, fresh, c);
         // Another tunnel swapped first: use its cache if it is for this CA.
         return ReferenceEquals(seen, c) ? fresh : (seen!.Ca.Thumbprint == ca.Thumbprint ? seen : fresh);

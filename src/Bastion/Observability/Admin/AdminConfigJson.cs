@@ -130,6 +130,17 @@ public static class AdminConfigJson
             }
             w.WriteEndArray();
         }
+        if (l.TlsInspection is { } ti)
+        {
+            // Paths only: the CA key's content never leaves the gateway.
+            w.WriteStartObject("tls_inspection");
+            w.WriteString("ca", c.Resolve(ti.Ca.Text));
+            Strings(w, "inspect", ti.Inspect.Select(v => v.Text));
+            Strings(w, "skip", ti.Skip.Select(v => v.Text));
+            if (ti.UpstreamCa is { } uca) w.WriteString("upstream_ca", c.Resolve(uca.Text));
+            Strings(w, "insecure_upstream", ti.InsecureUpstream.Select(v => v.Text));
+            w.WriteEndObject();
+        }
         if (!l.Routes.IsEmpty)
         {
             w.WriteStartArray("routes");

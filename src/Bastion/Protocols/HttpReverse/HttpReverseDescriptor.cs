@@ -22,7 +22,7 @@ public sealed class HttpReverseDescriptor : IListenerDescriptor
         if (l.Routes.IsEmpty) error(l.Pos, $"listener '{l.Name}': http-reverse needs at least one route");
         foreach (var r in l.Routes)
             if (!root.Upstreams.ContainsKey(r.Upstream) && !ConfigValidator.LooksLikeUrl(r.Upstream))
-                error(r.Pos, $"route: unknown upstream '{r.Upstream}' (define it under 'upstreams:' or give a URL)");
+                error(r.Pos, $"route: unknown upstream '{r.Upstream}'{Suggest.Hint(r.Upstream, root.Upstreams.Keys)} (define it under 'upstreams:' or give a URL)");
         ReverseConfigCheck.Validate(l, error);
     }
 

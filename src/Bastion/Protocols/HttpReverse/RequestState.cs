@@ -1,18 +1,6 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Http;
-using System.Net.Sockets;
-using System.Text;
 using Bastion.Gateway;
-using Bastion.Configuration;
-using Bastion.Hosting;
-using Bastion.Identity;
-using Bastion.Protocols.Http;
 using Bastion.Policy;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.Primitives;
-using Yarp.ReverseProxy.Forwarder;
 
 namespace Bastion.Protocols.HttpReverse;
 

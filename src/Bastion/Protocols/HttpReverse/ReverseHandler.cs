@@ -1,62 +1,28 @@
-using System.Diagnostics;
 using System.Net;
-using System.Net.Http;
 using System.Net.Sockets;
 using System.Text;
 using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
-using Bastion.Identity;
 using Bastion.Protocols.Http;
-using Bastion.Policy;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
-using Microsoft.Extensions.Primitives;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Bastion.Protocols.HttpReverse;
 
 /// <summary>
-/// The per-request pipeline: rate limit, body limit, authentication, policy, route, balance, forward (YARP), log.
+/// The HTTP/2 path (Kestrel, after TLS negotiated h2): the per-request pipeline on YARP: rate limit, body limit,
+/// authentication, policy, route, balance, forward (YARP), log. HTTP/1.1 is <see cref="ReverseSession"/>'s.
 /// Every path ends in exactly one access-log line through <see cref="ListenerContext.Record"/>.
 /// </summary>
-sealed class ReverseHandler
+sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForwarder forwarder)
 {
-    readonly ListenerContext _ctx;
-    readonly IHttpForwarder _forwarder;
-    readonly BastionTransformer _transformer;
-    readonly object _rebuild = new();
-    volatile ReverseState _state;
+    readonly ListenerContext _ctx = ctx;
+    readonly IHttpForwarder _forwarder = forwarder;
+    readonly BastionTransformer _transformer = new();
 
-    public ReverseHandler(ListenerContext ctx, IHttpForwarder forwarder)
-    {
-        _ctx = ctx;
-        _forwarder = forwarder;
-        _transformer = new BastionTransformer();
-        _state = ReverseState.Build(ctx, ctx.Runtime, null);
-    }
-
-    /// <summary>The state for the configuration in force; rebuilt once when reload swapped the snapshot.</summary>
-    public ReverseState State()
-    {
-        var st = _state;
-        var rt = _ctx.Runtime;
-        if (ReferenceEquals(st.Runtime, rt)) return st;
-        lock (_rebuild)
-        {
-            st = _state;
-            if (ReferenceEquals(st.Runtime, rt)) return st;
-            try { st = ReverseState.Build(_ctx, rt, st); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
-            {
-                // A file the new configuration names cannot be read: keep serving with what we have.
-                Console.Error.WriteLine($"bastion: listener {_ctx.Name}: reload kept the previous routes: {e.Message}");
-                st = st with { Runtime = rt };
-            }
-            _state = st;
-            return st;
-        }
-    }
+    public ReverseState State() => states.Current();
 
     public async Task HandleAsync(HttpContext http)
     {
@@ -98,7 +64,7 @@ sealed class ReverseHandler
         }
 
         var req = http.Request;
-        var route = rs.State.Routes.Match(rs.Attrs.Host, req.Method, rs.Attrs.Path!, req.Headers);
+        var route = rs.State.Routes.Match(rs.Attrs.Host, req.Method, rs.Attrs.Path!, new KestrelRouteHeaders(req.Headers));
         if (route is null)
         {
             await Page(http, 404, $"no route for {req.Host.Value}{req.Path.Value}", rs).ConfigureAwait(false);
@@ -161,6 +127,8 @@ sealed class ReverseHandler
         if (!auth.Ok)
         {
             http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
+            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+            if (auth.Tried is { } tried) rs.X.User = tried;
             await Deny(http, rs, 401, PseudoRules.Authenticate, auth.Failure!).ConfigureAwait(false);
             return false;
         }
@@ -194,6 +162,7 @@ sealed class ReverseHandler
             rs.Target = target;
             rs.X.Upstream = target.Prefix;
             target.Begin();
+            rs.X.UpstreamSent();
             ForwarderError err;
             try { err = await _forwarder.SendAsync(http, target.Prefix, group.Invoker, config, _transformer).ConfigureAwait(false); }
             finally { target.End(); }
@@ -300,9 +269,13 @@ sealed class ReverseHandler
         var x = rs.X;
         x.AddIn(rs.InCounter?.Count ?? rs.BytesIn);
         x.AddOut(rs.OutCounter?.Count ?? rs.BytesOut);
-        x.User = rs.Attrs.User;
+        if (rs.Attrs.User is not null) x.User = rs.Attrs.User;
         x.Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}" : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
         x.Status = status;
+        x.Protocol = req.Protocol;
+        x.Referer = req.Headers.Referer.Count > 0 ? req.Headers.Referer.ToString() : null;
+        x.UserAgent = req.Headers.UserAgent.Count > 0 ? req.Headers.UserAgent.ToString() : null;
+        x.ContentType = http.Response.ContentType;
         if (verdict == Verdict.Allow) x.Allow(rule, reason);
         else x.Deny(rule, reason);
         x.Close();

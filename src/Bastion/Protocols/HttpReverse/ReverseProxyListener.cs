@@ -1,148 +1,99 @@
-using System.Net;
 using System.Net.Security;
-using Bastion.Configuration;
+using System.Net.Sockets;
 using Bastion.Gateway;
 using Bastion.Hosting;
-using Bastion.Observability;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Server.Kestrel.Core;
-using Microsoft.AspNetCore.Server.Kestrel.Https;
+using Bastion.Protocols.Http.Engine;
+using Bastion.Protocols.Http.Io;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 using Yarp.ReverseProxy.Forwarder;
 
 namespace Bastion.Protocols.HttpReverse;
 
 /// <summary>
-/// The reverse proxy (SPEC 3, http-reverse). Each listener is its own Kestrel server, so that reload can start and
-/// stop one without touching the others. Kestrel parses HTTP/1.1 and HTTP/2 and terminates TLS (certificate by SNI);
-/// Bastion asks the policy, routes and balances (<see cref="ReverseHandler"/>); YARP's <see cref="IHttpForwarder"/>
-/// sends the request upstream and streams bodies and upgraded connections both ways.
+/// The reverse proxy (SPEC 3, http-reverse). The shared accept loop and admission; then, per connection: TLS
+/// (when the listener has certificates: chosen by SNI, ALPN h2 or http/1.1) done here; HTTP/1.1 on the engine
+/// (<see cref="ReverseSession"/>); HTTP/2 handed to Kestrel and YARP (<see cref="Http2Handoff"/>). Both ask the same
+/// policy, routes and upstream groups (<see cref="ReverseStates"/>).
 /// </summary>
-public sealed class ReverseProxyListener(ListenerContext ctx) : IGatewayListener
+public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(ctx)
 {
-    readonly ListenerContext _ctx = ctx;
-    readonly Admission _admission = new(ctx);
-    WebApplication? _app;
-    ReverseHandler? _handler;
+    ReverseStates? _states;
+    ServerCertificates? _certs;
+    Http2Handoff? _h2;
     bool _stopped;
 
-    public string Name => _ctx.Name;
-    public ListenerType Type => _ctx.Type;
-    public IPEndPoint? BoundEndPoint { get; private set; }
-    public bool IsRunning => _app is not null && !_stopped;
-    public int ActiveConnections => _admission.Active;
-
     /// <summary>For tests and the admin API: the upstream groups in force and their targets' health.</summary>
-    public IReadOnlyDictionary<string, UpstreamGroup> Upstreams => _handler?.State().Groups ?? [];
+    public IReadOnlyDictionary<string, UpstreamGroup> Upstreams => _states?.Current().Groups ?? [];
 
-    public async Task StartAsync(CancellationToken ct)
+    public int ActiveConnections => Active;
+
+    public override async Task StartAsync(CancellationToken ct)
     {
-        var cfg = _ctx.Config;
-        var rt = _ctx.Runtime;
-        var limits = cfg.Limits;
-        var certs = cfg.Tls.IsEmpty ? null : new ServerCertificates(rt.Config, cfg.Tls);
-        var ep = ListenSockets.EndPoint(cfg.Listen);
-
-        var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "bastion" });
-        builder.Services.AddLogging(b => b.ClearProviders());
-        builder.Services.AddHttpForwarder();
-        builder.WebHost.UseKestrelCore();
-        ListenOptions? bound = null;
-        builder.WebHost.ConfigureKestrel(k =>
+        var cfg = Ctx.Config;
+        _states = new ReverseStates(Ctx);
+        if (!cfg.Tls.IsEmpty)
         {
-            k.AddServerHeader = false;
-            k.Limits.MaxRequestBodySize = limits.MaxRequestBody > 0 ? limits.MaxRequestBody : null;
-            k.Limits.MaxRequestHeadersTotalSize = limits.MaxHeaderSize;
-            k.Limits.MaxRequestLineSize = limits.MaxHeaderSize;
-            k.Limits.Http2.MaxRequestHeaderFieldSize = Math.Max(4096, limits.MaxHeaderSize);
-            k.Limits.KeepAliveTimeout = limits.IdleTimeout;
-            k.Limits.RequestHeadersTimeout = limits.HeaderTimeout;
-            k.Listen(ep, lo =>
-            {
-                // h2c is not offered on plain listeners: HTTP/2 comes with TLS and ALPN.
-                lo.Protocols = certs is null ? HttpProtocols.Http1 : HttpProtocols.Http1AndHttp2;
-                // First on the raw transport, before TLS: connection registry, limit, and the PROXY protocol header.
-                lo.Use(next => c => OnConnectionAsync(c, next));
-                if (certs is not null)
-                {
-                    lo.UseHttps(new TlsHandshakeCallbackOptions
-                    {
-                        HandshakeTimeout = limits.HeaderTimeout,
-                        OnConnection = hello => ValueTask.FromResult(new SslServerAuthenticationOptions
-                        {
-                            ServerCertificateContext = certs.Select(hello.ClientHelloInfo.ServerName),
-                            ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
-                        }),
-                    });
-                }
-                bound = lo;
-            });
-        });
-        var app = builder.Build();
-        var handler = new ReverseHandler(_ctx, app.Services.GetRequiredService<IHttpForwarder>());
-        app.Run(handler.HandleAsync);
-        await app.StartAsync(ct).ConfigureAwait(false);
-        _app = app;
-        _handler = handler;
-        BoundEndPoint = bound?.IPEndPoint ?? ep;
-        _ctx.Remember(cfg);
+            _certs = new ServerCertificates(Ctx.Runtime.Config, cfg.Tls);
+            _h2 = await Http2Handoff.StartAsync(Ctx, cfg.Limits,
+                sp => new ReverseHandler(Ctx, _states, sp.GetRequiredService<IHttpForwarder>()).HandleAsync, ct).ConfigureAwait(false);
+        }
+        await base.StartAsync(ct).ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// The shared admission on Kestrel's raw transport, before TLS and HTTP: limit, registry, the PROXY header (read
-    /// off Kestrel's input pipe; setting c.RemoteEndPoint makes Kestrel report the client it names to every request),
-    /// and the closed line when the connection ends.
-    /// </summary>
-    async Task OnConnectionAsync(ConnectionContext c, ConnectionDelegate next)
+    protected override async Task HandleAsync(ClientConnection conn)
     {
-        if (c.RemoteEndPoint is not IPEndPoint peer) { await next(c).ConfigureAwait(false); return; }
-        if (!_admission.TryEnter())
+        var socket = conn.Socket!;
+        if (_certs is null)
         {
-            _admission.RefuseOverLimit(peer.ToString());
-            c.Abort();
+            await new ReverseSession(Ctx, conn, _states!, Duplex.Over(socket), tls: false).RunAsync().ConfigureAwait(false);
             return;
         }
-        var conn = _admission.Register(Transport.FromPipe(c.Transport), peer, c.LocalEndPoint as IPEndPoint);
-        try
+        // What a PROXY header reader buffered past the header is the start of the TLS handshake.
+        Stream raw = new NetworkStream(socket, ownsSocket: false);
+        if (conn.Transport.HasInputPipe && conn.Transport.TakeBuffered() is { IsEmpty: false } early) raw = new PrefixedStream(early, raw);
+        var ssl = new SslStream(raw, leaveInnerStreamOpen: false);
+        await using (ssl.ConfigureAwait(false))
         {
-            if (!await _admission.IdentifyAsync(conn).ConfigureAwait(false))
+            var certs = _certs;
+            using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted))
             {
-                c.Abort();
-                return;
+                timeout.CancelAfter(Ctx.Config.Limits.HeaderTimeout);
+                try
+                {
+                    await ssl.AuthenticateAsServerAsync(static (_, hello, state, _) => ValueTask.FromResult(new SslServerAuthenticationOptions
+                    {
+                        ServerCertificateContext = ((ServerCertificates)state!).Select(hello.ServerName),
+                        ApplicationProtocols = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11],
+                    }), certs, timeout.Token).ConfigureAwait(false);
+                }
+                catch (Exception e) when (Duplex.IsIoError(e))
+                {
+                    // A failed or abandoned handshake: the connection's closed line says so.
+                    conn.Record.Reason = e is OperationCanceledException ? "TLS handshake not done in time" : $"TLS handshake failed: {Innermost(e)}";
+                    return;
+                }
             }
-            if (conn.ProxyHeader?.Source is { } src) c.RemoteEndPoint = src;
-            c.Features.Set(conn);
-            using var reg = conn.Aborted.Register(static s => ((ConnectionContext)s!).Abort(), c);
-            await next(c).ConfigureAwait(false);
-        }
-        finally
-        {
-            _admission.Release(conn);
+            if (ssl.NegotiatedApplicationProtocol == SslApplicationProtocol.Http2 && _h2 is { } h2)
+                await h2.ServeAsync(ssl, socket, conn).ConfigureAwait(false);
+            else
+                await new ReverseSession(Ctx, conn, _states!, Duplex.Over(ssl, socket), tls: true).RunAsync().ConfigureAwait(false);
         }
     }
 
-    public async Task StopAsync(CancellationToken drain)
+    static string Innermost(Exception e)
+    {
+        while (e.InnerException is not null) e = e.InnerException;
+        return e.Message;
+    }
+
+    public override async Task StopAsync(CancellationToken drain)
     {
         if (_stopped) return;
         _stopped = true;
-        _admission.StopAccepting();
-        if (_app is { } app)
-        {
-            // Kestrel stops accepting, lets requests (and upgraded connections) finish until drain, then aborts them.
-            try { await app.StopAsync(drain).ConfigureAwait(false); }
-            catch (OperationCanceledException) { }
-            await app.DisposeAsync().ConfigureAwait(false);
-        }
-        using (var none = new CancellationTokenSource(TimeSpan.Zero)) await _admission.DrainAsync(none.Token).ConfigureAwait(false);
-        _handler?.State().DisposeGroups();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.Zero);
-        await StopAsync(cts.Token).ConfigureAwait(false);
+        // HTTP/2 connections finish on Kestrel's side (GOAWAY) while the engine's drain.
+        var h2 = _h2?.StopAsync(drain) ?? Task.CompletedTask;
+        await base.StopAsync(drain).ConfigureAwait(false);
+        await h2.ConfigureAwait(false);
+        _states?.Current().DisposeGroups();
     }
 }

@@ -90,3 +90,32 @@ sealed record ReverseState
         foreach (var g in Groups.Values) g.Dispose();
     }
 }
+
+/// <summary>The state for the configuration in force, shared by the HTTP/1.1 engine and the HTTP/2 (Kestrel) path.</summary>
+sealed class ReverseStates(ListenerContext ctx)
+{
+    readonly object _rebuild = new();
+    volatile ReverseState _state = ReverseState.Build(ctx, ctx.Runtime, null);
+
+    /// <summary>Rebuilt once when reload swapped the snapshot; requests keep the one they started with.</summary>
+    public ReverseState Current()
+    {
+        var st = _state;
+        var rt = ctx.Runtime;
+        if (ReferenceEquals(st.Runtime, rt)) return st;
+        lock (_rebuild)
+        {
+            st = _state;
+            if (ReferenceEquals(st.Runtime, rt)) return st;
+            try { st = ReverseState.Build(ctx, rt, st); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+            {
+                // A file the new configuration names cannot be read: keep serving with what we have.
+                Console.Error.WriteLine($"bastion: listener {ctx.Name}: reload kept the previous routes: {e.Message}");
+                st = st with { Runtime = rt };
+            }
+            _state = st;
+            return st;
+        }
+    }
+}

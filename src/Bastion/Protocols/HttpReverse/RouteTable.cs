@@ -5,6 +5,25 @@ using Microsoft.AspNetCore.Http;
 
 namespace Bastion.Protocols.HttpReverse;
 
+/// <summary>A request's header values as route `headers:` conditions see them (each field line on its own).</summary>
+public interface IRouteHeaders
+{
+    /// <summary>True when some value of the header matches; false when none does or the header is absent.</summary>
+    bool AnyValue(string name, StringPattern pattern);
+}
+
+/// <summary>Kestrel's headers (the HTTP/2 path).</summary>
+public sealed class KestrelRouteHeaders(IHeaderDictionary headers) : IRouteHeaders
+{
+    public bool AnyValue(string name, StringPattern pattern)
+    {
+        if (!headers.TryGetValue(name, out var v)) return false;
+        foreach (var s in v)
+            if (s is not null && pattern.IsMatch(s)) return true;
+        return false;
+    }
+}
+
 /// <summary>
 /// A route compiled from `routes:`. Matching allocates nothing: host is compared as a span, the path pattern is a
 /// list of literal and parameter segments, headers are prepared patterns.
@@ -25,7 +44,7 @@ public sealed class CompiledRoute
     /// <summary>How it is named in logs: the config position (routes have no names).</summary>
     public required string Label { get; init; }
 
-    public bool Matches(string? host, string method, string path, IHeaderDictionary headers)
+    public bool Matches(string? host, string method, string path, IRouteHeaders headers)
     {
         if (Host is not null)
         {
@@ -45,13 +64,7 @@ public sealed class CompiledRoute
         }
         if (Path is not null && !Path.IsMatch(path)) return false;
         foreach (var (name, pattern) in Headers)
-        {
-            if (!headers.TryGetValue(name, out var v) || v.Count == 0) return false;
-            bool any = false;
-            foreach (var s in v)
-                if (s is not null && pattern.IsMatch(s)) { any = true; break; }
-            if (!any) return false;
-        }
+            if (!headers.AnyValue(name, pattern)) return false;
         return true;
     }
 
@@ -158,7 +171,7 @@ public sealed class RouteTable(CompiledRoute[] routes)
 {
     public CompiledRoute[] Routes { get; } = routes;
 
-    public CompiledRoute? Match(string? host, string method, string path, IHeaderDictionary headers)
+    public CompiledRoute? Match(string? host, string method, string path, IRouteHeaders headers)
     {
         foreach (var r in Routes)
             if (r.Matches(host, method, path, headers)) return r;

@@ -1,4 +1,5 @@
 using System.Net.Security;
+using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Bastion.Configuration;
 
@@ -24,7 +25,12 @@ public sealed class ServerCertificates
         foreach (var t in tls)
         {
             var certPath = root.Resolve(t.Cert);
-            var leaf = X509Certificate2.CreateFromPemFile(certPath, root.Resolve(t.Key));
+            X509Certificate2 leaf;
+            try { leaf = X509Certificate2.CreateFromPemFile(certPath, root.Resolve(t.Key)); }
+            catch (CryptographicException e)
+            {
+                throw new CryptographicException($"certificate {certPath} with key {root.Resolve(t.Key)}: {e.Message}", e);
+            }
             var all = new X509Certificate2Collection();
             all.ImportFromPemFile(certPath);
             var intermediates = new X509Certificate2Collection();

@@ -3,12 +3,14 @@ using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using Bastion.Configuration;
 using Bastion.Gateway;
+using Bastion.Protocols.Http.Upstream;
 
 namespace Bastion.Protocols.HttpReverse;
 
 /// <summary>
 /// An `upstreams:` group (or a route's inline URL): targets, the balancing choice, active health checks, and the
-/// HTTP client (connection pool, TLS settings) YARP's forwarder sends through.
+/// clients: one keep-alive pool per target for the HTTP/1.1 engine (<see cref="PoolFor"/>), and the
+/// SocketsHttpHandler YARP's forwarder sends HTTP/2 requests through. Both use the group's TLS trust.
 /// </summary>
 public sealed class UpstreamGroup : IDisposable
 {
@@ -22,13 +24,25 @@ public sealed class UpstreamGroup : IDisposable
     public UpstreamTarget[] Targets => Set.Targets;
     public HttpMessageInvoker Invoker { get; }
     readonly TimeSpan _connectTimeout;
+    readonly UpstreamPool[] _pools;
+    readonly string[] _basePaths;
 
     public UpstreamGroup(string name, UpstreamConfig? cfg, IEnumerable<string> targets, BastionConfig root, TimeSpan connectTimeout)
     {
         _connectTimeout = connectTimeout;
-        Invoker = new HttpMessageInvoker(CreateHandler(cfg, root, connectTimeout), disposeHandler: true);
+        var validate = Validation(cfg, root);
+        Invoker = new HttpMessageInvoker(CreateHandler(validate, connectTimeout), disposeHandler: true);
         Set = new UpstreamSet(name, cfg, targets.Select(NormalizeTarget), PassiveDownTime, ProbeAsync);
+        var tls = new UpstreamTls(validate);
+        _pools = [.. Set.Targets.Select(t => new UpstreamPool(t.Uri.IdnHost, t.Port, t.Uri.Scheme == "https" ? tls : null, connectTimeout))];
+        _basePaths = [.. Set.Targets.Select(t => t.Uri.AbsolutePath.TrimEnd('/'))];
     }
+
+    /// <summary>The HTTP/1.1 keep-alive pool of a target of this group.</summary>
+    public UpstreamPool PoolFor(UpstreamTarget t) => _pools[Array.IndexOf(Set.Targets, t)];
+
+    /// <summary>The target's base path (`http://h/base` → `/base`; empty for none): it goes before the request's path.</summary>
+    public string BasePath(UpstreamTarget t) => _basePaths[Array.IndexOf(Set.Targets, t)];
 
     /// <summary>The active check: GET the health path; 2xx and 3xx are healthy.</summary>
     async Task<bool> ProbeAsync(UpstreamTarget t, HealthConfig h, CancellationToken ct)
@@ -48,8 +62,18 @@ public sealed class UpstreamGroup : IDisposable
         return t.TrimEnd('/');
     }
 
+    /// <summary>The group's certificate check: any (insecure_tls), the system's or a CA file's roots (ca_file), or the system's.</summary>
+    static RemoteCertificateValidationCallback? Validation(UpstreamConfig? cfg, BastionConfig root)
+    {
+        if (cfg?.InsecureTls == true) return static (_, _, _, _) => true;
+        if (cfg?.CaFile is not { } caFile) return null;
+        var roots = new X509Certificate2Collection();
+        roots.ImportFromPemFile(root.Resolve(caFile));
+        return (_, cert, _, errors) => TrustedBy(roots, cert, errors);
+    }
+
     /// <summary>Settings as YARP's own ForwarderHttpClientFactory makes them: no proxy, no redirects, no cookies, no decompression.</summary>
-    static SocketsHttpHandler CreateHandler(UpstreamConfig? cfg, BastionConfig root, TimeSpan connectTimeout)
+    static SocketsHttpHandler CreateHandler(RemoteCertificateValidationCallback? validate, TimeSpan connectTimeout)
     {
         var handler = new SocketsHttpHandler
         {
@@ -62,17 +86,10 @@ public sealed class UpstreamGroup : IDisposable
             ConnectTimeout = connectTimeout,
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
             MaxConnectionsPerServer = int.MaxValue,
+            // Kestrel reads header values as Latin-1: written back the same way, obs-text crosses byte for byte.
+            RequestHeaderEncodingSelector = static (_, _) => System.Text.Encoding.Latin1,
         };
-        if (cfg?.InsecureTls == true)
-        {
-            handler.SslOptions.RemoteCertificateValidationCallback = static (_, _, _, _) => true;
-        }
-        else if (cfg?.CaFile is { } caFile)
-        {
-            var roots = new X509Certificate2Collection();
-            roots.ImportFromPemFile(root.Resolve(caFile));
-            handler.SslOptions.RemoteCertificateValidationCallback = (_, cert, _, errors) => TrustedBy(roots, cert, errors);
-        }
+        if (validate is not null) handler.SslOptions.RemoteCertificateValidationCallback = validate;
         return handler;
     }
 
@@ -108,6 +125,7 @@ public sealed class UpstreamGroup : IDisposable
     public void Dispose()
     {
         Set.Dispose();
+        foreach (var p in _pools) _ = p.RetireAsync().AsTask();
         // Requests in flight may still use the pool: let it go once they have had time to finish.
         var invoker = Invoker;
         _ = Task.Delay(TimeSpan.FromMinutes(2)).ContinueWith(_ => invoker.Dispose(), TaskScheduler.Default);

@@ -54,7 +54,7 @@ sealed class SmtpSession(SmtpListener listener, ListenerContext ctx, ClientConne
 
     public async Task RunAsync()
     {
-        _connX = ctx.Open(conn, ExchangeKinds.Connection);
+        _connX = conn.Record;   // the connection's own record: one closed line (the admission writes it if the session does not)
         _linked = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted, _idle.Token);
         _connX.Request = $"SMTP {_cfg.Upstream}";
         _lines = new LineReader(Client.Input, _smtp.MaxLine - 2);

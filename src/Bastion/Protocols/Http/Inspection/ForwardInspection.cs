@@ -11,7 +11,7 @@ sealed class ForwardInspection(ListenerContext ctx) : IAsyncDisposable
 {
     InspectedHttp2? _http2;
 
-    public TlsInspector Tls { get; } = new();
+    public TlsInspector Tls { get; } = new(t => ctx.Metrics.TlsMinted(ctx.Name, t));
 
     /// <summary>Whether h2 is offered inside inspected tunnels (when both the client and the origin offer it).</summary>
     public bool Http2Enabled => true;

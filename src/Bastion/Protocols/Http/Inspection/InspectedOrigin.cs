@@ -2,13 +2,16 @@ using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
 using Bastion.Gateway.Tls;
+using Bastion.Protocols.Http.Upstream;
 
 namespace Bastion.Protocols.Http.Inspection;
 
 /// <summary>
-/// What requests inside one inspected tunnel go to: the server name the client asked for, and an HTTP client bound
-/// to the origin connection opened during the handshake. When that connection could not be had (a refused
-/// certificate), <see cref="Failure"/> says why and every request is answered with an error page instead.
+/// What requests inside one inspected tunnel go to: the server name the client asked for, and the way to the origin
+/// opened during the handshake. HTTP/1.1 tunnels use the engine's own client (<see cref="Pool"/>, its first
+/// connection the verified one); HTTP/2 tunnels forward through YARP (<see cref="Upstream"/>). When no origin
+/// connection could be had (a refused certificate), <see cref="Failure"/> says why and every request is answered
+/// with an error page instead.
 /// </summary>
 sealed class InspectedOrigin : IDisposable
 {
@@ -20,75 +23,68 @@ sealed class InspectedOrigin : IDisposable
     public string Authority => Port == 443 ? HostText : $"{HostText}:{Port}";
     string HostText => Name.Contains(':') ? $"[{Name}]" : Name;
     public string? Failure { get; init; }
-    public HttpMessageInvoker? Upstream { get; set; }
     public bool Http2 { get; init; }
+    /// <summary>HTTP/1.1 tunnels: the origin connections, reconnecting to the same address when the origin closes one.</summary>
+    public UpstreamPool? Pool { get; set; }
+    /// <summary>HTTP/2 tunnels: YARP's client to the origin.</summary>
+    public HttpMessageInvoker? Upstream { get; set; }
 
     /// <summary>The URL a request inside the tunnel is judged and logged by.</summary>
     public string Url(string pathAndQuery) => $"https://{Authority}{pathAndQuery}";
 
-    /// <summary>
-    /// Where <see cref="Upstream"/> sends requests: plain http over HTTP/1.1, whose connection is already TLS; https
-    /// over HTTP/2, whose client must do TLS itself (HTTP/2 names the scheme on the wire, and .NET's HTTP/2 client
-    /// cannot adopt an established TLS stream).
-    /// </summary>
-    public string UpstreamPrefix => Http2 ? $"https://{Authority}" : $"http://{Authority}";
-
-    public Uri UpstreamUri(string pathAndQuery) => new(UpstreamPrefix + pathAndQuery);
+    /// <summary>Where YARP sends an HTTP/2 request (its client does TLS itself).</summary>
+    public string UpstreamPrefix => $"https://{Authority}";
 
     /// <summary>Why the last further connection to the origin failed its verification, for the error page.</summary>
     public string? LastFailure;
 
     public void Dispose() => Upstream?.Dispose();
 
-    /// <summary>
-    /// An HTTP/1.1 client whose first connection is the one already open (its ALPN mirrored to the client); any
-    /// further connection it wants (the origin closed the first) is opened and verified the same way.
-    /// </summary>
-    public static HttpMessageInvoker Http1Client(SslStream first, Func<CancellationToken, ValueTask<Stream>> reconnect, Configuration.Limits limits)
+    /// <summary>The HTTP/1.1 pool: to the CONNECT's address, TLS for the name, verified as the first connection was.</summary>
+    public static UpstreamPool Http1Pool(InspectedOrigin origin, IPAddress address, InspectionSettings settings, Configuration.Limits limits)
     {
-        SslStream? pending = first;
-        var handler = Handler(limits);
-        handler.ConnectCallback = (_, ct) => Interlocked.Exchange(ref pending, null) is { } s ? ValueTask.FromResult<Stream>(s) : reconnect(ct);
-        return new HttpMessageInvoker(handler, disposeHandler: true);
+        bool insecure = settings.IsInsecureUpstream(origin.Name);
+        var verifier = settings.Verifier;
+        var tls = new UpstreamTls((host, cert, chain, errors) => insecure ? null : verifier.Verify(host, cert, chain, errors), verifier.HandshakePolicy);
+        return new UpstreamPool(origin.Name, origin.Port, tls, limits.ConnectTimeout, maxIdle: 4, addresses: [address]);
     }
 
     /// <summary>An HTTP/2 client to the origin's address that does TLS itself, verified as the first connection was.</summary>
     public static HttpMessageInvoker Http2Client(InspectedOrigin origin, IPAddress address, int port, InspectionSettings settings, Configuration.Limits limits)
     {
-        var handler = Handler(limits);
-        handler.ConnectCallback = async (_, ct) =>
+        var handler = new SocketsHttpHandler
         {
-            var c = await Gateway.Connector.ConnectAsync([address], port, limits.ConnectTimeout, ct).ConfigureAwait(false);
-            if (!c.Ok) throw new HttpRequestException(HttpRequestError.ConnectionError, $"cannot connect to {origin.Name}:{port}: {c.Message ?? c.Error.ToString()}");
-            return new NetworkStream(c.Socket!, ownsSocket: true);
+            UseProxy = false,
+            UseCookies = false,
+            AllowAutoRedirect = false,
+            AutomaticDecompression = DecompressionMethods.None,
+            ConnectTimeout = limits.ConnectTimeout,
+            PooledConnectionIdleTimeout = limits.IdleTimeout,
+            ActivityHeadersPropagator = null,
+            MaxResponseHeadersLength = 64,
+            EnableMultipleHttp2Connections = false,
+            RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.Latin1,
+            ConnectCallback = async (_, ct) =>
+            {
+                var c = await Gateway.Connector.ConnectAsync([address], port, limits.ConnectTimeout, ct).ConfigureAwait(false);
+                if (!c.Ok) throw new HttpRequestException(HttpRequestError.ConnectionError, $"cannot connect to {origin.Name}:{port}: {c.Message ?? c.Error.ToString()}");
+                return new NetworkStream(c.Socket!, ownsSocket: true);
+            },
         };
         bool insecure = settings.IsInsecureUpstream(origin.Name);
         handler.SslOptions = new SslClientAuthenticationOptions
         {
             TargetHost = origin.Name,
             CertificateRevocationCheckMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck,
+            CertificateChainPolicy = settings.Verifier.HandshakePolicy(),
             RemoteCertificateValidationCallback = (_, cert, chain, errors) =>
             {
                 if (insecure) return true;
-                var problem = OriginTls.Verify(origin.Name, cert as System.Security.Cryptography.X509Certificates.X509Certificate2, chain, errors, settings.UpstreamRoots);
+                var problem = settings.Verifier.Verify(origin.Name, cert as System.Security.Cryptography.X509Certificates.X509Certificate2, chain, errors);
                 if (problem is not null) origin.LastFailure = problem;
                 return problem is null;
             },
         };
-        handler.EnableMultipleHttp2Connections = false;
         return new HttpMessageInvoker(handler, disposeHandler: true);
     }
-
-    static SocketsHttpHandler Handler(Configuration.Limits limits) => new()
-    {
-        UseProxy = false,
-        UseCookies = false,
-        AllowAutoRedirect = false,
-        AutomaticDecompression = DecompressionMethods.None,
-        ConnectTimeout = limits.ConnectTimeout,
-        PooledConnectionIdleTimeout = limits.IdleTimeout,
-        ActivityHeadersPropagator = null,
-        MaxResponseHeadersLength = 64,
-        RequestHeaderEncodingSelector = (_, _) => System.Text.Encoding.Latin1,
-    };
 }

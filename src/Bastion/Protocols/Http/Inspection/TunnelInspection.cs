@@ -1,5 +1,4 @@
 using System.Buffers;
-using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
@@ -10,6 +9,7 @@ using Bastion.Gateway;
 using Bastion.Gateway.Tls;
 using Bastion.Hosting;
 using Bastion.Policy;
+using Bastion.Protocols.Http.Io;
 using Bastion.Protocols.HttpProxy;
 
 namespace Bastion.Protocols.Http.Inspection;
@@ -24,20 +24,21 @@ delegate void ConnectLog(int status, string rule, string? reason, Verdict verdic
 /// certificate), then TLS to the client with a certificate minted for the name (mirroring the protocol the origin
 /// chose), and every request inside goes through the forward-proxy engine like a plain one.
 /// </summary>
-sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, ForwardInspection state)
+sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, ForwardInspection state, ForwardPools pools)
 {
     static readonly SslApplicationProtocol[] Inspectable = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
 
     /// <summary>Runs the tunnel to its end; returns the reason to put on the connection line, if any.</summary>
     /// <param name="upstream">The origin's socket; null when the CONNECT waits for the server name to be allowed.</param>
     /// <param name="connectLater">Connects to the origin once the policy allowed the server name.</param>
-    public async Task<string?> RunAsync(Transport? upstream,
-        Func<Task<(Transport? Transport, int Status, string? Reason)>> connectLater, RequestAttributes attrs, Decision decision,
+    /// <param name="client">The client's buffer: the bytes behind the CONNECT head, and where the peek reads to.</param>
+    public async Task<string?> RunAsync(Peer client, Socket? upstream,
+        Func<Task<(Socket? Socket, int Status, string? Reason)>> connectLater, RequestAttributes attrs, Decision decision,
         Limits limits, ConnectLog log)
     {
         var settings = ctx.Runtime.Inspection.GetValueOrDefault(ctx.Name);
         var connectHost = Unbracket(attrs.Host!);
-        var (status, hello, peekError) = await PeekAsync(conn.Transport.Input, limits.HeaderTimeout).ConfigureAwait(false);
+        var (status, hello, peekError) = await PeekAsync(client, limits.HeaderTimeout).ConfigureAwait(false);
         var sni = hello?.ServerName;
         var name = sni ?? connectHost;
 
@@ -64,7 +65,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             }
             upstream = connected;
         }
-        await using var owned = upstream;
+        using var owned = upstream;
 
         bool inspectTarget = settings is not null && settings.ShouldInspect(connectHost);
         if (status != HelloStatus.Parsed)
@@ -77,7 +78,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
                 return why;
             }
             log(200, decision.RuleName, decision.Reason, Verdict.Allow, "spliced", null);
-            return await SpliceAsync(upstream, limits).ConfigureAwait(false);
+            return await SpliceAsync(client, upstream, limits).ConfigureAwait(false);
         }
 
         // A name the client claims differs from the CONNECT host: inspected unless both are skipped.
@@ -85,9 +86,9 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
         if (!inspect)
         {
             log(200, decision.RuleName, decision.Reason, Verdict.Allow, "spliced", sni);
-            return await SpliceAsync(upstream, limits).ConfigureAwait(false);
+            return await SpliceAsync(client, upstream, limits).ConfigureAwait(false);
         }
-        return await InspectAsync(settings!, hello!, name, sni, upstream, attrs, decision, limits, log).ConfigureAwait(false);
+        return await InspectAsync(settings!, hello!, name, sni, client, upstream, attrs, decision, limits, log).ConfigureAwait(false);
     }
 
     static readonly System.Runtime.CompilerServices.ConditionalWeakTable<CompiledPolicy, StrongBox<(bool Asks, HashSet<string> SniRules, bool SniAllows)>> SniUse = new();
@@ -110,16 +111,18 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
         return sniAllows && (d.RuleName == $"{p.Name}#default" || sniRules.Contains(d.RuleName));
     }
 
-    /// <summary>Relays untouched, the peeked bytes first (they are still in the client's pipe).</summary>
-    async Task<string?> SpliceAsync(Transport upstream, Limits limits)
+    /// <summary>Relays untouched, the peeked bytes first.</summary>
+    async Task<string?> SpliceAsync(Peer client, Socket upstream, Limits limits)
     {
         state.Counted(ctx, "spliced");
-        await StreamRelay.RunAsync(conn.Transport, upstream, limits.IdleTimeout, conn.Record.Counter, conn.Aborted).ConfigureAwait(false);
+        ReadOnlyMemory<byte> early = client.Count > 0 ? client.Data.ToArray() : default;
+        client.Clear();
+        await SocketRelay.RunAsync(conn.Socket!, upstream, limits.IdleTimeout, conn.Record.Counter, early, default, conn.Aborted).ConfigureAwait(false);
         return null;
     }
 
-    async Task<string?> InspectAsync(InspectionSettings settings, ClientHello hello, string name, string? sni,
-        Transport upstream, RequestAttributes attrs, Decision decision, Limits limits, ConnectLog log)
+    async Task<string?> InspectAsync(InspectionSettings settings, ClientHello hello, string name, string? sni, Peer clientBuffer,
+        Socket upstream, RequestAttributes attrs, Decision decision, Limits limits, ConnectLog log)
     {
         string? Refuse(string why)
         {
@@ -140,7 +143,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
         // The origin first: what it accepts is what the client is offered.
         var cache = state.Tls.CacheFor(settings.Ca);
         var minting = cache.GetAsync(name);
-        var origin = await OriginTls.HandshakeAsync(new NetworkStream(upstream.Socket!, ownsSocket: false), name, alpn, settings, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        var origin = await OriginTls.HandshakeAsync(new NetworkStream(upstream, ownsSocket: false), name, alpn, settings, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
         SslApplicationProtocol chosen;
         if (origin.Ok) chosen = origin.Protocol;
         else chosen = alpn is null ? default : (alpn.Contains(SslApplicationProtocol.Http11) ? SslApplicationProtocol.Http11 : alpn[0]);
@@ -153,8 +156,10 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             return Refuse($"cannot mint a certificate for {name}: {e.Message}");
         }
 
-        // The ClientHello read to decide is still in the client's pipe: it goes into the handshake first.
-        var client = new SslStream(new ReplayStream(conn.Transport.TakeBuffered(), conn.Transport.Stream), leaveInnerStreamOpen: true);
+        // The ClientHello read to decide goes into the handshake first.
+        var hello0 = clientBuffer.Data.ToArray();
+        clientBuffer.Clear();
+        var client = new SslStream(new ReplayStream(hello0, new NetworkStream(conn.Socket!, ownsSocket: false)), leaveInnerStreamOpen: false);
         var serverOptions = new SslServerAuthenticationOptions
         {
             ServerCertificateContext = certificate,
@@ -181,7 +186,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
 
         log(200, decision.RuleName, origin.Ok ? decision.Reason : origin.Error, Verdict.Allow, "inspected", sni);
         state.Counted(ctx, "inspected");
-        var targetAddress = upstream.RemoteEndPoint!.Address;
+        var targetAddress = ((IPEndPoint)upstream.RemoteEndPoint!).Address;
         using var target = new InspectedOrigin
         {
             Name = name,
@@ -198,63 +203,51 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
                 await first.DisposeAsync().ConfigureAwait(false);
                 target.Upstream = InspectedOrigin.Http2Client(target, targetAddress, attrs.Port, settings, limits);
             }
-            else target.Upstream = InspectedOrigin.Http1Client(first, ct => ReconnectAsync(targetAddress, attrs.Port, name, chosen, settings, limits, ct), limits);
+            else
+            {
+                // HTTP/1.1 goes on the engine's own client: a pool for this tunnel, its first connection the verified one.
+                target.Pool = InspectedOrigin.Http1Pool(target, targetAddress, settings, limits);
+                target.Pool.Adopt(Duplex.Over(first, upstream));
+            }
         }
         await using (client.ConfigureAwait(false))
         {
-            if (target.Http2) await state.Http2.ServeAsync(client, target, conn).ConfigureAwait(false);
-            else
-            {
-                await using var decrypted = Transport.FromStream(client);
-                await new HttpProxySession(ctx, conn, target.Upstream!, state, target, decrypted).RunAsync().ConfigureAwait(false);
-            }
+            if (target.Http2) await state.Http2.ServeAsync(client, conn.Socket!, target, conn).ConfigureAwait(false);
+            else await new ForwardSession(ctx, conn, pools, state, target, Duplex.Over(client, conn.Socket)).RunAsync().ConfigureAwait(false);
         }
+        if (target.Pool is { } pool) await pool.RetireAsync().ConfigureAwait(false);
         return null;
-    }
-
-    /// <summary>A further connection to the same origin address, verified the same way (the first one closed).</summary>
-    async ValueTask<Stream> ReconnectAsync(IPAddress address, int port, string name, SslApplicationProtocol protocol,
-        InspectionSettings settings, Limits limits, CancellationToken ct)
-    {
-        var c = await Connector.ConnectAsync([address], port, limits.ConnectTimeout, ct).ConfigureAwait(false);
-        if (!c.Ok) throw new HttpRequestException(HttpRequestError.ConnectionError, $"cannot connect to {name}:{port}: {c.Message ?? c.Error.ToString()}");
-        var o = await OriginTls.HandshakeAsync(new NetworkStream(c.Socket!, ownsSocket: true), name,
-            protocol == default ? null : [protocol], settings, limits.ConnectTimeout, ct).ConfigureAwait(false);
-        if (!o.Ok) throw new HttpRequestException(HttpRequestError.SecureConnectionError, o.Error);
-        return o.Stream!;
     }
 
     /// <summary>Reads the client's first bytes until a whole ClientHello, something else, or the header timeout.</summary>
     /// <remarks>
-    /// Nothing is consumed: the bytes stay in the client's pipe for what comes next (the relay when spliced, the TLS
-    /// handshake when inspected). The timeout cancels the pending read rather than the read's token, so that the
-    /// bytes read so far stay there too.
+    /// Reads the socket itself with a cancellable receive (the engine's own receives take no token), into the
+    /// client's buffer: nothing is consumed, and whatever happens next (the relay when spliced, the TLS handshake
+    /// when inspected) starts with these bytes.
     /// </remarks>
-    async Task<(HelloStatus, ClientHello?, string?)> PeekAsync(PipeReader input, TimeSpan timeout)
+    async Task<(HelloStatus, ClientHello?, string?)> PeekAsync(Peer client, TimeSpan timeout)
     {
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted);
         cts.CancelAfter(timeout);
-        using var reg = cts.Token.UnsafeRegister(static s => ((PipeReader)s!).CancelPendingRead(), input);
-        while (true)
+        var buffer = ArrayPool<byte>.Shared.Rent(4096);
+        try
         {
-            var r = await input.ReadAsync().ConfigureAwait(false);
-            var status = ClientHelloParser.TryParse(r.Buffer, out var hello, out var error);
-            if (status == HelloStatus.NeedMore && !r.IsCanceled && !r.IsCompleted)
+            while (true)
             {
-                input.AdvanceTo(r.Buffer.Start, r.Buffer.End);
-                continue;
+                var status = ClientHelloParser.TryParse(new ReadOnlySequence<byte>(client.DataMemory(client.Count)), out var hello, out var error);
+                if (status != HelloStatus.NeedMore) return (status, hello, error);
+                int n;
+                try { n = await conn.Socket!.ReceiveAsync(buffer.AsMemory(), SocketFlags.None, cts.Token).ConfigureAwait(false); }
+                catch (OperationCanceledException) when (!conn.Aborted.IsCancellationRequested)
+                {
+                    return (status, null, $"no ClientHello within {timeout.TotalSeconds:0.#}s");
+                }
+                catch (SocketException) { n = 0; }
+                if (n == 0) return (status, null, "the client closed before a whole ClientHello");
+                client.Append(buffer.AsSpan(0, n));
             }
-            input.AdvanceTo(r.Buffer.Start);
-            reg.Dispose();
-            // A timeout that fired after the last read returned left a cancellation pending: take it off the pipe.
-            if (cts.IsCancellationRequested && !r.IsCanceled && input.TryRead(out var stray)) input.AdvanceTo(stray.Buffer.Start);
-            if (status == HelloStatus.NeedMore)
-            {
-                conn.Aborted.ThrowIfCancellationRequested();
-                error = r.IsCompleted ? "the client closed before a whole ClientHello" : $"no ClientHello within {timeout.TotalSeconds:0.#}s";
-            }
-            return (status, hello, error);
         }
+        finally { ArrayPool<byte>.Shared.Return(buffer); }
     }
 
     static string Unbracket(string host) => host.Length > 2 && host[0] == '[' && host[^1] == ']' ? host[1..^1] : host;

@@ -57,8 +57,8 @@ public static class HttpDecisions
         return false;
     }
 
-    /// <summary>The outcome of Basic authentication: the user, or why not.</summary>
-    public readonly record struct AuthResult(string? User, bool Sent, string? Failure)
+    /// <summary>The outcome of Basic authentication: the user, or why not (and the name that was tried, for the log).</summary>
+    public readonly record struct AuthResult(string? User, bool Sent, string? Failure, string? Tried = null)
     {
         public bool Ok => User is not null;
     }
@@ -76,6 +76,6 @@ public static class HttpDecisions
         }
         if (await ctx.Runtime.Identity.VerifyAsync(user, password, ct).ConfigureAwait(false)) return new AuthResult(user, true, null);
         ctx.Metrics.AuthFailure(ctx.Name);
-        return new AuthResult(null, true, "bad credentials");
+        return new AuthResult(null, true, "bad credentials", user);
     }
 }

@@ -1,0 +1,111 @@
+using System.Buffers.Text;
+using System.Text;
+
+namespace Bastion.Protocols.Http.Codec;
+
+/// <summary>
+/// Builds an outgoing head in a byte buffer that is reused from message to message (it grows when a head needs
+/// more, and keeps the size). Field lines are copied from the parsed head as received, in runs; only what the
+/// caller drops (hop-by-hop fields always, plus a mask of others) is left out, and what it adds is appended.
+/// </summary>
+public sealed class HeadWriter(int capacity = 4096)
+{
+    byte[] _buf = new byte[capacity];
+    int _pos;
+
+    public int Length => _pos;
+    public ReadOnlySpan<byte> Written => _buf.AsSpan(0, _pos);
+    public ReadOnlyMemory<byte> WrittenMemory => _buf.AsMemory(0, _pos);
+
+    /// <summary>The underlying array (body bytes may be appended after the head for one send).</summary>
+    public byte[] Buffer => _buf;
+
+    public void Reset() => _pos = 0;
+
+    /// <summary>Bit mask of <see cref="KnownHeader"/> values.</summary>
+    public static ulong Mask(params ReadOnlySpan<KnownHeader> ids)
+    {
+        ulong m = 0;
+        foreach (var id in ids) m |= 1UL << (int)id;
+        return m;
+    }
+
+    /// <summary>Fields that never cross a proxy (RFC 9110 §7.6.1) plus the framing ones the writer re-makes.</summary>
+    public static readonly ulong HopByHop = Mask(KnownHeader.Connection, KnownHeader.KeepAlive, KnownHeader.ProxyConnection,
+        KnownHeader.TE, KnownHeader.Trailer, KnownHeader.Upgrade, KnownHeader.ProxyAuthorization, KnownHeader.ProxyAuthenticate,
+        KnownHeader.TransferEncoding, KnownHeader.ContentLength);
+
+    public Span<byte> GetSpan(int size)
+    {
+        if (_buf.Length - _pos < size) Grow(size);
+        return _buf.AsSpan(_pos);
+    }
+
+    public void Advance(int n) => _pos += n;
+
+    void Grow(int size) => Array.Resize(ref _buf, Math.Max(_buf.Length * 2, _pos + size));
+
+    public HeadWriter Append(ReadOnlySpan<byte> bytes)
+    {
+        bytes.CopyTo(GetSpan(bytes.Length));
+        _pos += bytes.Length;
+        return this;
+    }
+
+    /// <summary>Text that came from the wire or config: one byte per char (Latin-1), so bytes round-trip.</summary>
+    public HeadWriter Append(string s)
+    {
+        int n = Encoding.Latin1.GetBytes(s, GetSpan(s.Length));
+        _pos += n;
+        return this;
+    }
+
+    public HeadWriter Append(long v)
+    {
+        Utf8Formatter.TryFormat(v, GetSpan(20), out int n);
+        _pos += n;
+        return this;
+    }
+
+    public HeadWriter CrLf() => Append("\r\n"u8);
+
+    public HeadWriter Field(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value) => Append(name).Append(": "u8).Append(value).CrLf();
+
+    public HeadWriter Field(ReadOnlySpan<byte> name, string value) => Append(name).Append(": "u8).Append(value).CrLf();
+
+    public HeadWriter Field(ReadOnlySpan<byte> name, long value) => Append(name).Append(": "u8).Append(value).CrLf();
+
+    /// <summary>
+    /// Copies the head's field lines as received, except hop-by-hop ones, fields its Connection header names, and
+    /// those whose identity is in <paramref name="drop"/>; hop-by-hop fields in <paramref name="keep"/> stay (Upgrade on
+    /// an upgrade). Consecutive kept lines go in one copy.
+    /// </summary>
+    public HeadWriter CopyFields(HttpHead h, ulong drop, ulong keep = 0)
+    {
+        drop = (drop | HopByHop) & ~keep;
+        int runStart = -1, runEnd = -1;
+        for (int i = 0; i < h.FieldCount; i++)
+        {
+            ref readonly var f = ref h[i];
+            bool kept = !f.Listed && (drop & (1UL << (int)f.Id)) == 0;
+            if (kept)
+            {
+                if (runStart < 0) runStart = f.Start;
+                runEnd = f.End;
+                continue;
+            }
+            if (runStart >= 0) Append(h.Slice(runStart, runEnd));
+            runStart = -1;
+        }
+        if (runStart >= 0) Append(h.Slice(runStart, runEnd));
+        return this;
+    }
+
+    /// <summary>The framing fields for a body framed as <paramref name="framing"/> (nothing for none or close-delimited).</summary>
+    public HeadWriter Framing(BodyFraming framing)
+    {
+        if (framing.Kind == BodyKind.Length) Field("Content-Length"u8, framing.Length);
+        else if (framing.Kind == BodyKind.Chunked) Append("Transfer-Encoding: chunked\r\n"u8);
+        return this;
+    }
+}

@@ -1,0 +1,527 @@
+using System.Text;
+using Bastion.Configuration;
+using Bastion.Gateway;
+using Bastion.Hosting;
+using Bastion.Policy;
+using Bastion.Protocols.Http.Codec;
+using Bastion.Protocols.Http.Io;
+using Bastion.Protocols.Http.Upstream;
+
+namespace Bastion.Protocols.Http.Engine;
+
+/// <summary>
+/// One client connection served by the HTTP/1.1 engine, as a loop of exchanges: read a head (strict codec) →
+/// <see cref="ServeAsync"/> (the listener type decides, routes and forwards) → the next head, while keep-alive
+/// holds. The base owns the client's buffer, the heads, the deadline (header, idle) and the shared steps: the
+/// gateway's own answers, and relaying an upstream response (response rules, head from the upstream's bytes with
+/// only hop-by-hop changes, the body in constant memory). Each exchange writes one log line through its
+/// <see cref="Exchange"/>.
+/// </summary>
+public abstract class Http1Session : Expiring
+{
+    protected readonly ListenerContext Ctx;
+    protected readonly ClientConnection Conn;
+    protected readonly Peer Client;
+    protected readonly RequestHead Head = new();
+    protected readonly RequestAttributes Attrs = new();
+    /// <summary>Heads to the client (answers, relayed responses).</summary>
+    protected readonly HeadWriter Out = new();
+    /// <summary>The request head to the upstream.</summary>
+    protected readonly HeadWriter UpOut = new();
+
+    /// <summary>The current exchange's record (its access-log line).</summary>
+    protected Exchange? X;
+    /// <summary>Whether the client connection stays open after this exchange.</summary>
+    protected bool KeepAlive;
+    /// <summary>The decision that let the current request through (its rule goes on the log line).</summary>
+    protected Decision Decision;
+
+    int _phase;          // Phase: what the deadline means now
+    bool _timedOut;
+    int _exchanges;
+    CancellationTokenRegistration _drain, _abort;
+
+    const int Idle = 0, ReadingHead = 1, Busy = 2;
+
+    protected Http1Session(ListenerContext ctx, ClientConnection conn, Duplex client)
+    {
+        Ctx = ctx;
+        Conn = conn;
+        Client = new Peer(client);
+    }
+
+    /// <summary>"1.1 bastion" on the requests (and for the forward proxy the responses) that cross.</summary>
+    protected static ReadOnlySpan<byte> ViaToken => "1.1 bastion"u8;
+
+    public async Task RunAsync()
+    {
+        Deadlines.Add(this);
+        // A stopping gateway closes connections that wait for their next request; busy ones finish first.
+        _drain = Conn.Draining.UnsafeRegister(static s =>
+        {
+            var self = (Http1Session)s!;
+            if (Volatile.Read(ref self._phase) == Idle) self.Client.Io.ShutdownReceive();
+        }, this);
+        // An aborted connection (drain deadline, the admin API) is cut at once.
+        _abort = Conn.Aborted.UnsafeRegister(static s => ((Http1Session)s!).Client.Io.Abort(), this);
+        // Bytes a PROXY header reader left in the transport's pipe belong to the first request.
+        if (Conn.Transport.HasInputPipe && Conn.Transport.TakeBuffered() is { IsEmpty: false } early) Client.Append(early.Span);
+        try
+        {
+            while (true)
+            {
+                var limits = Ctx.Config.Limits;
+                if (!await ReadHeadAsync(limits).ConfigureAwait(false))
+                {
+                    X?.Close();
+                    break;
+                }
+                _exchanges++;
+                Volatile.Write(ref _phase, Busy);
+                NoDeadline();
+                bool again;
+                try { again = await ServeAsync(limits).ConfigureAwait(false); }
+                finally { X?.Close(); }
+                if (!again || !KeepAlive) break;
+            }
+        }
+        finally
+        {
+            _drain.Dispose();
+            _abort.Dispose();
+            Deadlines.Remove(this);
+            await OnClosedAsync().ConfigureAwait(false);
+            Client.Release();
+            Conn.Record.Request = _exchanges == 1 && X?.Request is { } only ? only : $"{_exchanges} requests";
+        }
+    }
+
+    /// <summary>Handles one parsed request in <see cref="Head"/>. Returns whether the connection may serve another.</summary>
+    protected abstract ValueTask<bool> ServeAsync(Limits limits);
+
+    /// <summary>The connection is ending (release what the session holds).</summary>
+    protected virtual ValueTask OnClosedAsync() => ValueTask.CompletedTask;
+
+    protected internal override void Expired()
+    {
+        _timedOut = true;
+        Client.Io.ShutdownReceive();
+    }
+
+    /// <summary>Reads one request head. False when the client is gone (or idle too long, or refused) between requests.</summary>
+    async ValueTask<bool> ReadHeadAsync(Limits limits)
+    {
+        bool first = _exchanges == 0;
+        X = null;
+        Decision = default;
+        _timedOut = false;
+        Volatile.Write(ref _phase, Idle);
+        // Between keep-alive requests the idle timeout applies; once a byte arrives, the header timeout.
+        ExpireIn(first ? limits.HeaderTimeout : limits.IdleTimeout);
+        if (Conn.Draining.IsCancellationRequested && Client.Count == 0) return false;
+        int maxHead = limits.MaxHeaderSize;
+        while (true)
+        {
+            if (Client.Count > 0)
+            {
+                if (X is null)
+                {
+                    X = Ctx.Open(Conn, ExchangeKinds.Request);
+                    Volatile.Write(ref _phase, ReadingHead);
+                    if (!first) ExpireIn(limits.HeaderTimeout);
+                }
+                var r = RequestParser.TryParse(Client.Data, Head, maxHead, out int consumed, out var error);
+                if (r == ParseResult.Complete)
+                {
+                    Client.Consume(consumed);
+                    X.AddIn(consumed);
+                    return true;
+                }
+                if (r == ParseResult.Invalid)
+                {
+                    X.Request = "(malformed request)";
+                    await RejectAsync(error.Status, error.Reason, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+                    return false;
+                }
+                if (Client.Count >= Client.Capacity) Client.Grow(maxHead + 4096);
+            }
+            int n;
+            try { n = await Client.ReceiveAsync().ConfigureAwait(false); }
+            catch (Exception e) when (Duplex.IsIoError(e)) { n = 0; }
+            if (n > 0) continue;
+            if (X is null) return false;
+            if (_timedOut)
+            {
+                // Slow or stalled head (slowloris): answer 408 and close.
+                X.Request = "(request head timeout)";
+                await RejectAsync(408, "request head not received in time", PseudoRules.HeaderTimeout, close: true).ConfigureAwait(false);
+                return false;
+            }
+            if (Client.Data.IndexOfAnyExcept("\r\n"u8) >= 0)
+            {
+                X.Request = "(incomplete request)";
+                X.Status = 400;
+                X.Deny(PseudoRules.Protocol, "connection closed in the middle of a request head");
+            }
+            else X = null;  // empty lines only: nothing to log
+            return false;
+        }
+    }
+
+    /// <summary>The keep-alive rule for the request just parsed (HTTP/1.1 unless close; HTTP/1.0 only with keep-alive).</summary>
+    protected void BeginRequest()
+    {
+        KeepAlive = !Head.Close;
+        var x = X!;
+        x.Request = RequestText();
+        // For the combined and template log formats.
+        x.Protocol = Head.MinorVersion == 1 ? "HTTP/1.1" : "HTTP/1.0";
+        int i = Head.IndexOf("Referer");
+        x.Referer = i < 0 ? null : HttpHead.Latin1(Head.Value(i));
+        i = Head.IndexOf("User-Agent");
+        x.UserAgent = i < 0 ? null : HttpHead.Latin1(Head.Value(i));
+    }
+
+    /// <summary>How the request appears in the log: `METHOD target`.</summary>
+    protected virtual string RequestText() => $"{Head.Method} {HttpHead.Latin1(Head.Target)}";
+
+    // ------------------------------------------------------------------ the gateway's own answers
+
+    /// <summary>
+    /// Answers with the gateway's own page (4xx, 5xx), logs it, and says whether the connection may go on.
+    /// <paramref name="extra"/> adds header fields (WWW-Authenticate, Retry-After...).
+    /// </summary>
+    protected async ValueTask<bool> RejectAsync(int status, string reason, string rule, bool close, Verdict verdict = Verdict.Deny,
+        string? extraName = null, string? extraValue = null, string? logReason = null)
+    {
+        X ??= Ctx.Open(Conn, ExchangeKinds.Request);
+        if (close) KeepAlive = false;
+        // A denial names its rule on the page; a failure (502, 504) does not.
+        var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, X.Id, verdict == Verdict.Deny && rule != PseudoRules.Protocol ? rule : null));
+        var w = Out;
+        w.Reset();
+        StatusLine(w, status);
+        w.Append("Content-Type: "u8).Append(ErrorPages.ContentType).CrLf()
+            .Field("Content-Length"u8, page.Length)
+            .Field("X-Bastion-Request-Id"u8, X.Id)
+            .Append("Cache-Control: no-store\r\n"u8);
+        if (ViaOnAnswers) w.Append("Via: "u8).Append(ViaToken).CrLf();
+        if (extraName is not null) w.Append(extraName).Append(": "u8).Append(extraValue!).CrLf();
+        w.Append(KeepAlive ? "Connection: keep-alive\r\n\r\n"u8 : "Connection: close\r\n\r\n"u8);
+        if (!Head.IsHead) w.Append(page);
+        await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false);
+        X.Status = status;
+        X.ContentType = ErrorPages.ContentType;
+        if (verdict == Verdict.Allow) X.Allow(rule, logReason ?? reason);
+        else X.Deny(rule, logReason ?? reason);
+        return KeepAlive;
+    }
+
+    /// <summary>Whether the gateway's own answers carry Via (the forward proxy's do).</summary>
+    protected virtual bool ViaOnAnswers => false;
+
+    protected static void StatusLine(HeadWriter w, int status)
+    {
+        w.Append("HTTP/1.1 "u8).Append(status).Append(" "u8).Append(ReasonPhrases.Get(status)).CrLf();
+    }
+
+    /// <summary>Sends to the client and counts it; a client that is gone turns keep-alive off.</summary>
+    protected async ValueTask<bool> SendToClientAsync(ReadOnlyMemory<byte> bytes)
+    {
+        try
+        {
+            await Client.Io.SendAsync(bytes).ConfigureAwait(false);
+            X?.AddOut(bytes.Length);
+            return true;
+        }
+        catch (Exception e) when (Duplex.IsIoError(e))
+        {
+            KeepAlive = false;
+            return false;
+        }
+    }
+
+    // ------------------------------------------------------------------ forwarding
+
+    /// <summary>What the listener type wants of a relayed response.</summary>
+    protected readonly record struct RelayOptions(CompiledPolicy Policy, bool ViaOnResponse, ulong DropFromResponse = 0);
+
+    /// <summary>
+    /// Sends the request head in <see cref="UpOut"/> (and the client's body) through <paramref name="pool"/> and relays
+    /// the response. Returns the upstream result (for health accounting) and whether the client connection may go on.
+    /// </summary>
+    protected async ValueTask<(UpstreamResult Result, bool Again)> ForwardAsync(UpstreamPool pool, Limits limits, RelayOptions o)
+    {
+        var r = await SendUpstreamAsync(pool, limits).ConfigureAwait(false);
+        return (r, await RespondAsync(r, limits, o).ConfigureAwait(false));
+    }
+
+    /// <summary>The request to the upstream, up to its final response head (nothing is answered to the client yet).</summary>
+    protected async ValueTask<UpstreamResult> SendUpstreamAsync(UpstreamPool pool, Limits limits)
+    {
+        var framing = Head.Framing;
+        if (framing.HasBody && Head.Expects100 && Head.MinorVersion == 1 && !_continued)
+        {
+            _continued = true;
+            await SendToClientAsync(Continue).ConfigureAwait(false);
+        }
+        X!.UpstreamSent();
+        return await UpstreamExchange.SendAsync(pool, UpOut.WrittenMemory, Client, framing, limits.MaxRequestBody,
+            Head.IsHead, Head.IsConnect, new UpstreamTimeouts(limits.ResponseTimeout, limits.IdleTimeout),
+            Head.MinorVersion == 1 ? _interim ??= RelayInterimAsync : null, Math.Max(64 * 1024, limits.MaxHeaderSize), Conn.Aborted).ConfigureAwait(false);
+    }
+
+    /// <summary>Relays the response the upstream gave, or answers for the upstream that gave none.</summary>
+    protected async ValueTask<bool> RespondAsync(UpstreamResult r, Limits limits, RelayOptions o)
+    {
+        _continued = false;
+        if (r.End != UpstreamEnd.Response) return await UpstreamFailedAsync(r, limits).ConfigureAwait(false);
+        if (r.Connection!.Response.Status == 101) return await UpgradeAsync(r, limits).ConfigureAwait(false);
+        return await RelayResponseAsync(r, limits, o).ConfigureAwait(false);
+    }
+
+    bool _continued;
+    static readonly ReadOnlyMemory<byte> Continue = "HTTP/1.1 100 Continue\r\n\r\n"u8.ToArray();
+
+    /// <summary>
+    /// 101 Switching Protocols to an upgrade request (WebSocket): the head goes to the client with Upgrade and
+    /// Connection: upgrade, then bytes flow both ways until either side closes or both are idle past idle_timeout.
+    /// </summary>
+    async ValueTask<bool> UpgradeAsync(UpstreamResult r, Limits limits)
+    {
+        var up = r.Connection!;
+        var resp = up.Response;
+        var x = X!;
+        x.ResponseStarted();
+        KeepAlive = false;
+        if (!Head.Upgrade || r.RequestBody is not null)
+        {
+            await up.CloseAsync().ConfigureAwait(false);
+            return await RejectAsync(502, $"upstream {up.Pool.Label} switched protocols without being asked to", Decision.RuleName ?? PseudoRules.Error,
+                close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+        var w = Out;
+        w.Reset();
+        w.Append("HTTP/1.1 101 "u8).Append(resp.Reason).CrLf()
+            .CopyFields(resp, 0, keep: UpgradeMask)
+            .Append("Connection: upgrade\r\n\r\n"u8);
+        x.Status = 101;
+        x.Allow(Decision.RuleName ?? PseudoRules.Error, Decision.Reason);
+        if (!await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false))
+        {
+            await up.CloseAsync().ConfigureAwait(false);
+            return false;
+        }
+        up.NoDeadline();
+        await DuplexRelay.RunAsync(Client, up.Peer, limits.IdleTimeout, x.Counter).ConfigureAwait(false);
+        await up.CloseAsync().ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Upgrade, the one hop-by-hop field an upgrade passes on.</summary>
+    protected static readonly ulong UpgradeMask = HeadWriter.Mask(KnownHeader.Upgrade);
+
+    Func<ResponseHead, ValueTask>? _interim;
+
+    /// <summary>103 Early Hints and other interim responses go to an HTTP/1.1 client as they come.</summary>
+    async ValueTask RelayInterimAsync(ResponseHead h)
+    {
+        var w = new HeadWriter(256);
+        w.Append("HTTP/1.1 "u8).Append(h.Status).Append(" "u8).Append(h.Reason).CrLf().CopyFields(h, 0).CrLf();
+        await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false);
+    }
+
+    /// <summary>No response to relay: the gateway answers 502/504 (or 400/413 when the client's body was at fault).</summary>
+    async ValueTask<bool> UpstreamFailedAsync(UpstreamResult r, Limits limits)
+    {
+        string rule = Decision.RuleName ?? PseudoRules.Error;
+        switch (r.End)
+        {
+            case UpstreamEnd.ClientBodyFailed:
+                {
+                    var b = r.Body;
+                    if (b.End == PumpEnd.OverLimit)
+                        return await RejectAsync(413, $"request body over the limit of {limits.MaxRequestBody} bytes", PseudoRules.MaxRequestBody, close: true).ConfigureAwait(false);
+                    if (b.End == PumpEnd.SourceInvalid)
+                        return await RejectAsync(b.Error.Status, b.Error.Reason, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+                    // A half-closed client may still read the answer.
+                    if (b.End == PumpEnd.SourceEnded)
+                        return await RejectAsync(400, $"request body ended after {b.DataBytes} bytes", PseudoRules.Protocol, close: true).ConfigureAwait(false);
+                    // The client went away in the middle of its body.
+                    KeepAlive = false;
+                    X!.Status = 400;
+                    X.Allow(rule, "client closed the connection in the middle of its request body");
+                    return false;
+                }
+            case UpstreamEnd.TimedOut:
+                return await RejectAsync(504, r.Error ?? "upstream did not answer in time", rule, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
+            case UpstreamEnd.ConnectFailed when r.ConnectTimedOut:
+                return await RejectAsync(504, r.Error ?? "upstream connect timed out", rule, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
+            default:
+                return await RejectAsync(502, r.Error ?? "upstream failed", rule, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The response's moment: response rules on its head, then the head to the client (the upstream's field lines
+    /// as received, less hop-by-hop ones, plus Via and our framing), then the body by its framing.
+    /// </summary>
+    async ValueTask<bool> RelayResponseAsync(UpstreamResult r, Limits limits, RelayOptions o)
+    {
+        var up = r.Connection!;
+        var resp = up.Response;
+        var x = X!;
+        x.ResponseStarted();
+        int status = resp.Status;
+        var policy = o.Policy;
+        if (policy.HasResponseRules)
+        {
+            int ct = resp.IndexOf(KnownHeader.ContentType);
+            var rd = HttpDecisions.JudgeResponse(policy, Attrs, ct < 0 ? null : HttpHead.Latin1(resp.Value(ct)),
+                resp.Framing.Kind == BodyKind.Length ? resp.Framing.Length : resp.Framing.Kind == BodyKind.None ? 0 : null);
+            if (!rd.Allowed)
+            {
+                // Nothing of the response has been sent: replace it whole; the upstream connection is dropped.
+                Decision = rd;
+                await DropAsync(up, r.RequestBody).ConfigureAwait(false);
+                return await RejectAsync(403, rd.Reason ?? "response denied by policy", rd.RuleName, close: !RequestBodyDone(r)).ConfigureAwait(false);
+            }
+        }
+
+        var framing = resp.Framing;
+        bool client10 = Head.MinorVersion == 0;
+        BodyOut mode = BodyOut.AsFramed;
+        var outFraming = framing;
+        switch (framing.Kind)
+        {
+            case BodyKind.Chunked when client10:
+                mode = BodyOut.DataOnly;
+                outFraming = BodyFraming.UntilClose;
+                KeepAlive = false;
+                break;
+            case BodyKind.UntilClose when !client10:
+                mode = BodyOut.Chunked;
+                outFraming = BodyFraming.Chunked;
+                break;
+            case BodyKind.UntilClose:
+                KeepAlive = false;
+                break;
+        }
+        // A request body the upstream did not wait for (an early answer) is unread: the connection cannot go on.
+        bool bodyDone = RequestBodyDone(r);
+        if (!bodyDone) KeepAlive = false;
+
+        var w = Out;
+        w.Reset();
+        w.Append("HTTP/1.1 "u8).Append(status).Append(" "u8).Append(resp.Reason).CrLf();
+        w.CopyFields(resp, o.DropFromResponse | (o.ViaOnResponse ? ViaMask : 0));
+        if (o.ViaOnResponse) WriteVia(w, resp);
+        if (framing.Kind == BodyKind.None && (Head.IsHead || status == 304)) CopyFramingFields(w, resp, client10);
+        else if (framing.Kind == BodyKind.None && status is >= 200 and not 204) w.Append("Content-Length: 0\r\n"u8);
+        else w.Framing(outFraming);
+        if (!KeepAlive) w.Append("Connection: close\r\n"u8);
+        else if (client10) w.Append("Connection: keep-alive\r\n"u8);
+        w.CrLf();
+        x.Status = status;
+        int cti = resp.IndexOf(KnownHeader.ContentType);
+        x.ContentType = cti < 0 ? null : HttpHead.Latin1(resp.Value(cti));
+
+        // A body that is all here already goes out with the head, in one send.
+        var peer = up.Peer;
+        if (framing.Kind == BodyKind.Length && peer.Count >= framing.Length && framing.Length <= 64 * 1024)
+        {
+            w.Append(peer.Data[..(int)framing.Length]);
+            peer.Consume((int)framing.Length);
+            framing = BodyFraming.Empty;
+        }
+        if (!await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false))
+        {
+            await DropAsync(up, r.RequestBody).ConfigureAwait(false);
+            x.Allow(Decision.RuleName ?? PseudoRules.Error, "client closed the connection");
+            return false;
+        }
+
+        if (framing.HasBody)
+        {
+            Func<long, bool>? watch = framing.Kind != BodyKind.Length && HttpDecisions.WatchesSize(policy) ? _watch ??= WatchSize : null;
+            var p = await BodyPump.CopyAsync(peer, Client.Io, framing, mode, long.MaxValue, up, limits.IdleTimeout, watch, 502).ConfigureAwait(false);
+            x.AddOut(p.WireOut);
+            if (!p.Ok)
+            {
+                await DropAsync(up, r.RequestBody).ConfigureAwait(false);
+                KeepAlive = false;
+                if (p.End == PumpEnd.Stopped)
+                {
+                    // Unknown length, now over a size bound: like Squid's reply_body_max_size, cut the transfer.
+                    x.Deny(_late.RuleName, $"{_late.Reason ?? "response denied by policy"} (after {p.DataBytes} bytes of a response of unknown length)");
+                    return false;
+                }
+                x.Allow(Decision.RuleName ?? PseudoRules.Error, p.End switch
+                {
+                    PumpEnd.SinkFailed => "client closed the connection",
+                    PumpEnd.SourceInvalid => $"upstream {up.Pool.Label} broke the body's framing after {p.DataBytes} bytes: {p.Error.Reason}",
+                    PumpEnd.SourceEnded when framing.Kind == BodyKind.Length => $"upstream body ended after {p.DataBytes} of {framing.Length} bytes",
+                    _ => $"upstream {up.Pool.Label} failed after {p.DataBytes} bytes of the body{(up.TimedOut ? " (idle timeout)" : "")}",
+                });
+                return false;
+            }
+        }
+        bool requestOk = true;
+        if (r.RequestBody is { } rb)
+        {
+            var b = await rb.ConfigureAwait(false);
+            x.AddIn(b.WireIn);
+            requestOk = b.Ok;
+            if (!b.Ok) KeepAlive = false;
+        }
+        if (!resp.Close && requestOk) await up.Pool.ReturnAsync(up).ConfigureAwait(false);
+        else await up.CloseAsync().ConfigureAwait(false);
+        x.Allow(Decision.RuleName ?? PseudoRules.Error, Decision.Reason);
+        return KeepAlive;
+    }
+
+    static bool RequestBodyDone(UpstreamResult r) => r.RequestBody is null || (r.RequestBody.IsCompleted && r.RequestBody.Result.Ok);
+
+    /// <summary>Closes an upstream connection whose response is not relayed (and stops a request body still streaming).</summary>
+    static async ValueTask DropAsync(UpstreamConnection up, Task<PumpResult>? body)
+    {
+        up.Abort();
+        if (body is not null)
+        {
+            try { await body.ConfigureAwait(false); }
+            catch (Exception e) when (Duplex.IsIoError(e)) { }
+        }
+        await up.CloseAsync().ConfigureAwait(false);
+    }
+
+    Func<long, bool>? _watch;
+    Decision _late;
+
+    bool WatchSize(long soFar)
+    {
+        Attrs.Size = soFar;
+        var d = Ctx.Policy.EvaluateResponse(Attrs);
+        if (d.Allowed) return false;
+        _late = d;
+        return true;
+    }
+
+    static readonly ulong ViaMask = HeadWriter.Mask(KnownHeader.Via);
+
+    /// <summary>Via: what the message carried, then this gateway (RFC 9110 §7.6.3).</summary>
+    protected static void WriteVia(HeadWriter w, HttpHead h)
+    {
+        w.Append("Via: "u8);
+        for (int i = h.IndexOf(KnownHeader.Via); i >= 0; i = h.IndexOf(KnownHeader.Via, i + 1))
+            if (!h.Value(i).IsEmpty) w.Append(h.Value(i)).Append(", "u8);
+        w.Append(ViaToken).CrLf();
+    }
+
+    /// <summary>HEAD and 304: the length or coding a GET would get, passed on as metadata.</summary>
+    static void CopyFramingFields(HeadWriter w, ResponseHead resp, bool client10)
+    {
+        int cl = resp.IndexOf(KnownHeader.ContentLength);
+        if (cl >= 0) w.Append("Content-Length: "u8).Append(resp.Value(cl)).CrLf();
+        else if (!client10 && resp.IndexOf(KnownHeader.TransferEncoding) >= 0) w.Append("Transfer-Encoding: chunked\r\n"u8);
+    }
+}

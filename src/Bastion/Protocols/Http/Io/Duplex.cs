@@ -1,0 +1,117 @@
+using System.Net.Security;
+using System.Net.Sockets;
+
+namespace Bastion.Protocols.Http.Io;
+
+/// <summary>
+/// A connection's bytes both ways, without pipes: receive into the caller's buffer, send from it. A plain socket
+/// (the fast path: its operations complete inline on the socket engine's threads) or a stream (TLS). No operation
+/// takes a cancellation token, which would register with it on every call: timeouts shut the socket down instead
+/// (<see cref="Deadlines"/>), which wakes whatever is pending.
+/// </summary>
+public abstract class Duplex : IAsyncDisposable
+{
+    /// <summary>The socket under it (for shutdowns and addresses).</summary>
+    public abstract Socket? Socket { get; }
+
+    /// <summary>The TLS stream, when the connection is TLS.</summary>
+    public virtual SslStream? Tls => null;
+
+    /// <summary>Reads what is there (at least one byte), or 0 at the end of the stream.</summary>
+    public abstract ValueTask<int> ReceiveAsync(Memory<byte> buffer);
+
+    /// <summary>Sends all of it.</summary>
+    public abstract ValueTask SendAsync(ReadOnlyMemory<byte> data);
+
+    /// <summary>Half-close: nothing more will be sent (TLS close_notify first).</summary>
+    public abstract ValueTask ShutdownSendAsync();
+
+    /// <summary>Wakes a pending receive with an end of stream, leaving sending possible (to answer 408).</summary>
+    public void ShutdownReceive()
+    {
+        try { Socket?.Shutdown(SocketShutdown.Receive); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+    }
+
+    /// <summary>Closes at once; pending operations fail.</summary>
+    public void Abort()
+    {
+        try { Socket?.Close(0); }
+        catch (ObjectDisposedException) { }
+    }
+
+    public abstract ValueTask DisposeAsync();
+
+    /// <summary>The exceptions a vanished or aborted peer causes (as opposed to bugs).</summary>
+    public static bool IsIoError(Exception e) =>
+        e is SocketException or IOException or ObjectDisposedException or OperationCanceledException
+            or System.Security.Authentication.AuthenticationException or InvalidOperationException;
+
+    public static Duplex Over(Socket s) => new SocketDuplex(s);
+
+    public static Duplex Over(Stream s, Socket? socket) => new StreamDuplex(s, socket);
+}
+
+sealed class SocketDuplex(Socket socket) : Duplex
+{
+    public override Socket Socket => socket;
+
+    public override ValueTask<int> ReceiveAsync(Memory<byte> buffer) => socket.ReceiveAsync(buffer, SocketFlags.None);
+
+    public override ValueTask SendAsync(ReadOnlyMemory<byte> data)
+    {
+        // Stream sockets send everything or fail; the returned count needs no loop.
+        var t = socket.SendAsync(data, SocketFlags.None);
+        if (t.IsCompletedSuccessfully)
+        {
+            t.GetAwaiter().GetResult();
+            return ValueTask.CompletedTask;
+        }
+        return Await(t);
+
+        static async ValueTask Await(ValueTask<int> t) => await t.ConfigureAwait(false);
+    }
+
+    public override ValueTask ShutdownSendAsync()
+    {
+        try { socket.Shutdown(SocketShutdown.Send); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        return ValueTask.CompletedTask;
+    }
+
+    public override ValueTask DisposeAsync()
+    {
+        try { socket.Dispose(); }
+        catch (ObjectDisposedException) { }
+        return ValueTask.CompletedTask;
+    }
+}
+
+sealed class StreamDuplex(Stream stream, Socket? socket) : Duplex
+{
+    public override Socket? Socket => socket;
+
+    public override SslStream? Tls => stream as SslStream;
+
+    public override ValueTask<int> ReceiveAsync(Memory<byte> buffer) => stream.ReadAsync(buffer);
+
+    public override ValueTask SendAsync(ReadOnlyMemory<byte> data) => stream.WriteAsync(data);
+
+    public override async ValueTask ShutdownSendAsync()
+    {
+        try
+        {
+            if (stream is SslStream ssl) await ssl.ShutdownAsync().ConfigureAwait(false);
+            socket?.Shutdown(SocketShutdown.Send);
+        }
+        catch (Exception e) when (IsIoError(e) || e is NotSupportedException) { }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        try { await stream.DisposeAsync().ConfigureAwait(false); }
+        catch (Exception e) when (IsIoError(e)) { }
+        try { socket?.Dispose(); }
+        catch (ObjectDisposedException) { }
+    }
+}

@@ -1,0 +1,262 @@
+using System.Net.Sockets;
+using Bastion.Configuration;
+using Bastion.Gateway;
+using Bastion.Hosting;
+using Bastion.Protocols.Http;
+using Bastion.Protocols.Http.Codec;
+using Bastion.Protocols.Http.Engine;
+using Bastion.Protocols.Http.Inspection;
+using Bastion.Protocols.Http.Io;
+
+namespace Bastion.Protocols.HttpProxy;
+
+/// <summary>
+/// One client connection to the forward proxy on the HTTP/1.1 engine. Per request: target (absolute-form, or
+/// CONNECT's authority) → identify (Proxy-Authorization) → decide → forward through the origin's keep-alive pool
+/// (or tunnel for CONNECT, or answer Max-Forwards: 0 itself) → relay the response under the response rules → log.
+/// Inside an inspected CONNECT tunnel the same session runs over the decrypted stream (<paramref name="tunnelClient"/>),
+/// with <paramref name="tunnel"/> naming the origin its requests go to (origin-form targets, judged as https URLs).
+/// </summary>
+sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardPools pools, ForwardInspection? inspection = null,
+    InspectedOrigin? tunnel = null, Duplex? tunnelClient = null)
+    : Http1Session(ctx, conn, tunnelClient ?? Duplex.Over(conn.Socket!))
+{
+    string? _user;
+    string? _target;
+
+    static readonly ulong DropToOrigin = HeadWriter.Mask(KnownHeader.Host, KnownHeader.Expect, KnownHeader.Via);
+    static readonly ulong DropMaxForwards = HeadWriter.Mask(KnownHeader.MaxForwards);
+
+    protected override bool ViaOnAnswers => true;
+
+    protected override string RequestText() => tunnel is null ? $"{Head.Method} {_target}" : $"{Head.Method} {tunnel.Url(_target!)}";
+
+    protected override async ValueTask<bool> ServeAsync(Limits limits)
+    {
+        var h = Head;
+        _target = HttpHead.Latin1(h.Target);
+        BeginRequest();
+        var framing = h.Framing;
+        bool hasBody = framing.HasBody;
+        if (tunnel is not null) return await ServeInTunnelAsync(tunnel, limits).ConfigureAwait(false);
+
+        // The target: authority-form for CONNECT, absolute-form for everything else.
+        Attrs.ResetRequest();
+        Attrs.Source = Conn.Client.Address;
+        Attrs.Headers = h;
+        if (!h.IsConnect && h.Form != TargetForm.Absolute)
+        {
+            var why = h.Form == TargetForm.Origin
+                ? "this is a forward proxy: the request target must be an absolute URL (http://host/path)"
+                : "unsupported or malformed request target";
+            return await RejectAsync(400, why, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+        }
+        if (!HttpAttributes.TryProxyTarget(Attrs, h.Method, _target, out var uri, out var targetError))
+            return await RejectAsync(400, targetError!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+        Attrs.Size = framing.Kind == BodyKind.Chunked ? -1 : framing.Length;
+
+        // Identify.
+        var config = Ctx.Config;
+        if (config.Authenticate)
+        {
+            int pa = h.IndexOf(KnownHeader.ProxyAuthorization);
+            var auth = await HttpDecisions.AuthenticateAsync(Ctx, pa < 0 ? null : HttpHead.Latin1(h.Value(pa)), Conn.Aborted).ConfigureAwait(false);
+            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+            if (!auth.Ok && auth.Tried is { } tried) X!.User = tried;
+            if (!auth.Ok)
+                return await RejectAsync(407, "proxy authentication required", PseudoRules.Authenticate, close: hasBody || !KeepAlive,
+                    extraName: "Proxy-Authenticate", extraValue: "Basic realm=\"bastion\"").ConfigureAwait(false);
+            _user = Conn.User = auth.User;
+        }
+        Attrs.User = _user ?? Conn.User;
+        X!.User = Attrs.User;
+
+        // Decide.
+        Decision = HttpDecisions.Decide(Ctx.Policy, Attrs);
+        if (!Decision.Allowed)
+        {
+            // A rule on `sni` may still allow a CONNECT once its ClientHello is read.
+            if (h.IsConnect && inspection is not null && TunnelInspection.SniMayAllow(Ctx.Policy, Decision))
+                return await TunnelAsync(limits, provisional: true).ConfigureAwait(false);
+            return await RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: hasBody || !KeepAlive).ConfigureAwait(false);
+        }
+        if (framing.Kind == BodyKind.Length && framing.Length > limits.MaxRequestBody)
+            return await RejectAsync(413, $"request body of {framing.Length} bytes is over the limit of {limits.MaxRequestBody}",
+                PseudoRules.MaxRequestBody, close: true).ConfigureAwait(false);
+
+        if (h.IsConnect) return await TunnelAsync(limits).ConfigureAwait(false);
+
+        // Max-Forwards (RFC 9110 §7.6.2): at zero the proxy answers OPTIONS and TRACE itself.
+        long maxForwards = -1;
+        if (h.Method is "OPTIONS" or "TRACE" && h.IndexOf(KnownHeader.MaxForwards) is int mfi and >= 0)
+        {
+            maxForwards = HttpChars.ParseDecimal(h.Value(mfi));
+            if (maxForwards == 0) return await AnswerMaxForwardsAsync().ConfigureAwait(false);
+        }
+
+        // The request to the origin: its own line in origin-form, the client's field lines as they came (less
+        // hop-by-hop ones), Host from the target (RFC 9112 §3.2.2), Via, and our framing.
+        var u = uri!;
+        bool tls = u.Scheme == "https";
+        var host = u.IdnHost;
+        var w = UpOut;
+        w.Reset();
+        w.Append(h.MethodBytes).Append(" "u8).Append(u.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
+        w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin);
+        w.Append("Host: "u8).Append(host);
+        if (!u.IsDefaultPort) w.Append(":"u8).Append(u.Port);
+        w.CrLf();
+        WriteVia(w, h);
+        if (maxForwards > 0) w.Field("Max-Forwards"u8, maxForwards - 1);
+        w.Framing(framing).CrLf();
+
+        X.Upstream = u.Authority;
+        var pool = pools.For(host, u.Port, tls, limits.ConnectTimeout);
+        var (_, again) = await ForwardAsync(pool, limits, new RelayOptions(Ctx.Policy, ViaOnResponse: true)).ConfigureAwait(false);
+        return again;
+    }
+
+    async ValueTask<bool> AnswerMaxForwardsAsync()
+    {
+        var h = Head;
+        var w = Out;
+        w.Reset();
+        if (h.Method == "OPTIONS")
+        {
+            StatusLine(w, 200);
+            w.Append("Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH, CONNECT\r\nVia: 1.1 bastion\r\nContent-Length: 0\r\n\r\n"u8);
+        }
+        else
+        {
+            // TRACE: echo the request head, less credentials and cookies.
+            var echo = new HeadWriter(h.Bytes.Length + 64);
+            echo.Append(h.Bytes[..h.FieldsStart]);
+            echo.CopyFields(h, HeadWriter.Mask(KnownHeader.Authorization, KnownHeader.ProxyAuthorization, KnownHeader.Cookie),
+                keep: HeadWriter.HopByHop & ~HeadWriter.Mask(KnownHeader.ProxyAuthorization));
+            StatusLine(w, 200);
+            w.Append("Content-Type: message/http\r\nVia: 1.1 bastion\r\n"u8).Field("Content-Length"u8, echo.Length).CrLf();
+            w.Append(echo.Written);
+        }
+        await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false);
+        X!.Status = 200;
+        X.Allow(Decision.RuleName, "Max-Forwards reached zero: answered by the proxy");
+        return KeepAlive;
+    }
+
+    /// <param name="provisional">
+    /// The CONNECT was denied, but a rule on `sni` may allow it once the ClientHello is read: the tunnel is opened
+    /// towards the client only, and the origin is connected after the policy has seen the server name.
+    /// </param>
+    async ValueTask<bool> TunnelAsync(Limits limits, bool provisional = false)
+    {
+        var host = Attrs.Host!;
+        var port = Attrs.Port;
+        var rule = Decision.RuleName;
+        Socket? up = null;
+        if (!provisional)
+        {
+            var (socket, status, why) = await ConnectTunnelAsync(host, port, limits).ConfigureAwait(false);
+            if (socket is null) return await RejectAsync(status, why!, rule, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            up = socket;
+        }
+        using var upstream = up;
+        Conn.Target = Conn.Record.Upstream = X!.Upstream = $"{host}:{port}";
+        if (!await SendToClientAsync("HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n"u8.ToArray()).ConfigureAwait(false)) return false;
+        X.Status = 200;
+
+        // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel.
+        if (inspection is not null && (provisional || Ctx.Runtime.Inspection.ContainsKey(Ctx.Name) || TunnelInspection.AsksSni(Ctx.Policy)))
+        {
+            var reason = await new TunnelInspection(Ctx, Conn, inspection, pools)
+                .RunAsync(Client, up, () => ConnectTunnelAsync(host, port, limits), Attrs, Decision, limits, LogConnect).ConfigureAwait(false);
+            if (reason is not null) Conn.Record.Reason = reason;
+            return false;
+        }
+        X.Allow(rule, Decision.Reason);
+        X.Close();
+
+        // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first. Tunnel
+        // bytes count towards the connection (its closed line), not the CONNECT line.
+        ReadOnlyMemory<byte> early = Client.Count > 0 ? Client.Data.ToArray() : default;
+        Client.Clear();
+        await SocketRelay.RunAsync(Conn.Socket!, up!, limits.IdleTimeout, Conn.Record.Counter, early, default, Conn.Aborted).ConfigureAwait(false);
+        return false;
+    }
+
+    /// <summary>Resolves and connects to a CONNECT target: the socket, or the status (502, 504) and why not.</summary>
+    async Task<(Socket? Socket, int Status, string? Reason)> ConnectTunnelAsync(string host, int port, Limits limits)
+    {
+        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        if (addresses.Length == 0)
+            return dnsError == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
+        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        if (connected.Ok) return (connected.Socket, 200, null);
+        if (connected.Error == SocketError.TimedOut) return (null, 504, $"connecting to {host}:{port} timed out");
+        var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
+        return (null, 502, $"cannot connect to {host}:{port}: {why}");
+    }
+
+    /// <summary>The CONNECT line, written once the tunnel's fate (spliced, inspected, refused) is known.</summary>
+    void LogConnect(int status, string rule, string? reason, Verdict verdict, string tls, string? sni)
+    {
+        var x = X!;
+        x.Status = status;
+        x.Tls = tls;
+        x.Sni = sni;
+        if (verdict == Verdict.Allow) x.Allow(rule, reason);
+        else x.Deny(rule, reason);
+        x.Close();
+    }
+
+    /// <summary>
+    /// A request inside an inspected tunnel: origin-form (or an https URL of the tunnel's own origin), judged as
+    /// https://name/path with the tunnel's name as host and its SNI; the user is the CONNECT's. It goes to the origin
+    /// through the tunnel's own pool, whose first connection is the one opened (and verified) during the handshake.
+    /// </summary>
+    async ValueTask<bool> ServeInTunnelAsync(InspectedOrigin t, Limits limits)
+    {
+        var h = Head;
+        var x = X!;
+        x.Tls = "inspected";
+        x.Sni = t.Sni;
+        Attrs.ResetRequest();
+        Attrs.Source = Conn.Client.Address;
+        Attrs.Headers = h;
+        Attrs.User = x.User = Conn.User;
+        int hi = h.IndexOf(KnownHeader.Host);
+        if (!TunnelTarget.TryRequest(Attrs, t, h.Method, _target!, hi < 0 ? null : HttpHead.Latin1(h.Value(hi)), out var uri, out var status, out var why))
+            return await RejectAsync(status, why!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+        var framing = h.Framing;
+        Attrs.Size = framing.Kind == BodyKind.Chunked ? -1 : framing.Length;
+
+        Decision = HttpDecisions.Decide(Ctx.Policy, Attrs);
+        if (!Decision.Allowed)
+            return await RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: framing.HasBody || !KeepAlive).ConfigureAwait(false);
+        if (framing.Kind == BodyKind.Length && framing.Length > limits.MaxRequestBody)
+            return await RejectAsync(413, $"request body of {framing.Length} bytes is over the limit of {limits.MaxRequestBody}",
+                PseudoRules.MaxRequestBody, close: true).ConfigureAwait(false);
+        if (t.Failure is { } failure || t.Pool is null)
+            return await RejectAsync(502, t.Failure ?? "no connection to the origin", Decision.RuleName, close: framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
+
+        long maxForwards = -1;
+        if (h.Method is "OPTIONS" or "TRACE" && h.IndexOf(KnownHeader.MaxForwards) is int mfi and >= 0)
+        {
+            maxForwards = HttpChars.ParseDecimal(h.Value(mfi));
+            if (maxForwards == 0) return await AnswerMaxForwardsAsync().ConfigureAwait(false);
+        }
+        var w = UpOut;
+        w.Reset();
+        w.Append(h.MethodBytes).Append(" "u8).Append(uri!.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
+        // WebSockets (wss:// inside the tunnel) upgrade as on the reverse proxy: Upgrade kept, Connection: upgrade.
+        bool upgrade = h.Upgrade;
+        w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin, keep: upgrade ? UpgradeMask : 0);
+        w.Append("Host: "u8).Append(t.Authority).CrLf();
+        WriteVia(w, h);
+        if (maxForwards > 0) w.Field("Max-Forwards"u8, maxForwards - 1);
+        if (upgrade) w.Append("Connection: upgrade\r\n"u8);
+        w.Framing(framing).CrLf();
+        x.Upstream = t.Authority;
+        var (_, again) = await ForwardAsync(t.Pool, limits, new RelayOptions(Ctx.Policy, ViaOnResponse: true)).ConfigureAwait(false);
+        return again;
+    }
+}

@@ -1,0 +1,15 @@
+namespace Bastion.Tests.Infrastructure;
+
+/// <summary>
+/// Runs a command as an unprivileged user when the tests run as root (CI does), so that file permissions mean
+/// what they mean for a service user: root may write anywhere.
+/// </summary>
+public static class Unprivileged
+{
+    public static bool IsRoot => Environment.UserName == "root";
+
+    /// <summary>`bastion ARGS` as user nobody (setpriv) when root, else as the current user.</summary>
+    public static Task<ProcResult> BastionAsync(params string[] args) => IsRoot
+        ? Proc.RunAsync("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet", Proc.BastionDll, .. args])
+        : Proc.BastionAsync(args);
+}
