@@ -47,11 +47,12 @@ static class Help
 
     const string ExplainText = """
         usage: bastion explain [-c FILE] --listener NAME [--source IP] [--user NAME] [--header 'Name: value']...
-                               [--content-type TYPE] [--size N] [--sni NAME] REQUEST
+                               [--content-type TYPE] [--size N] [--sni NAME] [--resolve IP[,IP]] REQUEST
 
         Prints every rule tried for one request, which matched, and the verdict. Exit 0 allow, 1 deny, 2 usage.
         REQUEST in the listener's own terms: 'GET http://h/p', 'CONNECT h:443', 'h:port', 'STOR /pub/f',
-        'RCPT TO:<a@b>'. --content-type and --size also ask the response rules.
+        'RCPT TO:<a@b>'. --content-type and --size also ask the response rules. Where the client names the
+        upstream, the addresses its name resolves to are judged too: --resolve gives them instead of the resolver.
         """;
 
     const string Passwd = """

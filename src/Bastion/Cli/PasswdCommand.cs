@@ -35,6 +35,7 @@ static class PasswdCommand
             Console.Error.WriteLine("bastion: empty password refused");
             return Commands.ExitUsage;
         }
+        if (Htpasswd.PasswordProblem(password) is { } problem) throw new Commands.UsageException(problem);
         try { Htpasswd.Upsert(file, user, Htpasswd.HashBcrypt(password)); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Reflection;
+using Bastion.Policy.Canonical;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 
@@ -35,7 +36,7 @@ public static class ConfigLoader
             return (null, w.Errors);
         }
         var root = w.Map(stream.Documents[0].RootNode, "configuration",
-            "admin", "logging", "identity", "lists", "listeners", "upstreams", "policies");
+            "admin", "logging", "identity", "lists", "listeners", "upstreams", "policies", "resolver");
         if (root is null) return (null, w.Errors);
 
         var cfg = new BastionConfig { Path = path };
@@ -46,6 +47,7 @@ public static class ConfigLoader
         if (root.TryGetValue("listeners", out var listeners)) cfg = cfg with { Listeners = ParseListeners(w, listeners.Value) };
         if (root.TryGetValue("upstreams", out var upstreams)) cfg = cfg with { Upstreams = ParseUpstreams(w, upstreams.Value) };
         if (root.TryGetValue("policies", out var policies)) cfg = cfg with { Policies = ParsePolicies(w, policies.Value) };
+        if (root.TryGetValue("resolver", out var resolver)) cfg = cfg with { Resolver = ParseResolver(w, resolver.Value) };
         return (cfg, w.Errors);
     }
 
@@ -57,6 +59,15 @@ public static class ConfigLoader
         if (m.TryGetValue("listen", out var l)) listen = w.HostPort(l.Value, "admin.listen");
         string? token = m.TryGetValue("token_file", out var t) ? w.Scalar(t.Value, "admin.token_file") : null;
         return listen is null ? null : new AdminConfig(listen, token, w.Pos(n));
+    }
+
+    static ResolverConfig? ParseResolver(YamlWalker w, YamlNode n)
+    {
+        var m = w.Map(n, "resolver", "hosts", "dns");
+        if (m is null) return null;
+        var hosts = m.TryGetValue("hosts", out var h) ? w.Scalar(h.Value, "resolver.hosts") : null;
+        bool dns = !m.TryGetValue("dns", out var d) || Choice(w, d.Value, "dns", "system", "off") != "off";
+        return new ResolverConfig(hosts, dns, h.Value is { } hv ? w.Pos(hv) : w.Pos(n));
     }
 
     static LoggingConfig ParseLogging(YamlWalker w, YamlNode n)
@@ -143,6 +154,7 @@ public static class ConfigLoader
     [
         "name", "type", "listen", "authenticate", "policy", "tls_inspection", "limits", "accept_proxy_protocol",
         "tls", "routes", "upstream", "ftp", "smtp", "socks4", "proxy_protocol", "via", "trusted_proxies",
+        "path_case", "ambiguous_paths", "conflicting_headers",
     ];
 
     static ImmutableArray<ListenerConfig> ParseListeners(YamlWalker w, YamlNode n)
@@ -191,6 +203,9 @@ public static class ConfigLoader
                     case "smtp": l = l with { Smtp = ParseSmtp(w, v) }; break;
                     case "socks4": l = l with { Socks4 = w.Bool(v, "socks4") ?? false }; break;
                     case "via": l = l with { Via = w.Bool(v, "via") ?? false }; break;
+                    case "path_case": l = l with { PathIgnoreCase = Choice(w, v, key, "insensitive", "sensitive") != "sensitive" }; break;
+                    case "ambiguous_paths": l = l with { AmbiguousPaths = Choice(w, v, key, "refuse", "pass") == "pass" ? AmbiguousTargets.Pass : AmbiguousTargets.Refuse }; break;
+                    case "conflicting_headers": l = l with { RefuseConflictingHeaders = Choice(w, v, key, "judge", "refuse") == "refuse" }; break;
                     case "proxy_protocol":
                         var pp = w.Scalar(v, "proxy_protocol");
                         switch (pp)
@@ -208,6 +223,15 @@ public static class ConfigLoader
             list.Add(l);
         }
         return list.ToImmutable();
+    }
+
+    /// <summary>One of a few words; an error naming them otherwise.</summary>
+    static string? Choice(YamlWalker w, YamlNode v, string key, params string[] options)
+    {
+        var s = w.Scalar(v, key);
+        if (s is null || options.Contains(s)) return s;
+        w.Error(v, $"{key} must be {string.Join(" or ", options)}, not '{s}'");
+        return null;
     }
 
     static Limits ParseLimits(YamlWalker w, YamlNode n)
@@ -471,7 +495,7 @@ public static class ConfigLoader
     internal static readonly string[] ConditionKeys =
     [
         "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type",
-        "command", "mail_from", "rcpt_to", "size", "time", "sni", "not",
+        "command", "mail_from", "rcpt_to", "size", "time", "sni", "not", "upgrade",
     ];
 
     static ImmutableArray<ConditionSpec>? ParseConditions(YamlWalker w, YamlNode n)

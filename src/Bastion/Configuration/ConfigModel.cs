@@ -1,5 +1,6 @@
 using System.Collections.Immutable;
 using System.Net;
+using Bastion.Policy.Canonical;
 
 namespace Bastion.Configuration;
 
@@ -70,6 +71,9 @@ public sealed record HostPort(string Host, int Port)
         return IPAddress.TryParse(Host, out var ip) ? new IPEndPoint(ip, Port) : null;
     }
 }
+
+/// <summary>`resolver:` how client-named hosts become addresses: a hosts file first, then (unless `dns: off`) the system's DNS.</summary>
+public sealed record ResolverConfig(string? HostsFile, bool SystemDns, SourcePos Pos);
 
 public sealed record AdminConfig(HostPort Listen, string? TokenFile, SourcePos Pos);
 
@@ -216,6 +220,12 @@ public sealed record ListenerConfig
     public bool Via { get; init; }
     /// <summary>http-reverse: fronts whose X-Forwarded-* are kept and appended to.</summary>
     public ImmutableArray<string> TrustedProxies { get; init; } = [];
+    /// <summary>`path_case`: whether path rules (and reverse routes) ignore case; insensitive unless said.</summary>
+    public bool PathIgnoreCase { get; init; } = true;
+    /// <summary>`ambiguous_paths`: refuse (400, the default) or pass targets backends may read differently.</summary>
+    public AmbiguousTargets AmbiguousPaths { get; init; }
+    /// <summary>`conflicting_headers: refuse`: 400 for a request whose header named by a rule has differing lines.</summary>
+    public bool RefuseConflictingHeaders { get; init; }
     public SourcePos Pos { get; init; }
     /// <summary>Where each key's value was written, so that errors found later point at it.</summary>
     public ImmutableDictionary<string, SourcePos> KeyPos { get; init; } = ImmutableDictionary<string, SourcePos>.Empty;
@@ -252,6 +262,7 @@ public sealed record BastionConfig
     public ImmutableArray<ListenerConfig> Listeners { get; init; } = [];
     public ImmutableDictionary<string, UpstreamConfig> Upstreams { get; init; } = ImmutableDictionary<string, UpstreamConfig>.Empty;
     public ImmutableDictionary<string, PolicyConfig> Policies { get; init; } = ImmutableDictionary<string, PolicyConfig>.Empty;
+    public ResolverConfig? Resolver { get; init; }
 
     public string BaseDir => Path is null ? Directory.GetCurrentDirectory() : System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path))!;
 

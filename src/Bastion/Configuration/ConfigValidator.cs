@@ -68,6 +68,11 @@ public static class ConfigValidator
             var descriptor = ListenerDescriptors.Find(l.Type);
             descriptor?.Validate(c, l, Err);
             // Keys another type owns (routes are for http-reverse...).
+            // How requests are normalised before the policy sees them (docs/policy.md): keys of the path-bearing types.
+            foreach (var key in new[] { "ambiguous_paths", "conflicting_headers", "path_case" })
+                if (l.KeyPos.ContainsKey(key) && l.Type is not (ListenerType.HttpProxy or ListenerType.HttpReverse)
+                    && !(key == "path_case" && l.Type == ListenerType.Ftp))
+                    Err(l.PosOf(key), $"listener '{l.Name}': {key} is for {(key == "path_case" ? "http-proxy, http-reverse and ftp" : "http-proxy and http-reverse")} listeners");
             foreach (var d in ListenerDescriptors.All)
             {
                 if (d.Type == l.Type) continue;

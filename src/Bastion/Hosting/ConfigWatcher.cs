@@ -48,6 +48,7 @@ public sealed class ConfigWatcher : IDisposable
             if (l.File is not null) files.Add(c.Resolve(l.File));
         if (c.Identity?.UsersFile is { } users) files.Add(c.Resolve(users));
         if (c.Admin?.TokenFile is { } token) files.Add(c.Resolve(token));
+        if (c.Resolver?.HostsFile is { } hostsFile) files.Add(c.Resolve(hostsFile));
         return files;
     }
 

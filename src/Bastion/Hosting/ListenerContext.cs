@@ -59,6 +59,8 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
     /// <summary>Logs an event and counts it: one event, one metric, from one place (<see cref="Exchange.Close"/> calls it).</summary>
     internal void Record(AccessEvent e)
     {
+        // Last line of defence: a URL's `user:password@` never reaches a log line, whichever gateway wrote it.
+        if (e.Request is { } r && r.Contains('@')) e = e with { Request = Redact.RequestLine(r) };
         Log.Write(e);
         if (e.Event != ExchangeKinds.Connection && e.Verdict is { } v)
         {

@@ -17,6 +17,8 @@ public sealed class Runtime
     public required IdentityStore Identity { get; init; }
     public required ImmutableDictionary<string, CompiledPolicy> Policies { get; init; }
     public required ImmutableDictionary<string, CidrSet> ProxyProtocolFronts { get; init; }
+    /// <summary>How client-named hosts are resolved (`resolver:`); what address rules then judge.</summary>
+    public Gateway.Resolver Resolver { get; init; } = Gateway.Resolver.Default;
     /// <summary>http-proxy listeners' `tls_inspection`, by listener name.</summary>
     public ImmutableDictionary<string, Gateway.Tls.InspectionSettings> Inspection { get; init; } = ImmutableDictionary<string, Gateway.Tls.InspectionSettings>.Empty;
     public long Generation { get; init; }
@@ -94,6 +96,7 @@ public sealed class Runtime
             Identity = identity,
             Policies = policies.ToImmutable(),
             ProxyProtocolFronts = fronts.ToImmutable(),
+            Resolver = Gateway.Resolver.Load(config, errors),
             Inspection = inspection,
             Generation = generation,
         };

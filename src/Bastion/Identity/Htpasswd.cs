@@ -54,6 +54,15 @@ public static class Htpasswd
         return Bcrypt.IsMatch(hash);
     }
 
+    /// <summary>bcrypt reads at most this many bytes of a password and silently ignores the rest.</summary>
+    public const int BcryptMaxBytes = 72;
+
+    /// <summary>Why a new password cannot be stored as bcrypt, or null: `bastion passwd` refuses what bcrypt would truncate.</summary>
+    public static string? PasswordProblem(string password) =>
+        Encoding.UTF8.GetByteCount(password) > BcryptMaxBytes
+            ? $"password refused: bcrypt uses only the first {BcryptMaxBytes} bytes, this one has {Encoding.UTF8.GetByteCount(password)} (choose a shorter one)"
+            : null;
+
     /// <summary>Checks a password against a stored hash. bcrypt is deliberately slow (~100 ms at cost 10).</summary>
     public static bool Verify(string password, string hash)
     {
@@ -64,13 +73,33 @@ public static class Htpasswd
         }
         try
         {
-            // BCrypt.Net handles $2a$/$2b$/$2y$ alike.
-            return BCrypt.Net.BCrypt.Verify(password, hash);
+            // BCrypt.Net handles $2a$/$2b$/$2y$ alike. It would ignore bytes past 72: such a password can only have
+            // matched a different, shorter one, so it is refused (after the same work, so its length leaks nothing).
+            bool ok = BCrypt.Net.BCrypt.Verify(password, hash);
+            return ok && Encoding.UTF8.GetByteCount(password) <= BcryptMaxBytes;
         }
         catch (Exception e) when (e is BCrypt.Net.SaltParseException or BCrypt.Net.HashInformationException or ArgumentException or FormatException)
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// A hash of the same kind and cost as <paramref name="like"/> that no password matches: unknown users are checked
+    /// against it, so that they cost what a known user with a wrong password costs (no user enumeration by timing).
+    /// </summary>
+    public static string DummyLike(string? like)
+    {
+        if (like is not null && like.StartsWith("{SHA}", StringComparison.Ordinal))
+            return "{SHA}" + Convert.ToBase64String(RandomNumberGenerator.GetBytes(20));
+        var cost = like is not null && like.Length > 7 && IsWellFormed(like) ? like[4..6] : "10";
+        const string alphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        // Salt and checksum drawn at random: verifying costs one full bcrypt, and matching is as likely as a collision.
+        var tail = new char[53];
+        for (int i = 0; i < tail.Length; i++) tail[i] = alphabet[RandomNumberGenerator.GetInt32(alphabet.Length)];
+        // The salt's last character carries only 2 bits (bcrypt's base64): keep it canonical.
+        tail[21] = ".Oeu"[RandomNumberGenerator.GetInt32(4)];
+        return $"$2b${cost}${new string(tail)}";
     }
 
     public static string HashBcrypt(string password, int cost = 10) =>

@@ -1,14 +1,26 @@
 using System.Collections.Concurrent;
+using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 
 namespace Bastion.Identity;
 
+public enum LoginResult : byte
+{
+    Ok,
+    /// <summary>Unknown user or wrong password: the caller cannot tell which, and neither can the client's clock.</summary>
+    Bad,
+    /// <summary>Too many failures from this client address lately: refused without checking.</summary>
+    Throttled,
+}
+
 /// <summary>
 /// Users from the htpasswd file, with a cache of verified credentials so that authenticated traffic does not
 /// pay bcrypt on every request. Keys are a salted SHA-256 of user and password (no password is kept);
 /// entries expire; the cache is bounded. bcrypt checks that miss the cache run a few at a time, so that a
-/// flood of bad passwords queues behind itself instead of taking every core from the traffic.
+/// flood of bad passwords queues behind itself instead of taking every core from the traffic. Unknown users are
+/// checked against a dummy hash of the same kind and cost, and failures are throttled per client address
+/// (<see cref="LoginThrottle"/>).
 /// </summary>
 public sealed class IdentityStore
 {
@@ -29,7 +41,14 @@ public sealed class IdentityStore
     public long HashChecks => Interlocked.Read(ref _hashChecks);
     long _hashChecks;
 
-    public IdentityStore(Dictionary<string, string> hashes) => _hashes = hashes;
+    readonly string _dummyHash;
+    readonly LoginThrottle _throttle = new();
+
+    public IdentityStore(Dictionary<string, string> hashes)
+    {
+        _hashes = hashes;
+        _dummyHash = Htpasswd.DummyLike(hashes.Values.FirstOrDefault());
+    }
 
     public static readonly IdentityStore Empty = new([]);
 
@@ -49,32 +68,59 @@ public sealed class IdentityStore
             System.Buffers.Binary.BinaryPrimitives.ReadInt128LittleEndian(digest[16..]));
     }
 
-    public async ValueTask<bool> VerifyAsync(string user, string password, CancellationToken ct = default)
+    /// <summary>Checks credentials without a client address (no throttling): prefer <see cref="LoginAsync"/>.</summary>
+    public async ValueTask<bool> VerifyAsync(string user, string password, CancellationToken ct = default) =>
+        await LoginAsync(user, password, null, ct).ConfigureAwait(false) == LoginResult.Ok;
+
+    /// <summary>
+    /// Checks credentials from a client address. An address that failed too often lately is refused at once; each
+    /// address has one check in flight at a time; a cache miss costs one bcrypt whether the user exists or not.
+    /// </summary>
+    public async ValueTask<LoginResult> LoginAsync(string user, string password, IPAddress? client, CancellationToken ct = default)
     {
-        if (!_hashes.TryGetValue(user, out var hash))
-        {
-            Interlocked.Increment(ref FailureCount);
-            return false;
-        }
+        // Before the caches: throttled guesses must not be answered from them either.
+        if (client is not null && !_throttle.MayTry(client)) return Throttled();
         var key = MakeKey(user, password);
-        long now = DateTime.UtcNow.Ticks;
-        if (_verified.TryGetValue(key, out var exp) && exp > now) return true;
-        if (_rejected.TryGetValue(key, out var rexp) && rexp > now)
-        {
-            Interlocked.Increment(ref FailureCount);
-            return false;
-        }
+        if (Cached(key) is { } cached) return cached ? LoginResult.Ok : Failed(client);
+        using var slot = client is null ? null : await _throttle.EnterAsync(client, ct).ConfigureAwait(false);
+        // Settled while this one waited its turn behind the same address's earlier attempts?
+        if (client is not null && !_throttle.MayTry(client)) return Throttled();
+        if (Cached(key) is { } settled) return settled ? LoginResult.Ok : Failed(client);
+
+        bool known = _hashes.TryGetValue(user, out var hash);
+        hash ??= _dummyHash;
         await _bcryptGate.WaitAsync(ct).ConfigureAwait(false);
         bool ok;
         Interlocked.Increment(ref _hashChecks);
         // Off the I/O threads: a 100 ms hash must never run on a socket completion.
-        try { ok = await Task.Run(() => Htpasswd.Verify(password, hash), ct).ConfigureAwait(false); }
+        try { ok = await Task.Run(() => Htpasswd.Verify(password, hash), ct).ConfigureAwait(false) && known; }
         finally { _bcryptGate.Release(); }
+        long now = DateTime.UtcNow.Ticks;
         var cache = ok ? _verified : _rejected;
         if (cache.Count >= MaxEntries) Prune(cache, now);
         cache[key] = now + (ok ? TtlTicks : NegativeTtlTicks);
-        if (!ok) Interlocked.Increment(ref FailureCount);
-        return ok;
+        return ok ? LoginResult.Ok : Failed(client);
+    }
+
+    bool? Cached(Key key)
+    {
+        long now = DateTime.UtcNow.Ticks;
+        if (_verified.TryGetValue(key, out var exp) && exp > now) return true;
+        if (_rejected.TryGetValue(key, out var rexp) && rexp > now) return false;
+        return null;
+    }
+
+    LoginResult Failed(IPAddress? client)
+    {
+        Interlocked.Increment(ref FailureCount);
+        if (client is not null) _throttle.Failed(client);
+        return LoginResult.Bad;
+    }
+
+    LoginResult Throttled()
+    {
+        Interlocked.Increment(ref FailureCount);
+        return LoginResult.Throttled;
     }
 
     static void Prune(ConcurrentDictionary<Key, long> cache, long now)

@@ -11,6 +11,8 @@ public abstract class Condition
     public abstract string Describe();
     /// <summary>Conditions on the response (content_type, size) make a rule a response rule.</summary>
     public virtual bool IsResponse => false;
+    /// <summary>`host` with IPs or CIDRs: rules holding one are asked about every resolved address (SPEC 2.1).</summary>
+    public virtual bool JudgesAddresses => false;
 }
 
 sealed class SourceCondition(CidrSet set, string text) : Condition
@@ -27,7 +29,10 @@ sealed class UserCondition(HashSet<string> users, string text, string attribute)
     public override string Describe() => $"{attribute} {text}";
 }
 
-/// <summary>Hosts: exact names, `*.suffix` (subdomains), `@list` (name and subdomains), `~regex`, and IP/CIDR for IP-literal targets.</summary>
+/// <summary>
+/// Hosts: exact names, `*.suffix` (subdomains), `@list` (name and subdomains), `~regex` and globs (on the normalised
+/// name), and IPs/CIDRs, which judge an IP-literal target or, after DNS, each address a name resolved to.
+/// </summary>
 public sealed class HostMatcher
 {
     readonly DomainSet? _exact, _parents;
@@ -47,19 +52,31 @@ public sealed class HostMatcher
         _cidrs = [.. cidrs.Where(c => c.Count > 0)];
     }
 
+    /// <summary>True when it has IP/CIDR entries: the rules holding it are asked about resolved addresses too.</summary>
+    public bool HasAddresses => _cidrs.Length > 0;
+
     public bool Matches(string host)
     {
         var h = host.AsSpan();
         if (h.Length > 2 && h[0] == '[' && h[^1] == ']') h = h[1..^1];
+        // Hosts arrive normalised; a trailing dot left by a caller must not defeat globs and regexes.
+        if (h.Length > 1 && h[^1] == '.') h = h[..^1];
         if (_exact is not null && _exact.ContainsExact(h)) return true;
         if (_parents is not null && _parents.MatchesParentOnly(h)) return true;
         foreach (var l in _lists)
             if (l.MatchesSelfOrParent(h)) return true;
         foreach (var r in _regexes)
             if (r.IsMatch(h)) return true;
-        if (_cidrs.Length > 0 && IPAddress.TryParse(h, out var ip))
-            foreach (var c in _cidrs)
-                if (c.Contains(ip)) return true;
+        if (_cidrs.Length > 0 && IPAddress.TryParse(h, out var ip)) return MatchesAddress(ip);
+        return false;
+    }
+
+    /// <summary>An address judged as the kernel would connect to it (0.0.0.0 is loopback).</summary>
+    public bool MatchesAddress(IPAddress ip)
+    {
+        ip = TargetAddress.Effective(ip);
+        foreach (var c in _cidrs)
+            if (c.Contains(ip)) return true;
         return false;
     }
 }
@@ -67,7 +84,14 @@ public sealed class HostMatcher
 sealed class HostCondition(HostMatcher m, string text, bool sni) : Condition
 {
     public override string Attribute => sni ? "sni" : "host";
-    public override bool Matches(RequestAttributes a) => (sni ? a.Sni : a.Host) is { } h && m.Matches(h);
+    public override bool JudgesAddresses => !sni && m.HasAddresses;
+    public override bool Matches(RequestAttributes a)
+    {
+        if (sni) return a.Sni is { } s && m.Matches(s);
+        // While a resolved address is judged, the host is that address.
+        if (a.Address is { } ip) return m.MatchesAddress(ip);
+        return a.Host is { } h && m.Matches(h);
+    }
     public override string Describe() => $"{Attribute} matches {text}";
 }
 
@@ -99,46 +123,105 @@ sealed class WordCondition(string[] words, string attribute, Func<RequestAttribu
     public override string Describe() => $"{attribute} in [{string.Join(", ", words)}]";
 }
 
-sealed class PatternCondition(StringPattern[] patterns, string attribute, Func<RequestAttributes, string?> get, bool response = false) : Condition
+/// <summary>`upgrade`: the request asks to switch to one of these protocols (`websocket`), case-insensitive, version ignored.</summary>
+sealed class UpgradeCondition(string[] protocols) : Condition
+{
+    public override string Attribute => "upgrade";
+    public override bool Matches(RequestAttributes a)
+    {
+        if (a.Upgrade is not { } asked) return false;
+        var all = asked.AsSpan();
+        foreach (var range in all.Split(','))
+        {
+            var token = HeaderValue.TrimOws(all[range]);
+            int slash = token.IndexOf('/');
+            if (slash >= 0) token = token[..slash];
+            foreach (var p in protocols)
+                if (token.Equals(p, StringComparison.OrdinalIgnoreCase)) return true;
+        }
+        return false;
+    }
+    public override string Describe() => $"upgrade in [{string.Join(", ", protocols)}]";
+}
+
+/// <summary>`path` and `url`: patterns compiled in both case modes; the listener's `path_case` picks one per request.</summary>
+sealed class PathCondition(StringPattern[] sensitive, StringPattern[] insensitive, string attribute, Func<RequestAttributes, string?> get) : Condition
 {
     public override string Attribute => attribute;
-    public override bool IsResponse => response;
     public override bool Matches(RequestAttributes a)
     {
         var v = get(a);
         if (v is null) return false;
-        var span = v.AsSpan();
-        if (response)
-        {
-            // Media type only: "text/html; charset=utf-8" → "text/html".
-            int semi = span.IndexOf(';');
-            if (semi >= 0) span = span[..semi];
-            span = span.Trim();
-        }
-        foreach (var p in patterns)
-            if (p.IsMatch(span)) return true;
+        foreach (var p in a.PathIgnoreCase ? insensitive : sensitive)
+            if (p.IsMatch(v)) return true;
         return false;
     }
-    public override string Describe() => $"{attribute} matches [{string.Join(", ", patterns.Select(p => p.Text))}]";
+    public override string Describe() => $"{attribute} matches [{string.Join(", ", sensitive.Select(p => p.Text))}]";
 }
 
+/// <summary>
+/// `content_type`: a response may name several media types (several field lines, or a comma list); each is judged
+/// without its parameters, and the condition matches when any does (a browser may use any of them).
+/// </summary>
+sealed class ContentTypeCondition(StringPattern[] patterns) : Condition
+{
+    public override string Attribute => "content_type";
+    public override bool IsResponse => true;
+    public override bool Matches(RequestAttributes a)
+    {
+        if (a.ContentType is not { } v) return false;
+        var all = v.AsSpan();
+        foreach (var range in all.Split(','))
+        {
+            var type = all[range];
+            int semi = type.IndexOf(';');
+            if (semi >= 0) type = type[..semi];
+            type = HeaderValue.TrimOws(type);
+            if (type.IsEmpty) continue;
+            foreach (var p in patterns)
+                if (p.IsMatch(type)) return true;
+        }
+        return false;
+    }
+    public override string Describe() => $"content_type matches [{string.Join(", ", patterns.Select(p => p.Text))}]";
+}
+
+/// <summary>
+/// `header`: every named header must be present, and one of its field lines, or one comma-separated element of
+/// a line, must match one of its patterns: a duplicate line or an added element cannot dilute a deny (SPEC 2.1).
+/// </summary>
 sealed class HeaderCondition((string Name, StringPattern[] Patterns)[] headers) : Condition
 {
     public override string Attribute => "header";
+    public IEnumerable<string> Names => headers.Select(h => h.Name);
     public override bool Matches(RequestAttributes a)
     {
         if (a.Headers is not { } src) return false;
         foreach (var (name, patterns) in headers)
-        {
-            var v = src.Get(name);
-            if (v is null) return false;
-            bool any = false;
-            foreach (var p in patterns)
-                if (p.IsMatch(v)) { any = true; break; }
-            if (!any) return false;
-        }
+            if (!AnyLineMatches(src, name, patterns)) return false;
         return true;
     }
+
+    static bool AnyLineMatches(IHeaderSource src, string name, StringPattern[] patterns)
+    {
+        for (int i = 0; src.TryGetLine(name, i, out var line); i++)
+        {
+            var v = line.AsSpan();
+            if (AnyMatches(patterns, HeaderValue.TrimOws(v))) return true;
+            if (v.IndexOf(',') < 0) continue;
+            foreach (var range in v.Split(','))
+                if (AnyMatches(patterns, HeaderValue.TrimOws(v[range]))) return true;
+        }
+        return false;
+    }
+
+    static bool AnyMatches(StringPattern[] patterns, ReadOnlySpan<char> v)
+    {
+        foreach (var p in patterns)
+            if (p.IsMatch(v)) return true;
+        return false;
+    }
+
     public override string Describe() => "header " + string.Join(", ", headers.Select(h => $"{h.Name} matches [{string.Join(", ", h.Patterns.Select(p => p.Text))}]"));
 }
 
@@ -215,6 +298,7 @@ sealed class NotCondition(Condition[] inner) : Condition
 {
     public override string Attribute => "not";
     public override bool IsResponse => inner.Any(c => c.IsResponse);
+    public override bool JudgesAddresses => inner.Any(c => c.JudgesAddresses);
     public Condition[] Inner => inner;
     public override bool Matches(RequestAttributes a)
     {

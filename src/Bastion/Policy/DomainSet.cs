@@ -33,6 +33,12 @@ public sealed class DomainSet
     {
         name = name.Trim().Trim('.');
         if (name.IsEmpty) return;
+        // IDN entries are kept as punycode, the form hosts are judged in (`bücher.test` is `xn--bcher-kva.test`).
+        if (!System.Text.Ascii.IsValid(name))
+        {
+            if (Canonical.HostName.Normalize(name) is not { } idn) return;
+            name = idn;
+        }
         if (_charCount + name.Length > _chars.Length)
             Array.Resize(ref _chars, Math.Max(_chars.Length * 2, _charCount + name.Length));
         var dest = _chars.AsSpan(_charCount, name.Length);

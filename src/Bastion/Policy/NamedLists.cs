@@ -7,7 +7,8 @@ namespace Bastion.Policy;
 /// <summary>
 /// The `lists:` section, loaded once per configuration. A list's entries are read from its file at load
 /// (one entry a line, '#' comments, hosts-file lines such as `0.0.0.0 ads.example.com` accepted), and
-/// compiled on first use into the form a condition needs (CIDR set, domain set), cached per form.
+/// compiled on first use into the form a condition needs (CIDR set, domain set), cached per form. `@private`
+/// is built in (<see cref="TargetAddress.PrivateRanges"/>) unless the configuration defines its own.
 /// </summary>
 public sealed class NamedLists
 {
@@ -29,6 +30,9 @@ public sealed class NamedLists
     public static NamedLists Load(BastionConfig config, List<ConfigError> errors)
     {
         var lists = new NamedLists();
+        if (config.Lists.TryGetValue(TargetAddress.PrivateList, out var own))
+            errors.Add(new ConfigError(own.Pos, $"list '{TargetAddress.PrivateList}' replaces the built-in @{TargetAddress.PrivateList} (every non-public address)", IsWarning: true));
+        else lists._entries[TargetAddress.PrivateList] = TargetAddress.PrivateRanges;
         foreach (var (name, l) in config.Lists)
         {
             if (l.File is null)

@@ -100,6 +100,8 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
                     }
                     return new PortCondition([.. ranges], Text(s));
                 }
+            case "upgrade":
+                return new UpgradeCondition([.. s.Values.Select(v => v.Text.Trim())]);
             case "method":
                 foreach (var v in s.Values)
                     if (ValueChecks.Method(v.Text) is { } problem) errors.Add(new ConfigError(v.Pos, problem.Message, problem.IsWarning));
@@ -107,11 +109,11 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
             case "command":
                 return new WordCondition([.. s.Values.Select(v => v.Text.ToUpperInvariant())], "command", a => a.Command);
             case "path":
-                return Patterns(s, "path", a => a.Path, pathAware: true, ignoreCase: false);
+                return CaseModes(s, "path", a => a.Path, pathAware: true);
             case "url":
-                return Patterns(s, "url", a => a.Url, pathAware: false, ignoreCase: false);
+                return CaseModes(s, "url", a => a.Url, pathAware: false);
             case "content_type":
-                return Patterns(s, "content_type", a => a.ContentType, pathAware: false, ignoreCase: true, response: true);
+                return new ContentTypeCondition([.. s.Values.Select(v => Pattern(v, false, true)).OfType<StringPattern>()]);
             case "header":
                 {
                     var hs = new List<(string, StringPattern[])>();
@@ -190,8 +192,19 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
         }
     }
 
-    PatternCondition Patterns(ConditionSpec s, string attr, Func<RequestAttributes, string?> get, bool pathAware, bool ignoreCase, bool response = false) =>
-        new([.. s.Values.Select(v => Pattern(v, pathAware, ignoreCase)).OfType<StringPattern>()], attr, get, response);
+    PathCondition CaseModes(ConditionSpec s, string attr, Func<RequestAttributes, string?> get, bool pathAware)
+    {
+        var sensitive = s.Values.Select(v => Pattern(v, pathAware, false)).OfType<StringPattern>().ToArray();
+        // Errors were reported once, by the first compile.
+        var insensitive = s.Values.Select(v => SafePattern(v.Text, pathAware, true)).OfType<StringPattern>().ToArray();
+        return new PathCondition(sensitive, insensitive, attr, get);
+    }
+
+    static StringPattern? SafePattern(string text, bool pathAware, bool ignoreCase)
+    {
+        try { return new StringPattern(text, pathAware, ignoreCase); }
+        catch (ArgumentException) { return null; }
+    }
 
     /// <summary>Host patterns as `host` and `sni` conditions take them (also used by tls_inspection's lists).</summary>
     public HostMatcher CompileHosts(ImmutableArray<ValueSpec> values)
@@ -215,8 +228,8 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
             else if (t.StartsWith('~')) { if (Pattern(v, false, true) is { } p) regexes.Add(p); }
             else if (t.StartsWith("*.", StringComparison.Ordinal) && !Bastion.Policy.Patterns.IsGlob(t[2..]))
             {
-                if (ValueChecks.IsHostName(t.AsSpan(2))) parents.Add(t[2..]);
-                else Error(v.Pos, $"host: '{t}' is not '*.' and a host name");
+                if (Canonical.HostName.TryNormalize(t.AsSpan(2), out var h, out var err)) parents.Add(h);
+                else Error(v.Pos, $"host: '{t}' is not '*.' and a host name ({err})");
             }
             else if (t.Contains('/') || t.Contains(':') || IPAddress.TryParse(t.Trim('[', ']'), out _))
             {
@@ -225,14 +238,47 @@ public sealed class PolicyCompiler(NamedLists lists, ImmutableDictionary<string,
             }
             else if (Bastion.Policy.Patterns.IsGlob(t))
             {
-                if (!ValueChecks.IsHostName(t.Replace("*", "x").Replace("?", "x"))) Error(v.Pos, $"host: '{t}' is not a host name pattern (letters, digits, '-', '.', '*', '?')");
-                else if (Pattern(v, false, true) is { } p) regexes.Add(p);
+                if (GlobHost(v, t) is { } g && Pattern(v with { Text = g }, false, true) is { } p) regexes.Add(p);
             }
-            else if (ValueChecks.IsHostName(t)) exact.Add(t);
-            else Error(v.Pos, $"host: '{t}' is not a host name (letters, digits, '-' and '.'), an IP or CIDR");
+            else if (RuleHost(v, t) is { } h) exact.Add(h);
         }
         if (cidrs.Count > 0) cidrSets.Add(CidrSet.Build(cidrs));
         return new HostMatcher(exact, parents, listSets, regexes, cidrSets);
     }
 
+    /// <summary>A host name in a rule, converted as the wire's are (lowercase, no trailing dot, IDN as punycode).</summary>
+    string? RuleHost(ValueSpec v, string text)
+    {
+        if (Canonical.HostName.TryNormalize(text, out var h, out var err)) return h;
+        Error(v.Pos, $"host: '{v.Text}' is not a host name ({err})");
+        return null;
+    }
+
+    /// <summary>A glob converted label by label: wildcard labels as written (lowercased), the others as host names.</summary>
+    string? GlobHost(ValueSpec v, string glob)
+    {
+        if (glob.EndsWith('.')) glob = glob[..^1];
+        var labels = glob.Split('.');
+        for (int i = 0; i < labels.Length; i++)
+        {
+            var l = labels[i];
+            if (Bastion.Policy.Patterns.IsGlob(l))
+            {
+                if (l.Any(c => c >= 0x80))
+                {
+                    Error(v.Pos, $"host: '{v.Text}': a wildcard label cannot hold non-ASCII characters (write it in punycode)");
+                    return null;
+                }
+                labels[i] = l.ToLowerInvariant();
+            }
+            else if (l.Length > 0 && l.All(char.IsAscii)) labels[i] = l.ToLowerInvariant();
+            else if (l.Length > 0 && Canonical.HostName.TryNormalize(l, out var n, out _)) labels[i] = n;
+            else
+            {
+                Error(v.Pos, $"host: '{v.Text}': '{l}' is not a valid label");
+                return null;
+            }
+        }
+        return string.Join('.', labels);
+    }
 }

@@ -5,13 +5,13 @@ using System.Text;
 namespace Bastion.Tests.Infrastructure;
 
 /// <summary>
-/// A misbehaving (or exactly behaving) origin: a TCP server on 127.0.0.1:0 that runs a script per connection,
+/// A misbehaving (or exactly behaving) origin: a TCP server on 127.0.0.1:0 (or another loopback address) that runs a script per connection,
 /// writing exactly the bytes under test. The script reads requests with <see cref="Conn.ReadRequestAsync"/> and
 /// answers with <see cref="Conn.WriteAsync(string)"/>; everything each connection received is kept.
 /// </summary>
 public sealed class ScriptedOrigin : IAsyncDisposable
 {
-    readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    readonly TcpListener _listener;
     readonly Func<Conn, Task> _script;
     readonly CancellationTokenSource _stop = new();
     readonly List<Task> _running = [];
@@ -20,30 +20,34 @@ public sealed class ScriptedOrigin : IAsyncDisposable
     int _connections;
 
     public int Port { get; }
+    public IPAddress Address { get; }
+    public string Url => $"http://{Address}:{Port}";
     public int Connections => Volatile.Read(ref _connections);
     /// <summary>Every request head read by scripts, in order.</summary>
     public List<string> Requests { get; } = [];
 
-    ScriptedOrigin(Func<Conn, Task> script)
+    ScriptedOrigin(Func<Conn, Task> script, string address)
     {
         _script = script;
+        Address = IPAddress.Parse(address);
+        _listener = new TcpListener(Address, 0);
         _listener.Start(512);
         Port = ((IPEndPoint)_listener.LocalEndpoint).Port;
         _accept = AcceptLoop();
     }
 
     /// <summary>Starts the server; <paramref name="script"/> runs once per accepted connection.</summary>
-    public static ScriptedOrigin Start(Func<Conn, Task> script) => new(script);
+    public static ScriptedOrigin Start(Func<Conn, Task> script, string address = "127.0.0.1") => new(script, address);
 
     /// <summary>Answers every request on a connection with the same bytes (keep-alive unless the bytes close).</summary>
-    public static ScriptedOrigin Answering(string response, bool closeAfter = false) => Start(async c =>
+    public static ScriptedOrigin Answering(string response, bool closeAfter = false, string address = "127.0.0.1") => Start(async c =>
     {
         while (await c.ReadRequestAsync() is not null)
         {
             await c.WriteAsync(response);
             if (closeAfter) return;
         }
-    });
+    }, address);
 
     async Task AcceptLoop()
     {

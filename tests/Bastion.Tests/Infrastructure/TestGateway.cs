@@ -52,8 +52,10 @@ public sealed class TestGateway : IAsyncDisposable
         if (!File.Exists(LogPath)) return [];
         using var fs = new FileStream(LogPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         using var r = new StreamReader(fs);
+        var text = r.ReadToEnd();
+        // A line still being written (no newline yet) is left for the next poll.
         var list = new List<JsonElement>();
-        while (r.ReadLine() is { } line)
+        foreach (var line in text[..(text.LastIndexOf('\n') + 1)].Split('\n'))
             if (line.Length > 0) list.Add(JsonDocument.Parse(line).RootElement.Clone());
         return list;
     }

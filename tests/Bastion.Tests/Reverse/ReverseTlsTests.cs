@@ -119,8 +119,19 @@ public class ReverseTlsTests
                 policy: open
                 routes:
                   - { path: "/{**rest}", upstream: {{o.Url}} }
-            {{AllowAll}}
+            policies:
+              open:
+                rules:
+                  - allow: { path: /ws, upgrade: websocket }
+                    name: websockets
+                  - allow: {}
             """);
+        // A general allow does not open a tunnel: only a rule that names the upgrade does.
+        using (var refused = new ClientWebSocket())
+        {
+            var e = await Assert.ThrowsAsync<WebSocketException>(() => refused.ConnectAsync(new Uri($"ws://127.0.0.1:{gw.Port("site")}/other"), CancellationToken.None));
+            Assert.Contains("403", e.Message);
+        }
         using var ws = new ClientWebSocket();
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         await ws.ConnectAsync(new Uri($"ws://127.0.0.1:{gw.Port("site")}/ws"), cts.Token);
@@ -141,8 +152,14 @@ public class ReverseTlsTests
         }
         await ws.CloseAsync(WebSocketCloseStatus.NormalClosure, "done", cts.Token);
         Assert.Equal(WebSocketState.Closed, ws.State);
-        var line = await gw.WaitForLogAsync(l => l.Str("request")?.Contains("/ws") == true);
-        Assert.Equal(101, line.Num("status"));
+        // The tunnel is logged when it opens (the decision) and when it closes (with its bytes).
+        var open = await gw.WaitForLogAsync(l => l.Str("request")?.Contains("/ws") == true && l.Str("event") == "request");
+        Assert.Equal(101, open.Num("status"));
+        Assert.Equal("websockets", open.Str("rule"));
+        Assert.Contains("tunnel open", open.Str("reason"));
+        var closed = await gw.WaitForLogAsync(l => l.Str("request")?.Contains("/ws") == true && l.Str("event") == "transfer");
+        Assert.Contains("tunnel closed", closed.Str("reason"));
+        Assert.True(closed.Num("bytes_in") > 0 && closed.Num("bytes_out") > 0, closed.ToString());
     }
 
     [Fact]

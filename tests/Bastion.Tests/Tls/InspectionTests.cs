@@ -253,11 +253,20 @@ public sealed class InspectionTests(InspectionFixture f) : IClassFixture<Inspect
     [Fact]
     public async Task A_websocket_inside_an_inspected_tunnel_is_judged_then_relayed_both_ways()
     {
-        await using var gw = await TestGateway.StartAsync(f.Yaml());
+        // Only a rule that names the upgrade opens a tunnel inside the tunnel (docs/policy.md).
+        await using var gw = await TestGateway.StartAsync(f.Yaml(rules: """
+                  - allow: { path: /ws, upgrade: websocket }
+                    name: websockets
+            """));
         var ca = System.Security.Cryptography.X509Certificates.X509CertificateLoader.LoadCertificateFromFile(f.CaCert);
-        using var ws = new System.Net.WebSockets.ClientWebSocket();
-        ws.Options.Proxy = new System.Net.WebProxy(gw.Url("web"));
-        ws.Options.RemoteCertificateValidationCallback = (_, cert, _, errors) =>
+        System.Net.WebSockets.ClientWebSocket Client()
+        {
+            var c = new System.Net.WebSockets.ClientWebSocket();
+            c.Options.Proxy = new System.Net.WebProxy(gw.Url("web"));
+            c.Options.RemoteCertificateValidationCallback = Trusted;
+            return c;
+        }
+        bool Trusted(object _, System.Security.Cryptography.X509Certificates.X509Certificate? cert, System.Security.Cryptography.X509Certificates.X509Chain? __, System.Net.Security.SslPolicyErrors errors)
         {
             // Trust exactly the inspection CA, as a client with it installed would.
             if (cert is null || (errors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors) != 0) return false;
@@ -266,8 +275,15 @@ public sealed class InspectionTests(InspectionFixture f) : IClassFixture<Inspect
             chain.ChainPolicy.CustomTrustStore.Add(ca);
             chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
             return chain.Build(new System.Security.Cryptography.X509Certificates.X509Certificate2(cert));
-        };
+        }
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using (var refused = Client())
+        {
+            // The same upgrade on another path is allowed only by the general `loopback` rule: refused.
+            var e = await Assert.ThrowsAsync<System.Net.WebSockets.WebSocketException>(() => refused.ConnectAsync(new Uri($"wss://shop.localhost:{f.Origin.Port}/ws2"), cts.Token));
+            Assert.Contains("403", e.Message);
+        }
+        using var ws = Client();
         await ws.ConnectAsync(new Uri($"wss://shop.localhost:{f.Origin.Port}/ws"), cts.Token);
         var recv = new byte[16 * 1024];
         for (int i = 0; i < 3; i++)
@@ -285,8 +301,11 @@ public sealed class InspectionTests(InspectionFixture f) : IClassFixture<Inspect
             Assert.Equal(msg, recv[..got]);
         }
         await ws.CloseAsync(System.Net.WebSockets.WebSocketCloseStatus.NormalClosure, "done", cts.Token);
-        var line = await gw.WaitForLogAsync(l => l.Str("request") == $"GET https://shop.localhost:{f.Origin.Port}/ws");
+        var line = await gw.WaitForLogAsync(l => l.Str("request") == $"GET https://shop.localhost:{f.Origin.Port}/ws" && l.Str("event") == "request");
         Assert.Equal(101, line.Num("status"));
         Assert.Equal("inspected", line.Str("tls"));
+        Assert.Equal("websockets", line.Str("rule"));
+        var closed = await gw.WaitForLogAsync(l => l.Str("request") == $"GET https://shop.localhost:{f.Origin.Port}/ws" && l.Str("event") == "transfer");
+        Assert.True(closed.Num("bytes_in") > 0 && closed.Num("bytes_out") > 0, closed.ToString());
     }
 }

@@ -84,9 +84,10 @@ public class IdentityTests
         Assert.Equal(2, store.HashChecks);
         Assert.False(await store.VerifyAsync("alice", "Right"));
         Assert.Equal(3, store.HashChecks);
-        // A cached success is not shared with another user name, nor an unknown one.
+        // A cached success is not shared with another user name, nor an unknown one; an unknown user costs a
+        // (dummy) hash like a wrong password does, so timing does not tell users apart.
         Assert.False(await store.VerifyAsync("bob", "right"));
-        Assert.Equal(3, store.HashChecks);
+        Assert.Equal(4, store.HashChecks);
         Assert.Equal(4, store.FailureCount);
     }
 

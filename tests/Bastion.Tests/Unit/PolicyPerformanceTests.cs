@@ -123,8 +123,8 @@ public class PolicyPerformanceTests
         Runtime.Load(f.Path);
         File.WriteAllText(f.Path, yaml.Replace("LIST", "big.txt"));
 
-        // The box is shared (load averages of 10+ on 2 cores): the work is judged by this thread's CPU time,
-        // which is what the load costs, and the wall clock gets slack for waiting on the other builds.
+        // The box is shared (load averages of 10-60 on 2 cores): the work is judged by this thread's CPU time,
+        // which is what the load costs; the wall clock only catches a hang.
         var cpu0 = ThreadCpu();
         var sw = Stopwatch.StartNew();
         var rt = Runtime.Load(f.Path);
@@ -132,7 +132,7 @@ public class PolicyPerformanceTests
         var cpu = ThreadCpu() - cpu0;
         var what = $"loading 1,000,000 lines took {cpu.TotalMilliseconds:0} ms of CPU, {sw.Elapsed.TotalMilliseconds:0} ms of wall time";
         Assert.True(cpu < TimeSpan.FromSeconds(2), what);
-        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(10), what);
+        Assert.True(sw.Elapsed < TimeSpan.FromSeconds(60), what);
 
         var p = rt.Policies["p"];
         bool Denied(string host) => !p.Evaluate(new RequestAttributes { Host = host }).Allowed;

@@ -227,8 +227,13 @@ public class PolicyTests
         var p = Compile("rules:\n  - allow: { path: [\"/pub/**\", \"/img/*.png\", \"~^/api/v[12]/\", /exact] }");
         foreach (var ok in new[] { "/pub", "/pub/", "/pub/a", "/pub/a/b/c.txt", "/img/x.png", "/api/v1/users", "/exact" })
             Assert.True(Allows(p, Req(path: ok)), ok);
-        foreach (var no in new[] { "/public", "/pu", "/img/a/x.png", "/img/x.gif", "/api/v3/", "/exact/", "/EXACT" })
+        foreach (var no in new[] { "/public", "/pu", "/img/a/x.png", "/img/x.gif", "/api/v3/", "/exact/" })
             Assert.False(Allows(p, Req(path: no)), no);
+        // path_case: insensitive unless the listener says sensitive.
+        Assert.True(Allows(p, Req(path: "/EXACT")));
+        var sensitive = Req(path: "/EXACT");
+        sensitive.PathIgnoreCase = false;
+        Assert.False(Allows(p, sensitive));
     }
 
     [Fact]

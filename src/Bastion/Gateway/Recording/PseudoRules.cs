@@ -8,6 +8,10 @@ public static class PseudoRules
 {
     /// <summary>Malformed or unsupported protocol input.</summary>
     public const string Protocol = "protocol";
+    /// <summary>A request target backends may read differently (`%2F`, `//`...), refused by `ambiguous_paths: refuse`.</summary>
+    public const string AmbiguousPaths = "protocol.ambiguous_paths";
+    /// <summary>Several lines of a header a rule judges, with different values, refused by `conflicting_headers: refuse`.</summary>
+    public const string ConflictingHeaders = "protocol.conflicting_headers";
     /// <summary>Missing or wrong credentials.</summary>
     public const string Authenticate = "authenticate";
     /// <summary>A trusted front did not open with a valid PROXY protocol header.</summary>
@@ -27,6 +31,6 @@ public static class ExchangeKinds
     public const string Request = "request";
     /// <summary>A client connection that ended (or was refused).</summary>
     public const string Connection = "connection";
-    /// <summary>A data transfer (FTP data channel).</summary>
+    /// <summary>A data transfer (FTP data channel; an upgraded HTTP connection's tunnel, when it closes).</summary>
     public const string Transfer = "transfer";
 }

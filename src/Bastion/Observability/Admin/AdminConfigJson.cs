@@ -7,7 +7,8 @@ namespace Bastion.Observability.Admin;
 
 /// <summary>
 /// /api/config: the configuration in force, shaped like the YAML it came from. Secrets never appear: files that
-/// hold them (admin token, htpasswd, TLS keys) are named by path only, and long list files by their entry count.
+/// hold them (admin token, htpasswd, TLS keys) are named by path only, long list files by their entry count; URLs
+/// lose their `user:password@` and rules on credential headers their values.
 /// </summary>
 public static class AdminConfigJson
 {
@@ -62,7 +63,7 @@ public static class AdminConfigJson
         foreach (var (name, u) in c.Upstreams.OrderBy(u => u.Key, StringComparer.Ordinal))
         {
             w.WriteStartObject(name);
-            Strings(w, "targets", u.Targets);
+            Strings(w, "targets", u.Targets.Select(Redact.Url));
             w.WriteString("balance", u.Balance);
             if (u.Health is { } h)
             {
@@ -112,7 +113,7 @@ public static class AdminConfigJson
         w.WriteString("listen", l.Listen.ToString());
         w.WriteString("policy", l.Policy);
         w.WriteBoolean("authenticate", l.Authenticate);
-        if (l.Upstream is not null) w.WriteString("upstream", l.Upstream);
+        if (l.Upstream is not null) w.WriteString("upstream", Redact.Url(l.Upstream));
         if (!l.AcceptProxyProtocol.IsEmpty) Strings(w, "accept_proxy_protocol", l.AcceptProxyProtocol);
         if (l.ProxyProtocol != ProxyProtocolVersion.None) w.WriteString("proxy_protocol", l.ProxyProtocol.ToString().ToLowerInvariant());
         if (l.Socks4) w.WriteBoolean("socks4", true);
@@ -156,7 +157,7 @@ public static class AdminConfigJson
                     foreach (var (k, v) in r.Headers) w.WriteString(k, v);
                     w.WriteEndObject();
                 }
-                w.WriteString("upstream", r.Upstream);
+                w.WriteString("upstream", Redact.Url(r.Upstream));
                 if (r.StripPrefix is not null) w.WriteString("strip_prefix", r.StripPrefix);
                 if (r.RewritePrefix is not null) w.WriteString("rewrite_prefix", r.RewritePrefix);
                 w.WriteEndObject();
@@ -223,7 +224,8 @@ public static class AdminConfigJson
             else if (!cond.HeaderMap.IsEmpty)
             {
                 w.WriteStartObject(cond.Key);
-                foreach (var (name, patterns) in cond.HeaderMap) Strings(w, name.Text, patterns.Select(p => p.Text));
+                foreach (var (name, patterns) in cond.HeaderMap)
+                    Strings(w, name.Text, patterns.Select(p => Redact.IsSecretHeader(name.Text) ? Redact.Hidden : p.Text));
                 w.WriteEndObject();
             }
             else Strings(w, cond.Key, cond.Values.Select(v => v.Text));

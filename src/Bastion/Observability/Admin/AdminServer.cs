@@ -27,6 +27,9 @@ public sealed class AdminServer : IAsyncDisposable
     WebApplication? _app;
     readonly Dictionary<string, (byte[] Body, string Type)> _assets;
 
+    /// <summary>The header a reload must carry when no token guards the API (a cross-site form cannot send it).</summary>
+    public const string ReloadHeader = "X-Bastion-Reload";
+
     public IPEndPoint? BoundEndPoint { get; private set; }
     public TrafficHistory History { get; }
     public AdminConfig Config => _config;
@@ -101,10 +104,11 @@ public sealed class AdminServer : IAsyncDisposable
                 return;
             }
             bool isGet = HttpMethods.IsGet(ctx.Request.Method) || HttpMethods.IsHead(ctx.Request.Method);
-            bool isReload = path == "/api/reload" && HttpMethods.IsPost(ctx.Request.Method);
-            if (!isGet && !isReload)
+            bool isReload = path == "/api/reload";
+            // Reading is GET; the one action, reload, is POST only (a link or an <img> must not trigger it).
+            if (isReload ? !HttpMethods.IsPost(ctx.Request.Method) : !isGet)
             {
-                resp.Headers.Allow = "GET, HEAD";
+                resp.Headers.Allow = isReload ? "POST" : "GET, HEAD";
                 await Text(ctx, 405, "method not allowed\n").ConfigureAwait(false);
                 return;
             }
@@ -148,6 +152,13 @@ public sealed class AdminServer : IAsyncDisposable
                     await Json(ctx, w => AdminConfigJson.Write(w, _host.Current)).ConfigureAwait(false);
                     break;
                 case "/api/reload":
+                    if (!RequiresToken && !ctx.Request.Headers.ContainsKey(ReloadHeader))
+                    {
+                        // Without a token, a header no HTML form can send makes a cross-site POST impossible (CSRF):
+                        // browsers ask before sending custom headers, and this server never says yes.
+                        await Text(ctx, 403, $"reload needs the header '{ReloadHeader}: 1' (or a bearer token when admin.token_file is set)\n").ConfigureAwait(false);
+                        break;
+                    }
                     var error = await _host.ReloadAsync("admin API", ctx.RequestAborted).ConfigureAwait(false);
                     await Json(ctx, w =>
                     {

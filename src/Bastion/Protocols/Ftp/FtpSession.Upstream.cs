@@ -25,22 +25,25 @@ public sealed partial class FtpSession
     /// <summary>The group's target this session is on (for least-requests balancing), if any.</summary>
     UpstreamTarget? _upstreamTarget;
 
-    /// <summary>Starts connecting to <paramref name="named"/> (USER name@host), or to the configured upstream when null.</summary>
-    void StartConnect(HostPort? named)
+    /// <summary>
+    /// Starts connecting to <paramref name="named"/> (USER name@host) at the <paramref name="addresses"/> the policy
+    /// allowed, or to the configured upstream when null.
+    /// </summary>
+    void StartConnect(HostPort? named, System.Net.IPAddress[]? addresses = null)
     {
         if (named is not null)
         {
             _target = named;
             _conn.Target = named.ToString();
         }
-        _connecting = ConnectAsync(named);
+        _connecting = ConnectAsync(named, addresses);
     }
 
-    async Task ConnectAsync(HostPort? named)
+    async Task ConnectAsync(HostPort? named, System.Net.IPAddress[]? addresses)
     {
         if (named is not null)
         {
-            var r = await Transport.ConnectAsync(named.Host, named.Port, _cfg.Limits.ConnectTimeout, Ct).ConfigureAwait(false);
+            var r = await Transport.ConnectAsync(addresses!, named.Port, _cfg.Limits.ConnectTimeout, Ct).ConfigureAwait(false);
             if (!r.Ok) throw new SessionEnd($"Cannot reach the server {named}: {r.Message ?? r.Error.ToString()}");
             _server = r.Transport!;
         }

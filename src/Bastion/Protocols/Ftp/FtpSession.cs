@@ -373,7 +373,24 @@ public sealed partial class FtpSession
                 await ReplyAsync(x, 530, $"Already connected to {_target}; reconnect to log in elsewhere").ConfigureAwait(false);
                 return;
             }
-            if (_target is null) StartConnect(named);
+            if (_target is null)
+            {
+                // The server the client named is judged at every address it resolves to, before connecting (SPEC 2.1).
+                var judged = await Connector.ResolveJudgedAsync(_ctx.Runtime.Resolver, _ctx.Policy, _attrs, named.Host,
+                    _cfg.Limits.ConnectTimeout, Ct).ConfigureAwait(false);
+                if (judged.Denied is { } denied)
+                {
+                    x.Decide(denied);
+                    await ReplyAsync(x, 530, $"{named}: denied by policy: {denied.Reason ?? "denied"}").ConfigureAwait(false);
+                    return;
+                }
+                if (!judged.Ok)
+                {
+                    await ReplyAsync(x, 530, $"Cannot resolve {named.Host}: {judged.Error}").ConfigureAwait(false);
+                    return;
+                }
+                StartConnect(named, judged.Allowed);
+            }
         }
         else _pendingUser = Encoding.UTF8.GetString(cmd.Arg(line.Span));
         await EnsureServerAsync().ConfigureAwait(false);

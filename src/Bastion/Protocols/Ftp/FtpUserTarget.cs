@@ -41,14 +41,20 @@ public static class FtpUserTarget
                 error = "bad IPv6 address";
                 return false;
             }
+            host = ip6.ToString();
         }
         else
         {
             int colon = hostPart.IndexOf(':');
             host = colon < 0 ? hostPart : hostPart[..colon];
             if (colon >= 0 && !TryPort(hostPart[(colon + 1)..], out port)) { error = "bad port"; return false; }
-            if (!IsHostName(host) && !IPAddress.TryParse(host, out _)) { error = "bad host name"; return false; }
-            host = host.ToLowerInvariant().TrimEnd('.');
+            // The one form judged and resolved (SPEC 2.1): lowercase, no trailing dot, IPv4 shorthands as addresses.
+            if (!Policy.Canonical.HostName.TryNormalize(host, out var normalized, out _) || (!IsHostName(normalized) && !IPAddress.TryParse(normalized, out _)))
+            {
+                error = "bad host name";
+                return false;
+            }
+            host = normalized;
         }
         target = new HostPort(host, port);
         error = null;

@@ -7,13 +7,16 @@ using Bastion.Protocols.Http.Codec;
 using Bastion.Protocols.Http.Engine;
 using Bastion.Protocols.Http.Inspection;
 using Bastion.Protocols.Http.Io;
+using Bastion.Policy.Canonical;
 
 namespace Bastion.Protocols.HttpProxy;
 
 /// <summary>
 /// One client connection to the forward proxy on the HTTP/1.1 engine. Per request: target (absolute-form, or
-/// CONNECT's authority) → identify (Proxy-Authorization) → decide → forward through the origin's keep-alive pool
-/// (or tunnel for CONNECT, or answer Max-Forwards: 0 itself) → relay the response under the response rules → log.
+/// CONNECT's authority, normalised once into the form that is judged and forwarded) → identify
+/// (Proxy-Authorization) → decide → resolve and judge every address (SPEC 2.1) → forward through the keep-alive
+/// pool of the judged address (or tunnel for CONNECT, or answer Max-Forwards: 0 itself) → relay the response under
+/// the response rules → log.
 /// Inside an inspected CONNECT tunnel the same session runs over the decrypted stream (<paramref name="tunnelClient"/>),
 /// with <paramref name="tunnel"/> naming the origin its requests go to (origin-form targets, judged as https URLs).
 /// </summary>
@@ -23,8 +26,10 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 {
     string? _user;
     string? _target;
+    /// <summary>The request target in its one canonical form: what is judged is what is forwarded.</summary>
+    readonly CanonicalTarget _canonical = new();
 
-    static readonly ulong DropToOrigin = HeadWriter.Mask(KnownHeader.Host, KnownHeader.Expect, KnownHeader.Via);
+    static readonly ulong DropToOrigin = HeadWriter.Mask(KnownHeader.Host, KnownHeader.Expect, KnownHeader.Via, KnownHeader.Http2Settings);
     static readonly ulong DropMaxForwards = HeadWriter.Mask(KnownHeader.MaxForwards);
 
     protected override bool ViaOnAnswers => true;
@@ -51,8 +56,12 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
                 : "unsupported or malformed request target";
             return await RejectAsync(400, why, PseudoRules.Protocol, close: true).ConfigureAwait(false);
         }
-        if (!HttpAttributes.TryProxyTarget(Attrs, h.Method, _target, out var uri, out var targetError))
-            return await RejectAsync(400, targetError!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+        // The one canonical form (SPEC 2.1): ambiguous forms are refused unless the listener passes them.
+        var targetStatus = HttpAttributes.ProxyTarget(Attrs, h.Method, h.Target, Ctx.Config, _canonical, out var targetError);
+        if (targetStatus != TargetStatus.Ok)
+            return await RejectAsync(400, targetError!, targetStatus == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol,
+                close: true).ConfigureAwait(false);
+        if (!h.IsConnect) X!.Request = $"{h.Method} {_canonical.Url}";
         Attrs.Size = framing.Kind == BodyKind.Chunked ? -1 : framing.Length;
 
         // Identify.
@@ -60,11 +69,11 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         if (config.Authenticate)
         {
             int pa = h.IndexOf(KnownHeader.ProxyAuthorization);
-            var auth = await HttpDecisions.AuthenticateAsync(Ctx, pa < 0 ? null : HttpHead.Latin1(h.Value(pa)), Conn.Aborted).ConfigureAwait(false);
+            var auth = await HttpDecisions.AuthenticateAsync(Ctx, pa < 0 ? null : HttpHead.Latin1(h.Value(pa)), Conn.Client.Address, Conn.Aborted).ConfigureAwait(false);
             // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
             if (!auth.Ok && auth.Tried is { } tried) X!.User = tried;
             if (!auth.Ok)
-                return await RejectAsync(407, "proxy authentication required", PseudoRules.Authenticate, close: hasBody || !KeepAlive,
+                return await RejectAsync(407, auth.Throttled ? auth.Failure! : "proxy authentication required", PseudoRules.Authenticate, close: hasBody || !KeepAlive,
                     extraName: "Proxy-Authenticate", extraValue: "Basic realm=\"bastion\"").ConfigureAwait(false);
             _user = Conn.User = auth.User;
         }
@@ -72,6 +81,9 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         X!.User = Attrs.User;
 
         // Decide.
+        if (config.RefuseConflictingHeaders && Ctx.Policy.ConflictingHeader(h) is { } conflict)
+            return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", PseudoRules.ConflictingHeaders,
+                close: true).ConfigureAwait(false);
         Decision = HttpDecisions.Decide(Ctx.Policy, Attrs);
         if (!Decision.Allowed)
         {
@@ -94,24 +106,34 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
             if (maxForwards == 0) return await AnswerMaxForwardsAsync().ConfigureAwait(false);
         }
 
-        // The request to the origin: its own line in origin-form, the client's field lines as they came (less
-        // hop-by-hop ones), Host from the target (RFC 9112 §3.2.2), Via, and our framing.
-        var u = uri!;
-        bool tls = u.Scheme == "https";
-        var host = u.IdnHost;
+        // The address connected to is judged too (SPEC 2.1): after DNS, before any byte goes out.
+        var c = _canonical;
+        var judged = await Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, Ctx.Policy, Attrs, c.Host!, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        if (judged.Denied is { } denied)
+        {
+            Decision = denied;
+            return await RejectAsync(403, denied.Reason ?? "denied by policy", denied.RuleName, close: hasBody || !KeepAlive).ConfigureAwait(false);
+        }
+        if (!judged.Ok)
+            return judged.Error == SocketError.TimedOut
+                ? await RejectAsync(504, $"resolving {c.Host} timed out", Decision.RuleName, close: hasBody || !KeepAlive, verdict: Verdict.Allow).ConfigureAwait(false)
+                : await RejectAsync(502, $"upstream {c.Authority}: host not found", Decision.RuleName, close: hasBody || !KeepAlive, verdict: Verdict.Allow).ConfigureAwait(false);
+
+        // The request to the origin: its own line in origin-form (the canonical path and query, byte for byte), the
+        // client's field lines as they came (less hop-by-hop ones; an upgrade is never forwarded here), Host from
+        // the target (RFC 9112 §3.2.2), Via, and our framing.
         var w = UpOut;
         w.Reset();
-        w.Append(h.MethodBytes).Append(" "u8).Append(u.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
+        w.Append(h.MethodBytes).Append(" "u8).Append(c.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
         w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin);
-        w.Append("Host: "u8).Append(host);
-        if (!u.IsDefaultPort) w.Append(":"u8).Append(u.Port);
-        w.CrLf();
+        w.Append("Host: "u8).Append(c.Authority).CrLf();
         WriteVia(w, h);
         if (maxForwards > 0) w.Field("Max-Forwards"u8, maxForwards - 1);
         w.Framing(framing).CrLf();
 
-        X.Upstream = u.Authority;
-        var pool = pools.For(host, u.Port, tls, limits.ConnectTimeout);
+        X.Upstream = c.Authority;
+        // One pool per judged address: the connection goes where the policy looked, and nowhere else.
+        var pool = pools.For(c.Host!, c.Port, c.Scheme == "https", judged.Allowed[0], limits.ConnectTimeout);
         var (_, again) = await ForwardAsync(pool, limits, new RelayOptions(Ctx.Policy, ViaOnResponse: true)).ConfigureAwait(false);
         return again;
     }
@@ -151,16 +173,18 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
     {
         var host = Attrs.Host!;
         var port = Attrs.Port;
-        var rule = Decision.RuleName;
         Socket? up = null;
         if (!provisional)
         {
             var (socket, status, why) = await ConnectTunnelAsync(host, port, limits).ConfigureAwait(false);
-            if (socket is null) return await RejectAsync(status, why!, rule, close: true, verdict: Verdict.Allow).ConfigureAwait(false);
+            // 403: every address the name resolved to is denied (ConnectTunnelAsync made that the decision).
+            if (socket is null)
+                return await RejectAsync(status, why!, Decision.RuleName, close: true, verdict: status == 403 ? Verdict.Deny : Verdict.Allow).ConfigureAwait(false);
             up = socket;
         }
+        var rule = Decision.RuleName;
         using var upstream = up;
-        Conn.Target = Conn.Record.Upstream = X!.Upstream = $"{host}:{port}";
+        Conn.Target = Conn.Record.Upstream = X!.Upstream = $"{HostName.ForUrl(host)}:{port}";
         if (!await SendToClientAsync("HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n"u8.ToArray()).ConfigureAwait(false)) return false;
         X.Status = 200;
 
@@ -183,12 +207,21 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         return false;
     }
 
-    /// <summary>Resolves and connects to a CONNECT target: the socket, or the status (502, 504) and why not.</summary>
+    /// <summary>
+    /// Resolves a CONNECT target, asks the address rules about every address (SPEC 2.1) and connects to the allowed
+    /// ones: the socket, or the status (403 with the denying rule as the decision, 502, 504) and why not.
+    /// </summary>
     async Task<(Socket? Socket, int Status, string? Reason)> ConnectTunnelAsync(string host, int port, Limits limits)
     {
-        var (addresses, dnsError) = await Connector.ResolveAsync(host.Trim('[', ']'), limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        var judged = await Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, Ctx.Policy, Attrs, host, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        if (judged.Denied is { } denied)
+        {
+            Decision = denied;
+            return (null, 403, denied.Reason ?? "denied by policy");
+        }
+        var addresses = judged.Allowed;
         if (addresses.Length == 0)
-            return dnsError == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
+            return judged.Error == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
         var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
         if (connected.Ok) return (connected.Socket, 200, null);
         if (connected.Error == SocketError.TimedOut) return (null, 504, $"connecting to {host}:{port} timed out");
@@ -224,12 +257,21 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         Attrs.Headers = h;
         Attrs.User = x.User = Conn.User;
         int hi = h.IndexOf(KnownHeader.Host);
-        if (!TunnelTarget.TryRequest(Attrs, t, h.Method, _target!, hi < 0 ? null : HttpHead.Latin1(h.Value(hi)), out var uri, out var status, out var why))
+        if (!TunnelTarget.TryRequest(Attrs, t, h.Method, _target!, hi < 0 ? null : HttpHead.Latin1(h.Value(hi)), out var uri, out var status, out var why, Ctx.Config))
             return await RejectAsync(status, why!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
+        x.Request = $"{h.Method} {uri!.OriginalString}";
         var framing = h.Framing;
         Attrs.Size = framing.Kind == BodyKind.Chunked ? -1 : framing.Length;
+        // WebSockets (wss:// inside the tunnel) upgrade as on the reverse proxy, and only by a rule that names them.
+        var upgrade = RequestedUpgrade();
+        Attrs.Upgrade = upgrade;
 
+        if (Ctx.Config.RefuseConflictingHeaders && Ctx.Policy.ConflictingHeader(h) is { } conflict)
+            return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", PseudoRules.ConflictingHeaders,
+                close: true).ConfigureAwait(false);
         Decision = HttpDecisions.Decide(Ctx.Policy, Attrs);
+        if (Decision.Allowed && upgrade is not null && !Ctx.Policy.AllowsUpgrade(Decision))
+            Decision = Bastion.Policy.Decision.Deny(Decision.RuleName, $"upgrade to {upgrade} needs a rule that allows it (upgrade: {upgrade})");
         if (!Decision.Allowed)
             return await RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: framing.HasBody || !KeepAlive).ConfigureAwait(false);
         if (framing.Kind == BodyKind.Length && framing.Length > limits.MaxRequestBody)
@@ -246,14 +288,12 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         }
         var w = UpOut;
         w.Reset();
-        w.Append(h.MethodBytes).Append(" "u8).Append(uri!.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
-        // WebSockets (wss:// inside the tunnel) upgrade as on the reverse proxy: Upgrade kept, Connection: upgrade.
-        bool upgrade = h.Upgrade;
-        w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin, keep: upgrade ? UpgradeMask : 0);
+        w.Append(h.MethodBytes).Append(" "u8).Append(uri.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
+        w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin);
         w.Append("Host: "u8).Append(t.Authority).CrLf();
         WriteVia(w, h);
         if (maxForwards > 0) w.Field("Max-Forwards"u8, maxForwards - 1);
-        if (upgrade) w.Append("Connection: upgrade\r\n"u8);
+        if (upgrade is not null) WriteUpgrade(w, upgrade);
         w.Framing(framing).CrLf();
         x.Upstream = t.Authority;
         var (_, again) = await ForwardAsync(t.Pool, limits, new RelayOptions(Ctx.Policy, ViaOnResponse: true)).ConfigureAwait(false);

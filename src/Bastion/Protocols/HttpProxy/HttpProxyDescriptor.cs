@@ -12,14 +12,15 @@ public sealed class HttpProxyDescriptor : IListenerDescriptor
     public ListenerType Type => ListenerType.HttpProxy;
     public string Name => "http-proxy";
     public IReadOnlySet<string> Attributes { get; } = new HashSet<string>
-        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "sni", "not" };
+        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "sni", "not", "upgrade" };
 
     public void Validate(BastionConfig root, ListenerConfig listener, Action<SourcePos, string> error) { }
 
     /// <summary>`METHOD absolute-URL` or `CONNECT host:port`, mapped as the live session maps the request line.</summary>
     public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error) =>
         HttpAttributes.TrySplitRequest(request, out var method, out var target, out error)
-        && HttpAttributes.TryProxyTarget(a, method, target, out _, out error);
+        // A malformed or ambiguous target is the live 400 (HttpAttributes.Refusal), not a usage error.
+        && HttpAttributes.ProxyTarget(a, method, target, listener, new Policy.Canonical.CanonicalTarget(), out _) is var _;
 
     public Decision Decide(CompiledPolicy policy, RequestAttributes a, PolicyTrace? trace = null) => HttpDecisions.Decide(policy, a, trace);
 

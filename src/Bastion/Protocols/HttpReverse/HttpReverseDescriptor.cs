@@ -12,7 +12,7 @@ public sealed class HttpReverseDescriptor : IListenerDescriptor
     public ListenerType Type => ListenerType.HttpReverse;
     public string Name => "http-reverse";
     public IReadOnlySet<string> Attributes { get; } = new HashSet<string>
-        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "not" };
+        { "source", "user", "group", "host", "port", "method", "path", "url", "header", "content_type", "size", "time", "not", "upgrade" };
 
     public IReadOnlyList<OwnKey> OwnKeys { get; } =
         [new OwnKey("routes", l => !l.Routes.IsEmpty, "routes are for http-reverse listeners")];
@@ -38,7 +38,8 @@ public sealed class HttpReverseDescriptor : IListenerDescriptor
             error = "the reverse proxy does not take CONNECT: give 'METHOD URL'";
             return false;
         }
-        return HttpAttributes.TryOriginUrl(a, method, url, listener.Listen.Port, out error);
+        // Null: no URL at all (a usage error); a malformed or ambiguous one is the live 400 (HttpAttributes.Refusal).
+        return HttpAttributes.OriginUrl(a, method, url, listener.Listen.Port, listener, out error) is not null || error is null;
     }
 
     public Decision Decide(CompiledPolicy policy, RequestAttributes a, PolicyTrace? trace = null) => HttpDecisions.Decide(policy, a, trace);

@@ -5,6 +5,9 @@ using Bastion.Gateway;
 using Bastion.Configuration;
 using Bastion.Hosting;
 using Bastion.Protocols.Http;
+using Bastion.Observability;
+using Bastion.Policy;
+using Bastion.Policy.Canonical;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Yarp.ReverseProxy.Forwarder;
@@ -16,13 +19,23 @@ namespace Bastion.Protocols.HttpReverse;
 /// authentication, policy, route, balance, forward (YARP), log. HTTP/1.1 is <see cref="ReverseSession"/>'s.
 /// Every path ends in exactly one access-log line through <see cref="ListenerContext.Record"/>.
 /// </summary>
-sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForwarder forwarder)
+sealed class ReverseHandler
 {
-    readonly ListenerContext _ctx = ctx;
-    readonly IHttpForwarder _forwarder = forwarder;
-    readonly BastionTransformer _transformer = new();
+    readonly ListenerContext _ctx;
+    readonly ReverseStates _states;
+    readonly IHttpForwarder _forwarder;
+    readonly BastionTransformer _transformer;
 
-    public ReverseState State() => states.Current();
+    public ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForwarder forwarder)
+    {
+        _ctx = ctx;
+        _states = states;
+        _forwarder = forwarder;
+        // The transformer tells the handler when a 101 opens a tunnel (its decision line is written then).
+        _transformer = new BastionTransformer(this);
+    }
+
+    public ReverseState State() => _states.Current();
 
     public async Task HandleAsync(HttpContext http)
     {
@@ -51,11 +64,14 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
     /// <summary>identify → limits → authenticate → decide → route → forward; each refusal answers and logs once.</summary>
     async Task ServeAsync(HttpContext http, RequestState rs)
     {
-        Identify(http, rs);
+        if (!await IdentifyAsync(http, rs).ConfigureAwait(false)) return;
         if (!await LimitsAsync(http, rs).ConfigureAwait(false)) return;
         if (!await AuthenticateAsync(http, rs).ConfigureAwait(false)) return;
 
         var d = HttpDecisions.Decide(rs.State.Policy, rs.Attrs);
+        // An upgrade turns the connection into a tunnel the policy no longer sees: only a rule that names it allows it.
+        if (d.Allowed && rs.Upgrade is not null && !rs.State.Policy.AllowsUpgrade(d))
+            d = Decision.Deny(d.RuleName, $"upgrade to {rs.Attrs.Upgrade} needs a rule that allows it (upgrade: {rs.Upgrade[0]})");
         rs.Decision = d;
         if (!d.Allowed)
         {
@@ -75,19 +91,65 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
         await ForwardAsync(http, rs, route).ConfigureAwait(false);
     }
 
-    /// <summary>The request's attributes, with the mapping `explain` uses too (<see cref="HttpAttributes.Origin"/>).</summary>
-    static void Identify(HttpContext http, RequestState rs)
+    /// <summary>
+    /// The request's attributes, with the mapping `explain` uses too (<see cref="HttpAttributes.OriginTarget"/>): the
+    /// one canonical form (SPEC 2.1), the Host as every host is judged and the raw target normalised; what is judged
+    /// is what is routed and forwarded. A malformed or ambiguous target, or conflicting lines of a judged header
+    /// when the listener refuses them, is answered 400 here.
+    /// </summary>
+    async Task<bool> IdentifyAsync(HttpContext http, RequestState rs)
     {
         var req = http.Request;
         var a = rs.Attrs;
+        var cfg = rs.State.Config;
         var source = http.Connection.RemoteIpAddress ?? IPAddress.None;
         if (source.IsIPv4MappedToIPv6) source = source.MapToIPv4();
         a.Source = source;
-        HttpAttributes.Origin(a, req.Method, req.Scheme, req.Host.Value ?? "", req.Host.Host, req.Path.HasValue ? req.Path.Value! : "/",
-            req.PathBase.Value + req.QueryString.Value, http.Connection.LocalPort, rs.State.NeedsUrl);
         a.Headers = new HeaderSource(req.Headers);
+        var raw = http.Features.Get<IHttpRequestFeature>()?.RawTarget ?? "/";
+        var status = HttpAttributes.OriginTarget(a, req.Method, req.Scheme, req.Host.HasValue ? req.Host.Host : null, req.Host.Port,
+            raw, http.Connection.LocalPort, cfg, rs.Canonical, rs.State.NeedsUrl, out var targetError);
+        if (status != TargetStatus.Ok)
+        {
+            await Deny(http, rs, 400, status == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol, targetError!).ConfigureAwait(false);
+            return false;
+        }
+        rs.Upgrade = RequestedUpgrade(http);
+        if (rs.Upgrade is not null) a.Upgrade = string.Join(", ", rs.Upgrade);
+        if (cfg.RefuseConflictingHeaders && rs.State.Policy.ConflictingHeader(a.Headers) is { } conflict)
+        {
+            await Deny(http, rs, 400, PseudoRules.ConflictingHeaders, $"conflicting values of header '{conflict}', which a rule judges").ConfigureAwait(false);
+            return false;
+        }
         // A verified client certificate name from a trusted PROXY v2 front, unless the listener authenticates itself.
-        if (rs.Conn?.User is { } fromFront && !rs.State.Config.Authenticate) a.User = fromFront;
+        if (rs.Conn?.User is { } fromFront && !cfg.Authenticate) a.User = fromFront;
+        return true;
+    }
+
+    /// <summary>
+    /// What the request asks to upgrade to: HTTP/2's extended CONNECT (RFC 8441) is the only upgrade on this path
+    /// (HTTP/1.1 `Upgrade`, and `h2c`, are <see cref="ReverseSession"/>'s).
+    /// </summary>
+    static string[]? RequestedUpgrade(HttpContext http) =>
+        http.Features.Get<IHttpExtendedConnectFeature>() is { IsExtendedConnect: true, Protocol: { } p } ? [p.ToLowerInvariant()] : null;
+
+    /// <summary>A 101 is being relayed: the request's decision line is written now, as the tunnel opens.</summary>
+    internal void TunnelOpened(HttpContext http, RequestState rs)
+    {
+        rs.TunnelOpen = true;
+        Log(http, rs, Verdict.Allow, 101, rs.Decision.RuleName, $"upgraded to {rs.Attrs.Upgrade}: tunnel open");
+    }
+
+    /// <summary>The tunnel closed: a transfer line (YARP relays an HTTP/2 tunnel's bytes itself: they are not counted).</summary>
+    void TunnelClosed(RequestState rs)
+    {
+        if (rs.Conn is not { } conn) return;
+        var t = _ctx.Open(conn, ExchangeKinds.Transfer, rs.Id);
+        t.Request = rs.X.Request;
+        t.Status = 101;
+        // No verdict: the decision was counted when the tunnel opened.
+        t.Reason = $"{rs.Attrs.Upgrade} tunnel closed";
+        t.Close();
     }
 
     /// <summary>Rate and declared body size (429, 413); a body of unknown length is counted as it streams.</summary>
@@ -123,7 +185,7 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
     {
         if (!rs.State.Config.Authenticate) return true;
         var header = http.Request.Headers.Authorization;
-        var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, http.RequestAborted).ConfigureAwait(false);
+        var auth = await HttpDecisions.AuthenticateAsync(_ctx, header.Count > 0 ? header[0] : null, rs.Attrs.Source, http.RequestAborted).ConfigureAwait(false);
         if (!auth.Ok)
         {
             http.Response.Headers.WWWAuthenticate = "Basic realm=\"bastion\", charset=\"UTF-8\"";
@@ -174,7 +236,17 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
                     Log(http, rs, Verdict.Deny, 403, rd.RuleName, rd.Reason ?? "response denied by policy");
                     return;
                 }
+                if (rs.ResponseRefused is { } refused)
+                {
+                    Log(http, rs, Verdict.Allow, 502, rs.Decision.RuleName, refused);
+                    return;
+                }
                 group.Answered(target, http.Response.StatusCode);
+                if (rs.TunnelOpen)
+                {
+                    TunnelClosed(rs);
+                    return;
+                }
                 Log(http, rs, Verdict.Allow, http.Response.StatusCode, rs.Decision.RuleName, rs.Decision.Reason);
                 return;
             }
@@ -229,8 +301,8 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
 
     static string Describe(ForwarderError err, Exception? ex, UpstreamTarget t) => err switch
     {
-        ForwarderError.RequestTimedOut => $"upstream {t.Prefix} did not answer in time",
-        ForwarderError.Request or ForwarderError.RequestCanceled => $"upstream {t.Prefix} failed: {Innermost(ex)}",
+        ForwarderError.RequestTimedOut => $"upstream {Redact.Url(t.Prefix)} did not answer in time",
+        ForwarderError.Request or ForwarderError.RequestCanceled => $"upstream {Redact.Url(t.Prefix)} failed: {Innermost(ex)}",
         ForwarderError.RequestBodyClient when TooLarge(ex) => "request body over the limit",
         _ => $"{err}: {Innermost(ex)}",
     };
@@ -270,7 +342,9 @@ sealed class ReverseHandler(ListenerContext ctx, ReverseStates states, IHttpForw
         x.AddIn(rs.InCounter?.Count ?? rs.BytesIn);
         x.AddOut(rs.OutCounter?.Count ?? rs.BytesOut);
         if (rs.Attrs.User is not null) x.User = rs.Attrs.User;
-        x.Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}" : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
+        x.Request = rs.Attrs.Url is { } url ? $"{req.Method} {url}"
+            : rs.Canonical.Host is not null ? $"{req.Method} {rs.Canonical.Url}"
+            : $"{req.Method} {req.Scheme}://{req.Host.Value}{req.Path.Value}{req.QueryString.Value}";
         x.Status = status;
         x.Protocol = req.Protocol;
         x.Referer = req.Headers.Referer.Count > 0 ? req.Headers.Referer.ToString() : null;

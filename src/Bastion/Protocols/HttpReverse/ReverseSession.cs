@@ -4,6 +4,7 @@ using Bastion.Configuration;
 using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
+using Bastion.Policy.Canonical;
 using Bastion.Protocols.Http;
 using Bastion.Protocols.Http.Codec;
 using Bastion.Protocols.Http.Engine;
@@ -14,27 +15,26 @@ namespace Bastion.Protocols.HttpReverse;
 
 /// <summary>
 /// One HTTP/1.1 client connection to the reverse proxy (plain, or TLS where ALPN chose http/1.1) on the engine.
-/// Per request: rate limit → body limit → authenticate → decide → route → balance → forward through the target's
-/// keep-alive pool (another target when one cannot be reached and the request has no body) → relay the response
-/// under the response rules (or an upgrade: WebSocket) → log. The same decisions as the HTTP/2 path
-/// (<see cref="ReverseHandler"/>), from the same <see cref="ReverseState"/>.
+/// Per request: the target normalised once (what is judged is what is routed and forwarded) → rate limit → body
+/// limit → authenticate → decide → route → balance → forward through the target's keep-alive pool (another target
+/// when one cannot be reached and the request has no body) → relay the response under the response rules (or an
+/// upgrade a rule named: WebSocket) → log. The same decisions as the HTTP/2 path (<see cref="ReverseHandler"/>),
+/// from the same <see cref="ReverseState"/>.
 /// </summary>
 sealed class ReverseSession : Http1Session, IRouteHeaders
 {
     readonly ReverseStates _states;
     readonly bool _tls;
-    readonly string _clientIp;
+    readonly string _clientIp, _forwardedFor;
     readonly int _localPort;
     readonly string _scheme;
     string? _hostHeader;
-    string? _path;
-    ReadOnlyMemory<byte> _query;
-    // The last raw path and its decoded form: keep-alive clients often ask for the same path again.
-    byte[] _lastRawPath = [];
-    string? _lastPath;
+    /// <summary>The request target in its one canonical form: what is judged, routed and forwarded.</summary>
+    readonly CanonicalTarget _canonical = new();
 
     static readonly ulong DropToUpstream = HeadWriter.Mask(KnownHeader.Host, KnownHeader.Via, KnownHeader.Expect,
-        KnownHeader.XForwardedFor, KnownHeader.XForwardedProto, KnownHeader.XForwardedHost);
+        KnownHeader.XForwardedFor, KnownHeader.XForwardedProto, KnownHeader.XForwardedHost, KnownHeader.Forwarded,
+        KnownHeader.XRealIp, KnownHeader.Http2Settings);
     static readonly ulong DropAuthorization = HeadWriter.Mask(KnownHeader.Authorization);
 
     public ReverseSession(ListenerContext ctx, ClientConnection conn, ReverseStates states, Duplex client, bool tls)
@@ -46,11 +46,13 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         var ip = conn.Client.Address;
         if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
         _clientIp = ip.ToString();
+        // A Forwarded `for=` node: IPv6 quoted in brackets (RFC 7239 §6).
+        _forwardedFor = ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"\"[{_clientIp}]\"" : _clientIp;
         // The port the client dialled: the PROXY header's destination when a trusted front sent one.
         _localPort = conn.ProxyHeader?.Destination?.Port ?? conn.Local?.Port ?? 0;
     }
 
-    protected override string RequestText() => $"{Head.Method} {_scheme}://{_hostHeader}{_path}{HttpHead.Latin1(_query.Span)}";
+    protected override string RequestText() => $"{Head.Method} {_scheme}://{_hostHeader}{HttpHead.Latin1(Head.PathAndQuery)}";
 
     protected override async ValueTask<bool> ServeAsync(Limits _)
     {
@@ -60,28 +62,24 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         var h = Head;
         var a = Attrs;
 
-        // What the request is for: the authority (absolute-form target, else Host) and the decoded path.
+        // What the request is for: the authority (absolute-form target, else Host) and the target, normalised.
         _hostHeader = h.Authority.IsEmpty ? "" : HttpHead.Latin1(h.Authority);
-        var pq = h.PathAndQuery;
-        int q = pq.IndexOf((byte)'?');
-        var rawPath = q < 0 ? pq : pq[..q];
-        _query = q < 0 ? ReadOnlyMemory<byte>.Empty : pq[q..].ToArray();
-        _path = DecodePath(rawPath);
         BeginRequest();
         if (h.Form is TargetForm.Asterisk or TargetForm.Authority)
             return await RejectAsync(400, "a reverse proxy serves origin-form and absolute-form targets", PseudoRules.Protocol, close: true).ConfigureAwait(false);
-        if (_path is null)
-        {
-            _path = HttpHead.Latin1(rawPath);
-            return await RejectAsync(400, "invalid percent-encoding or UTF-8 in the path", PseudoRules.Protocol, close: true).ConfigureAwait(false);
-        }
 
         a.ResetRequest();
         a.Source = Conn.Client.Address.IsIPv4MappedToIPv6 ? Conn.Client.Address.MapToIPv4() : Conn.Client.Address;
-        var host = h.Host;
-        if (host.Length > 1 && host[0] == (byte)'[') host = host[1..^1];
-        HttpAttributes.Origin(a, h.Method, _scheme, _hostHeader, HttpHead.Latin1(host), _path, HttpHead.Latin1(_query.Span), _localPort, st.NeedsUrl);
         a.Headers = h;
+        var targetStatus = HttpAttributes.OriginTarget(a, h.Method, _scheme, h.Host.IsEmpty ? null : HttpHead.Latin1(h.Host), h.Port < 0 ? null : h.Port,
+            h.PathAndQuery, _localPort, cfg, _canonical, st.NeedsUrl, out var targetError);
+        if (targetStatus != TargetStatus.Ok)
+            return await RejectAsync(400, targetError!, targetStatus == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol,
+                close: true).ConfigureAwait(false);
+        X!.Request = _canonical.Host is null ? $"{h.Method} {_scheme}://{_canonical.PathAndQuery}" : $"{h.Method} {_canonical.Url}";
+        // An upgrade (less h2c, never forwarded) is asked for before the rules, so that `upgrade:` can name it.
+        var upgrade = RequestedUpgrade();
+        a.Upgrade = upgrade;
         var framing = h.Framing;
 
         if (st.Rate is { } rate && !rate.TryTake(a.Source, out var retryAfter))
@@ -94,7 +92,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         if (cfg.Authenticate)
         {
             int ai = h.IndexOf(KnownHeader.Authorization);
-            var auth = await HttpDecisions.AuthenticateAsync(Ctx, ai < 0 ? null : HttpHead.Latin1(h.Value(ai)), Conn.Aborted).ConfigureAwait(false);
+            var auth = await HttpDecisions.AuthenticateAsync(Ctx, ai < 0 ? null : HttpHead.Latin1(h.Value(ai)), a.Source, Conn.Aborted).ConfigureAwait(false);
             // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
             if (!auth.Ok && auth.Tried is { } tried) X!.User = tried;
             if (!auth.Ok)
@@ -107,19 +105,26 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         else if (Conn.User is { } fromFront) a.User = fromFront;   // a verified client certificate name from a trusted PROXY v2 front
         X!.User = a.User;
 
+        if (cfg.RefuseConflictingHeaders && st.Policy.ConflictingHeader(h) is { } conflict)
+            return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", PseudoRules.ConflictingHeaders,
+                close: true).ConfigureAwait(false);
         Decision = HttpDecisions.Decide(st.Policy, a);
+        // An upgrade turns the connection into a tunnel the policy no longer sees: only a rule that names it allows it.
+        if (Decision.Allowed && upgrade is not null && !st.Policy.AllowsUpgrade(Decision))
+            Decision = Bastion.Policy.Decision.Deny(Decision.RuleName, $"upgrade to {upgrade} needs a rule that allows it (upgrade: {upgrade})");
         if (!Decision.Allowed)
             return await RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: framing.HasBody).ConfigureAwait(false);
 
-        var route = st.Routes.Match(a.Host, h.Method, _path, this);
+        // Routes see the path the rules judged, in the same case mode.
+        var route = st.Routes.Match(a.Host, h.Method, a.Path!, this);
         if (route is null)
-            return await RejectAsync(404, $"no route for {_hostHeader}{_path}", Decision.RuleName, close: framing.HasBody, verdict: Verdict.Allow,
+            return await RejectAsync(404, $"no route for {_hostHeader}{_canonical.Path}", Decision.RuleName, close: framing.HasBody, verdict: Verdict.Allow,
                 logReason: "no route").ConfigureAwait(false);
-        return await ForwardAsync(st, route, limits, stripAuthorization).ConfigureAwait(false);
+        return await ForwardAsync(st, route, limits, stripAuthorization, upgrade).ConfigureAwait(false);
     }
 
     /// <summary>Balance, build the upstream's head, send; another target when one cannot be reached and nothing was sent.</summary>
-    async ValueTask<bool> ForwardAsync(ReverseState st, CompiledRoute route, Limits limits, bool stripAuthorization)
+    async ValueTask<bool> ForwardAsync(ReverseState st, CompiledRoute route, Limits limits, bool stripAuthorization, string? upgrade)
     {
         var group = route.Upstream;
         bool retriable = !Head.Framing.HasBody;
@@ -131,7 +136,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
                 return await RejectAsync(503, reason is null ? $"no healthy upstream in '{group.Name}'" : $"no healthy upstream in '{group.Name}' ({reason})",
                     Decision.RuleName, close: Head.Framing.HasBody, verdict: Verdict.Allow).ConfigureAwait(false);
             X!.Upstream = target.Prefix;
-            WriteUpstreamHead(st, route, group, target, stripAuthorization);
+            WriteUpstreamHead(st, route, group, target, stripAuthorization, upgrade);
             target.Begin();
             Http.Upstream.UpstreamResult r;
             try { r = await SendUpstreamAsync(group.PoolFor(target), limits).ConfigureAwait(false); }
@@ -149,27 +154,21 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
     }
 
     /// <summary>
-    /// The request line with the upstream's path (route prefixes, the target's base path), the client's field lines
-    /// as received less hop-by-hop ones, then Host (the upstream's own name, as YARP and nginx send by default),
-    /// X-Forwarded-For/-Proto/-Host, Via, and the framing.
+    /// The request line with the upstream's path (route prefixes and the target's base path on the canonical path,
+    /// then the canonical query, byte for byte), the client's field lines as received less hop-by-hop ones, then Host
+    /// (the upstream's own name, as YARP and nginx send by default), X-Forwarded-For/-Proto/-Host, Forwarded,
+    /// X-Real-IP, Via, the upgrade a rule allowed, and the framing.
     /// </summary>
-    void WriteUpstreamHead(ReverseState st, CompiledRoute route, UpstreamGroup group, UpstreamTarget target, bool stripAuthorization)
+    void WriteUpstreamHead(ReverseState st, CompiledRoute route, UpstreamGroup group, UpstreamTarget target, bool stripAuthorization, string? upgrade)
     {
         var h = Head;
+        var c = _canonical;
         var w = UpOut;
         w.Reset();
         w.Append(h.MethodBytes).Append(" "u8);
-        var basePath = group.BasePath(target);
-        if (basePath.Length == 0 && route.StripPrefix is null && route.RewritePrefix is null && PlainPath(h.PathAndQuery, _path!))
-            w.Append(h.PathAndQuery[0] == (byte)'?' ? "/"u8 : default).Append(h.PathAndQuery);
-        else
-        {
-            var path = route.UpstreamPath(new PathString(_path));
-            w.Append(basePath).Append(path.ToUriComponent()).Append(_query.Span);
-        }
+        w.Append(group.BasePath(target)).Append(route.UpstreamPath(c.Path)).Append(c.Query);
         w.Append(" HTTP/1.1\r\n"u8);
-        bool upgrade = h.Upgrade;
-        w.CopyFields(h, stripAuthorization ? DropToUpstream | DropAuthorization : DropToUpstream, keep: upgrade ? UpgradeMask : 0);
+        w.CopyFields(h, stripAuthorization ? DropToUpstream | DropAuthorization : DropToUpstream);
         w.Append("Host: "u8).Append(target.Uri.Authority).CrLf();
 
         var peer = Conn.Client.Address;
@@ -177,6 +176,13 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         Forwarded(w, "X-Forwarded-For: "u8, KnownHeader.XForwardedFor, trusted).Append(_clientIp).CrLf();
         Forwarded(w, "X-Forwarded-Proto: "u8, KnownHeader.XForwardedProto, trusted).Append(_scheme).CrLf();
         if (_hostHeader!.Length > 0) Forwarded(w, "X-Forwarded-Host: "u8, KnownHeader.XForwardedHost, trusted).Append(_hostHeader).CrLf();
+        // RFC 7239 Forwarded and X-Real-IP say the same thing and are trusted the same way.
+        Forwarded(w, "Forwarded: "u8, KnownHeader.Forwarded, trusted).Append("for="u8).Append(_forwardedFor).Append(";proto="u8).Append(_scheme);
+        if (_hostHeader.Length > 0) w.Append(";host=\""u8).Append(_hostHeader).Append("\""u8);
+        w.CrLf();
+        int real = trusted ? h.IndexOf(KnownHeader.XRealIp) : -1;
+        if (real >= 0 && !h.Value(real).IsEmpty) w.Field("X-Real-IP"u8, h.Value(real));
+        else w.Field("X-Real-IP"u8, _clientIp);
         if (st.Config.Via)
         {
             w.Append("Via: "u8);
@@ -184,7 +190,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
                 if (!h.Value(i).IsEmpty) w.Append(h.Value(i)).Append(", "u8);
             w.Append(h.MinorVersion == 0 ? "1.0 bastion\r\n"u8 : "1.1 bastion\r\n"u8);
         }
-        if (upgrade) w.Append("Connection: upgrade\r\n"u8);
+        if (upgrade is not null) WriteUpgrade(w, upgrade);
         w.Framing(h.Framing).CrLf();
     }
 
@@ -197,30 +203,6 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         for (int i = h.IndexOf(id); i >= 0; i = h.IndexOf(id, i + 1))
             if (!h.Value(i).IsEmpty) w.Append(h.Value(i)).Append(", "u8);
         return w;
-    }
-
-    /// <summary>The raw path can go upstream as it came: nothing was decoded or normalised, nothing needs escaping.</summary>
-    static bool PlainPath(ReadOnlySpan<byte> pathAndQuery, string decoded)
-    {
-        int q = pathAndQuery.IndexOf((byte)'?');
-        var raw = q < 0 ? pathAndQuery : pathAndQuery[..q];
-        return raw.Length == decoded.Length && raw.IndexOfAnyExcept(PathChars) < 0;
-    }
-
-    // pchar and '/' (RFC 3986): what PathString leaves unescaped.
-    static readonly SearchValues<byte> PathChars = SearchValues.Create(
-        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/"u8);
-
-    string? DecodePath(ReadOnlySpan<byte> raw)
-    {
-        if (_lastPath is not null && raw.SequenceEqual(_lastRawPath)) return _lastPath;
-        var decoded = raw.IsEmpty ? "/" : OriginPath.Decode(raw);
-        if (decoded is not null && raw.Length <= 256)
-        {
-            _lastRawPath = raw.ToArray();
-            _lastPath = decoded;
-        }
-        return decoded;
     }
 
     /// <summary>Route `headers:` conditions: every field line with the name, each on its own.</summary>

@@ -44,7 +44,7 @@ sealed record ReverseState
             return g;
         }
         var errors = new List<string>();
-        var routes = RouteTable.Build(cfg.Name, cfg.Routes, Group, errors);
+        var routes = RouteTable.Build(cfg.Name, cfg.Routes, Group, errors, cfg.PathIgnoreCase);
         foreach (var e in errors) Console.Error.WriteLine($"bastion: listener {cfg.Name}: {e}");
         if (previous is not null)
             foreach (var (name, g) in previous.Groups)

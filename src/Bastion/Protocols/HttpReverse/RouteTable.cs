@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using Bastion.Configuration;
 using Bastion.Policy;
+using Bastion.Policy.Canonical;
 using Microsoft.AspNetCore.Http;
 
 namespace Bastion.Protocols.HttpReverse;
@@ -41,6 +42,8 @@ public sealed class CompiledRoute
     public (string Name, StringPattern Pattern)[] Headers { get; init; } = [];
     public string? StripPrefix { get; init; }
     public string? RewritePrefix { get; init; }
+    /// <summary>The listener's `path_case`: literals and prefixes compare ignoring case unless it says sensitive.</summary>
+    public bool IgnoreCase { get; init; } = true;
     /// <summary>How it is named in logs: the config position (routes have no names).</summary>
     public required string Label { get; init; }
 
@@ -62,28 +65,35 @@ public sealed class CompiledRoute
                 if (m.Equals(method, StringComparison.OrdinalIgnoreCase)) { found = true; break; }
             if (!found) return false;
         }
-        if (Path is not null && !Path.IsMatch(path)) return false;
+        if (Path is not null && !Path.IsMatch(path, IgnoreCase)) return false;
         foreach (var (name, pattern) in Headers)
             if (!headers.AnyValue(name, pattern)) return false;
         return true;
     }
 
     /// <summary>The path sent upstream: strip_prefix removed, then rewrite_prefix put in front.</summary>
-    public PathString UpstreamPath(PathString path)
+    public PathString UpstreamPath(PathString path) =>
+        StripPrefix is null && RewritePrefix is null ? path : new PathString(UpstreamPath(path.Value ?? "/"));
+
+    /// <summary>
+    /// The same on the canonical (percent-encoded) path as it is forwarded; the prefixes compare in the listener's
+    /// path case mode, as routes and path rules do.
+    /// </summary>
+    public string UpstreamPath(string path)
     {
         if (StripPrefix is null && RewritePrefix is null) return path;
-        var p = path.Value ?? "/";
-        if (StripPrefix is { } strip && StartsWithSegment(p, strip))
+        var p = path;
+        if (StripPrefix is { } strip && StartsWithSegment(p, strip, IgnoreCase))
         {
             p = p[strip.Length..];
             if (p.Length == 0 || p[0] != '/') p = "/" + p;
         }
         if (RewritePrefix is { } rw) p = p == "/" && rw.Length > 0 ? rw : rw + p;
-        return new PathString(p.Length == 0 ? "/" : p);
+        return p.Length == 0 ? "/" : p;
     }
 
-    static bool StartsWithSegment(string path, string prefix) =>
-        path.StartsWith(prefix, StringComparison.OrdinalIgnoreCase) &&
+    static bool StartsWithSegment(string path, string prefix, bool ignoreCase) =>
+        path.StartsWith(prefix, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal) &&
         (path.Length == prefix.Length || prefix.EndsWith('/') || path[prefix.Length] == '/');
 
     /// <summary>Specificity, higher first: host (exact over longer wildcard over any), then path (longer literal
@@ -143,7 +153,7 @@ public sealed class PathPattern
         return new PathPattern(text, [.. segs], catchAll);
     }
 
-    public bool IsMatch(ReadOnlySpan<char> path)
+    public bool IsMatch(ReadOnlySpan<char> path, bool ignoreCase = true)
     {
         if (path.IsEmpty) path = "/";
         int pos = path[0] == '/' ? 1 : 0;
@@ -157,7 +167,7 @@ public sealed class PathPattern
             {
                 if (s.IsEmpty) return false;
             }
-            else if (!s.Equals(seg, StringComparison.OrdinalIgnoreCase)) return false;
+            else if (!s.Equals(seg, ignoreCase ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal)) return false;
             pos += s.Length + 1;
         }
         if (HasCatchAll) return true;
@@ -178,7 +188,8 @@ public sealed class RouteTable(CompiledRoute[] routes)
         return null;
     }
 
-    public static RouteTable Build(string listener, ImmutableArray<RouteConfig> routes, Func<string, UpstreamGroup> upstream, List<string> errors)
+    public static RouteTable Build(string listener, ImmutableArray<RouteConfig> routes, Func<string, UpstreamGroup> upstream, List<string> errors,
+        bool ignoreCase = true)
     {
         var list = new List<CompiledRoute>();
         for (int i = 0; i < routes.Length; i++)
@@ -189,9 +200,11 @@ public sealed class RouteTable(CompiledRoute[] routes)
             if (host is "*" or "") host = null;
             else if (host is not null && host.StartsWith("*.", StringComparison.Ordinal))
             {
-                host = host[1..];
+                // Written as hosts are judged: no trailing dot, IDN as punycode.
+                host = "." + (HostName.Normalize(host.AsSpan(2)) ?? host[2..]);
                 wildcard = true;
             }
+            else if (host is not null) host = HostName.Normalize(host) ?? host;
             PathPattern? path = null;
             if (r.Path is { } p)
             {
@@ -210,6 +223,7 @@ public sealed class RouteTable(CompiledRoute[] routes)
                 Path = path,
                 Methods = [.. r.Methods],
                 Headers = [.. r.Headers.Select(h => (h.Key, new StringPattern(h.Value, pathAware: false, ignoreCase: true)))],
+                IgnoreCase = ignoreCase,
                 StripPrefix = NormalizePrefix(r.StripPrefix),
                 RewritePrefix = NormalizePrefix(r.RewritePrefix),
                 Label = $"{listener}.routes#{i + 1}",

@@ -3,7 +3,9 @@ using System.Net.Sockets;
 using Bastion.Configuration;
 using Bastion.Gateway;
 using Bastion.Hosting;
+using Bastion.Identity;
 using Bastion.Policy;
+using Bastion.Policy.Canonical;
 
 namespace Bastion.Protocols.Socks5;
 
@@ -138,10 +140,11 @@ sealed class Socks5Session(ListenerContext ctx, ClientConnection conn)
             return false;
         }
         _buf.Consume(len);
-        if (!await ctx.Runtime.Identity.VerifyAsync(user, password, ct).ConfigureAwait(false))
+        var login = await ctx.Runtime.Identity.LoginAsync(user, password, conn.Client.Address, ct).ConfigureAwait(false);
+        if (login != LoginResult.Ok)
         {
             ctx.Metrics.AuthFailure(ctx.Name);
-            _record.Reason = "authentication failed";
+            _record.Reason = login == LoginResult.Throttled ? "too many failed logins from this address" : "authentication failed";
             _record.Status = 1;
             Deny("(authentication)", PseudoRules.Authenticate, $"bad credentials for '{Truncate(user)}'", 1);
             await SendRaw([1, 1]).ConfigureAwait(false);
@@ -186,10 +189,13 @@ sealed class Socks5Session(ListenerContext ctx, ClientConnection conn)
         await ConnectAsync(req.Target, socks4: true).ConfigureAwait(false);
     }
 
-    /// <summary>What the policy sees of a SOCKS target; `explain` fills the same from `host:port`.</summary>
+    /// <summary>
+    /// What the policy sees of a SOCKS target; `explain` fills the same from `host:port`. Hosts from the wire are
+    /// normalised by the parser; explain's are normalised here the same way (an invalid one is left as written).
+    /// </summary>
     internal static void Fill(RequestAttributes a, string host, int port)
     {
-        a.Host = host;
+        a.Host = HostName.Normalize(host) ?? host;
         a.Port = port;
     }
 
@@ -208,7 +214,18 @@ sealed class Socks5Session(ListenerContext ctx, ClientConnection conn)
             return;
         }
         conn.Target = target.ToString();
-        var (upstream, code, why) = await DialAsync(target).ConfigureAwait(false);
+        var (upstream, code, why) = await DialAsync(target, attrs).ConfigureAwait(false);
+        if (code == SocksReply.NotAllowed && upstream is null && _addressDenied is { } addressDenied)
+        {
+            // A name allowed by name, whose every address the address rules deny (SPEC 2.1).
+            decision = addressDenied;
+            code = socks4 ? SocksReply.Socks4Rejected : SocksReply.NotAllowed;
+            _record.Status = code;
+            _record.Reason = decision.Reason;
+            Decided(decision, code);
+            await SendConnectReply(socks4, code, null).ConfigureAwait(false);
+            return;
+        }
         byte wire = socks4 ? (code == SocksReply.Succeeded ? SocksReply.Socks4Granted : SocksReply.Socks4Rejected) : code;
         _record.Status = wire;
         _record.Reason = why;
@@ -229,16 +246,24 @@ sealed class Socks5Session(ListenerContext ctx, ClientConnection conn)
         }
     }
 
-    /// <summary>Resolves (only now that the policy allowed the name) and connects; the SOCKS reply code either way.</summary>
-    async Task<(Transport? Upstream, byte Code, string? Why)> DialAsync(SocksTarget target)
+    Decision? _addressDenied;
+
+    /// <summary>
+    /// Resolves (only now that the policy allowed the name), asks the address rules about every address (a literal
+    /// is its own), and connects to the allowed ones; the SOCKS reply code either way.
+    /// </summary>
+    async Task<(Transport? Upstream, byte Code, string? Why)> DialAsync(SocksTarget target, RequestAttributes attrs)
     {
         var limits = _cfg.Limits;
-        IPAddress[] addresses;
-        SocketError err = SocketError.Success;
-        if (target.Address is { } ip) addresses = [ip];
-        else (addresses, err) = await Connector.ResolveAsync(target.Domain!, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
-        if (err != SocketError.Success)
-            return (null, err == SocketError.TimedOut ? SocksReply.TtlExpired : SocksReply.HostUnreachable, $"cannot resolve {target.Domain}: {err}");
+        var judged = await Connector.ResolveJudgedAsync(ctx.Runtime.Resolver, ctx.Policy, attrs, target.Host, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        if (judged.Denied is { } denied)
+        {
+            _addressDenied = denied;
+            return (null, SocksReply.NotAllowed, denied.Reason);
+        }
+        if (!judged.Ok)
+            return (null, judged.Error == SocketError.TimedOut ? SocksReply.TtlExpired : SocksReply.HostUnreachable, $"cannot resolve {target.Domain}: {judged.Error}");
+        var addresses = judged.Allowed;
         var r = await Transport.ConnectAsync(addresses, target.Port, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
         return r.Ok
             ? (r.Transport, SocksReply.Succeeded, null)

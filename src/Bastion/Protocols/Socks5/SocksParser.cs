@@ -3,6 +3,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
+using Bastion.Policy.Canonical;
+
 namespace Bastion.Protocols.Socks5;
 
 public enum SocksParse { NeedMore, Done, Malformed }
@@ -158,33 +160,17 @@ public static class SocksParser
     };
 
     /// <summary>
-    /// A host name as DNS allows it (letters, digits, '-', '_', '.'), lower-cased, without a trailing dot; or an IP
-    /// literal sent as a name (then no lookup happens). Anything else is refused before the policy sees it.
+    /// A host name in the one form that is judged and resolved (<see cref="HostName"/>): lower-cased, without a
+    /// trailing dot, IDN (UTF-8) as punycode; or an IP literal sent as a name, in any spelling a resolver would
+    /// accept (`127.1`, `0x7f.1`), as that address (then no lookup happens). Anything else is refused before the
+    /// policy sees it.
     /// </summary>
     public static bool TryDomain(ReadOnlySpan<byte> raw, out object? result)
     {
         result = null;
-        if (raw.Length > 0 && raw[^1] == '.') raw = raw[..^1];
-        if (raw.IsEmpty || raw.Length > 253) return false;
-        Span<char> chars = stackalloc char[raw.Length];
-        bool ipish = true;
-        for (int i = 0; i < raw.Length; i++)
-        {
-            byte b = raw[i];
-            char c = (char)b;
-            if (c is >= 'A' and <= 'Z') c = (char)(c + 32);
-            else if (!(c is >= 'a' and <= 'z' or >= '0' and <= '9' or '-' or '_' or '.' or ':')) return false;
-            if (c == ':' && !ipish) return false;
-            if (!(c is >= '0' and <= '9' or '.' or ':' or >= 'a' and <= 'f')) ipish = false;
-            chars[i] = c;
-        }
-        if (ipish && IPAddress.TryParse(chars, out var ip))
-        {
-            result = ip;
-            return true;
-        }
-        if (chars.Contains(':') || chars.Contains("..", StringComparison.Ordinal) || chars[0] == '.') return false;
-        result = new string(chars);
+        if (raw.IsEmpty || raw.Length > 255 || !System.Text.Unicode.Utf8.IsValid(raw)) return false;
+        if (!HostName.TryNormalize(System.Text.Encoding.UTF8.GetString(raw), out var host, out _)) return false;
+        result = IPAddress.TryParse(host, out var ip) ? (ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip) : host;
         return true;
     }
 

@@ -103,15 +103,17 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
         _attrs.User = conn.User;
         _attrs.Host = target.Host;
         _attrs.Port = target.Port;
-        var decision = ctx.Policy.Evaluate(_attrs);
-        LogDecision(target, decision);
-        if (!decision.Allowed)
+        var policy = ctx.Policy;
+        var decision = policy.Evaluate(_attrs);
+        IPAddress? ip = null;
+        if (decision.Allowed)
         {
-            _dropped++;
-            return;
+            ip = target.Address ?? await ResolveAsync(target.Domain!, ct).ConfigureAwait(false);
+            // The address each datagram goes to is judged too (SPEC 2.1): a name must not carry it somewhere denied.
+            if (ip is not null && policy.JudgeAddress(_attrs, ip) is { Allowed: false } denied) decision = denied;
         }
-        var ip = target.Address ?? await ResolveAsync(target.Domain!, ct).ConfigureAwait(false);
-        if (ip is null || target.Port == 0)
+        LogDecision(target, decision);
+        if (!decision.Allowed || ip is null || target.Port == 0)
         {
             _dropped++;
             return;
@@ -148,7 +150,7 @@ sealed class UdpAssociation(ListenerContext ctx, ClientConnection conn, Socket u
     {
         long now = Environment.TickCount64;
         if (_dns.TryGetValue(name, out var hit) && hit.Expires > now) return hit.Address;
-        var (addrs, err) = await Connector.ResolveAsync(name, limits.ConnectTimeout, ct).ConfigureAwait(false);
+        var (addrs, err) = await ctx.Runtime.Resolver.ResolveAsync(name, limits.ConnectTimeout, ct).ConfigureAwait(false);
         if (err != SocketError.Success) return null;
         var pick = addrs.FirstOrDefault(a => a.AddressFamily == udp.AddressFamily) ?? addrs[0];
         if (_dns.Count >= MaxDnsEntries) _dns.Clear();

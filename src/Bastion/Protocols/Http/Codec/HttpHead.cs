@@ -152,6 +152,22 @@ public abstract class HttpHead : IHeaderSource
         return sb.ToString();
     }
 
+    /// <summary>
+    /// IHeaderSource: the <paramref name="index"/>-th field line with this name, as Latin-1 text. Header conditions
+    /// judge every line, so that a second line cannot dilute a deny.
+    /// </summary>
+    public bool TryGetLine(string name, int index, out string value)
+    {
+        for (int i = 0; i < _count; i++)
+        {
+            if (!HttpChars.EqualsIgnoreCase(Name(i), name) || index-- > 0) continue;
+            value = Latin1(Value(i));
+            return true;
+        }
+        value = "";
+        return false;
+    }
+
     /// <summary>A field value or other part of the head as text: Latin-1, so that every byte maps to one char.</summary>
     public static string Latin1(ReadOnlySpan<byte> s) => s.IsEmpty ? "" : Encoding.Latin1.GetString(s);
 

@@ -24,6 +24,11 @@ public enum KnownHeader : byte
     XForwardedHost,
     ContentType,
     Cookie,
+    /// <summary>RFC 7239; replaced like X-Forwarded-* unless from a trusted front.</summary>
+    Forwarded,
+    XRealIp,
+    /// <summary>The settings of an `Upgrade: h2c`, which is never forwarded.</summary>
+    Http2Settings,
 }
 
 /// <summary>Classifies a header name's bytes once, at parse time, so later decisions compare a byte, not a string.</summary>
@@ -36,10 +41,12 @@ public static class KnownHeaders
         4 => Is(name, "host"u8) ? KnownHeader.Host : KnownHeader.Other,
         6 => Is(name, "expect"u8) ? KnownHeader.Expect : Is(name, "cookie"u8) ? KnownHeader.Cookie : KnownHeader.Other,
         7 => Is(name, "upgrade"u8) ? KnownHeader.Upgrade : Is(name, "trailer"u8) ? KnownHeader.Trailer : KnownHeader.Other,
+        9 => Is(name, "forwarded"u8) ? KnownHeader.Forwarded : Is(name, "x-real-ip"u8) ? KnownHeader.XRealIp : KnownHeader.Other,
         10 => Is(name, "connection"u8) ? KnownHeader.Connection : Is(name, "keep-alive"u8) ? KnownHeader.KeepAlive : KnownHeader.Other,
         12 => Is(name, "content-type"u8) ? KnownHeader.ContentType : Is(name, "max-forwards"u8) ? KnownHeader.MaxForwards : KnownHeader.Other,
         13 => Is(name, "authorization"u8) ? KnownHeader.Authorization : KnownHeader.Other,
-        14 => Is(name, "content-length"u8) ? KnownHeader.ContentLength : KnownHeader.Other,
+        14 => Is(name, "content-length"u8) ? KnownHeader.ContentLength
+            : Is(name, "http2-settings"u8) ? KnownHeader.Http2Settings : KnownHeader.Other,
         15 => Is(name, "x-forwarded-for"u8) ? KnownHeader.XForwardedFor : KnownHeader.Other,
         16 => Is(name, "proxy-connection"u8) ? KnownHeader.ProxyConnection
             : Is(name, "x-forwarded-host"u8) ? KnownHeader.XForwardedHost : KnownHeader.Other,

@@ -35,6 +35,11 @@ public abstract class Http1Session : Expiring
     protected bool KeepAlive;
     /// <summary>The decision that let the current request through (its rule goes on the log line).</summary>
     protected Decision Decision;
+    /// <summary>
+    /// The protocols this request's upgrade was forwarded with (<see cref="WriteUpgrade"/>), or null: a 101 is relayed
+    /// only when it switches to one of them.
+    /// </summary>
+    protected string? ForwardedUpgrade;
 
     int _phase;          // Phase: what the deadline means now
     bool _timedOut;
@@ -114,6 +119,7 @@ public abstract class Http1Session : Expiring
         bool first = _exchanges == 0;
         X = null;
         Decision = default;
+        ForwardedUpgrade = null;
         _timedOut = false;
         Volatile.Write(ref _phase, Idle);
         // Between keep-alive requests the idle timeout applies; once a byte arrives, the header timeout.
@@ -286,6 +292,9 @@ public abstract class Http1Session : Expiring
     /// <summary>
     /// 101 Switching Protocols to an upgrade request (WebSocket): the head goes to the client with Upgrade and
     /// Connection: upgrade, then bytes flow both ways until either side closes or both are idle past idle_timeout.
+    /// A 101 the request did not ask for (the upgrade was not forwarded: h2c, the forward proxy), or to a protocol it
+    /// did not name, would turn the connection into a tunnel no policy sees: 502, upstream connection dropped.
+    /// The tunnel is logged as it opens (the decision, 101) and as it closes (a transfer line with its bytes).
     /// </summary>
     async ValueTask<bool> UpgradeAsync(UpstreamResult r, Limits limits)
     {
@@ -294,10 +303,13 @@ public abstract class Http1Session : Expiring
         var x = X!;
         x.ResponseStarted();
         KeepAlive = false;
-        if (!Head.Upgrade || r.RequestBody is not null)
+        string? refusal = ForwardedUpgrade is null || r.RequestBody is not null
+            ? "a 101 Switching Protocols the request did not ask for"
+            : SwitchesToOther(resp, ForwardedUpgrade);
+        if (refusal is not null)
         {
             await up.CloseAsync().ConfigureAwait(false);
-            return await RejectAsync(502, $"upstream {up.Pool.Label} switched protocols without being asked to", Decision.RuleName ?? PseudoRules.Error,
+            return await RejectAsync(502, $"upstream {up.Pool.Label} sent {refusal}", Decision.RuleName ?? PseudoRules.Error,
                 close: true, verdict: Verdict.Allow).ConfigureAwait(false);
         }
         var w = Out;
@@ -306,16 +318,84 @@ public abstract class Http1Session : Expiring
             .CopyFields(resp, 0, keep: UpgradeMask)
             .Append("Connection: upgrade\r\n\r\n"u8);
         x.Status = 101;
-        x.Allow(Decision.RuleName ?? PseudoRules.Error, Decision.Reason);
         if (!await SendToClientAsync(w.WrittenMemory).ConfigureAwait(false))
         {
             await up.CloseAsync().ConfigureAwait(false);
+            x.Allow(Decision.RuleName ?? PseudoRules.Error, "client closed the connection");
             return false;
         }
+        x.Allow(Decision.RuleName ?? PseudoRules.Error, $"upgraded to {ForwardedUpgrade}: tunnel open");
+        x.Close();
+        var tunnel = Ctx.Open(Conn, ExchangeKinds.Transfer, x.Id);
+        tunnel.Request = x.Request;
+        tunnel.Upstream = x.Upstream;
+        tunnel.Status = 101;
         up.NoDeadline();
-        await DuplexRelay.RunAsync(Client, up.Peer, limits.IdleTimeout, x.Counter).ConfigureAwait(false);
+        await DuplexRelay.RunAsync(Client, up.Peer, limits.IdleTimeout, tunnel.Counter).ConfigureAwait(false);
         await up.CloseAsync().ConfigureAwait(false);
+        // No verdict: the decision was counted when the tunnel opened.
+        tunnel.Reason = $"{ForwardedUpgrade} tunnel closed";
+        tunnel.Close();
         return false;
+    }
+
+    /// <summary>Why a 101 cannot be relayed: it switches to a protocol the request did not name (versions ignored), or to none.</summary>
+    static string? SwitchesToOther(ResponseHead resp, string asked)
+    {
+        bool any = false;
+        for (int i = resp.IndexOf(KnownHeader.Upgrade); i >= 0; i = resp.IndexOf(KnownHeader.Upgrade, i + 1))
+        {
+            var list = new HttpChars.ListReader(resp.Value(i));
+            while (list.Next(out var token))
+            {
+                any = true;
+                if (!Named(asked, token)) return $"an upgrade to '{HttpHead.Latin1(resp.Value(i))}', which the request did not ask for";
+            }
+        }
+        return any ? null : "a 101 Switching Protocols without an Upgrade field";
+    }
+
+    static bool Named(string asked, ReadOnlySpan<byte> token)
+    {
+        foreach (var range in asked.AsSpan().Split(','))
+        {
+            var a = HeaderValue.TrimOws(asked.AsSpan()[range]);
+            if (ProtocolName(token).Length == ProtocolName(a).Length && Ascii.EqualsIgnoreCase(ProtocolName(token), ProtocolName(a))) return true;
+        }
+        return false;
+    }
+
+    static ReadOnlySpan<byte> ProtocolName(ReadOnlySpan<byte> t) => t.IndexOf((byte)'/') is var i and >= 0 ? t[..i] : t;
+    static ReadOnlySpan<char> ProtocolName(ReadOnlySpan<char> t) => t.IndexOf('/') is var i and >= 0 ? t[..i] : t;
+
+    /// <summary>
+    /// The protocols the request asks to upgrade to (`Upgrade` with `Connection: upgrade`), as sent, less `h2c`
+    /// (never forwarded: the request goes on as plain HTTP/1.1); null when none is left.
+    /// </summary>
+    protected string? RequestedUpgrade()
+    {
+        var h = Head;
+        if (!h.Upgrade) return null;
+        StringBuilder? sb = null;
+        for (int i = h.IndexOf(KnownHeader.Upgrade); i >= 0; i = h.IndexOf(KnownHeader.Upgrade, i + 1))
+        {
+            var list = new HttpChars.ListReader(h.Value(i));
+            while (list.Next(out var token))
+            {
+                if (HttpChars.EqualsLower(token, "h2c"u8)) continue;
+                if (sb is null) sb = new StringBuilder();
+                else sb.Append(", ");
+                sb.Append(HttpHead.Latin1(token));
+            }
+        }
+        return sb?.ToString();
+    }
+
+    /// <summary>Forwards the request's upgrade (<see cref="RequestedUpgrade"/>): Upgrade and Connection: upgrade towards the upstream.</summary>
+    protected void WriteUpgrade(HeadWriter w, string protocols)
+    {
+        ForwardedUpgrade = protocols;
+        w.Append("Upgrade: "u8).Append(protocols).CrLf().Append("Connection: upgrade\r\n"u8);
     }
 
     /// <summary>Upgrade, the one hop-by-hop field an upgrade passes on.</summary>
@@ -376,8 +456,8 @@ public abstract class Http1Session : Expiring
         var policy = o.Policy;
         if (policy.HasResponseRules)
         {
-            int ct = resp.IndexOf(KnownHeader.ContentType);
-            var rd = HttpDecisions.JudgeResponse(policy, Attrs, ct < 0 ? null : HttpHead.Latin1(resp.Value(ct)),
+            // Every media type the response carries (several lines, or a comma list) is judged.
+            var rd = HttpDecisions.JudgeResponse(policy, Attrs, resp.Get("Content-Type"),
                 resp.Framing.Kind == BodyKind.Length ? resp.Framing.Length : resp.Framing.Kind == BodyKind.None ? 0 : null);
             if (!rd.Allowed)
             {

@@ -49,7 +49,7 @@ sealed class InspectedHttp2Handler(ListenerContext ctx, IHttpForwarder forwarder
             a.User = conn.User;
             a.Headers = new HeaderSource(req.Headers);
             a.Size = req.ContentLength ?? -1;
-            if (!TunnelTarget.TryRequest(a, target, req.Method, raw, req.Host.Value, out var uri, out var status, out var why))
+            if (!TunnelTarget.TryRequest(a, target, req.Method, raw, req.Host.Value, out var uri, out var status, out var why, ctx.Config))
             {
                 await PageAsync(http, st, status, why!, null).ConfigureAwait(false);
                 x.Deny(PseudoRules.Protocol, why);

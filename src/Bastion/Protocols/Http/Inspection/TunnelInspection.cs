@@ -60,7 +60,8 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             var (connected, code, why) = await connectLater().ConfigureAwait(false);
             if (connected is null)
             {
-                log(code, decision.RuleName, why, Verdict.Allow, "refused", sni);
+                // 403: the name was allowed but every address it resolves to is denied (SPEC 2.1).
+                log(code, decision.RuleName, why, code == 403 ? Verdict.Deny : Verdict.Allow, "refused", sni);
                 return why;
             }
             upstream = connected;

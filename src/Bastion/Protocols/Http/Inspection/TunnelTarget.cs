@@ -1,4 +1,6 @@
+using Bastion.Configuration;
 using Bastion.Policy;
+using Bastion.Policy.Canonical;
 
 namespace Bastion.Protocols.Http.Inspection;
 
@@ -11,7 +13,7 @@ namespace Bastion.Protocols.Http.Inspection;
 static class TunnelTarget
 {
     public static bool TryRequest(RequestAttributes a, InspectedOrigin tunnel, string method, string target, string? host,
-        out Uri? uri, out int status, out string? error)
+        out Uri? uri, out int status, out string? error, ListenerConfig? listener = null)
     {
         uri = null;
         status = 0;
@@ -21,15 +23,21 @@ static class TunnelTarget
             (status, error) = (405, "CONNECT inside an inspected tunnel is not supported");
             return false;
         }
-        if (target.StartsWith('/')) uri = new Uri(tunnel.Url(target));
-        else if (Uri.TryCreate(target, UriKind.Absolute, out var abs) && abs.Scheme == "https"
-            && abs.IdnHost.Equals(tunnel.Name, StringComparison.OrdinalIgnoreCase) && abs.Port == tunnel.Port)
-            uri = new Uri(tunnel.Url(abs.PathAndQuery));
-        else
+        // The one canonical form, as outside the tunnel (docs/policy.md): judged and forwarded alike.
+        var c = new CanonicalTarget();
+        var parsed = RequestTarget.Parse(target, listener?.AmbiguousPaths ?? AmbiguousTargets.Refuse, c, out var why);
+        if (parsed != TargetStatus.Ok)
+        {
+            (status, error) = (400, $"{(parsed == TargetStatus.Ambiguous ? "ambiguous" : "malformed")} request target: {why}");
+            return false;
+        }
+        if (c.Host is not null && !(c.Scheme == "https" && c.Host.Equals(tunnel.Name, StringComparison.OrdinalIgnoreCase) && c.Port == tunnel.Port))
         {
             (status, error) = (400, $"a request inside the tunnel to {tunnel.Authority} must be for that origin");
             return false;
         }
+        var url = tunnel.Url(c.PathAndQuery);
+        uri = new Uri(url, new UriCreationOptions { DangerousDisablePathAndQueryCanonicalization = true });
         if (host is null || !(host.Equals(tunnel.Authority, StringComparison.OrdinalIgnoreCase)
             || (tunnel.Port == 443 && host.Equals(tunnel.Authority + ":443", StringComparison.OrdinalIgnoreCase))))
         {
@@ -39,9 +47,10 @@ static class TunnelTarget
         a.Method = method;
         a.Host = tunnel.Name;
         a.Port = tunnel.Port;
-        a.Path = uri.AbsolutePath;
-        a.Url = uri.OriginalString;
+        a.Path = c.PolicyPath;
+        a.Url = url;
         a.Sni = tunnel.Sni;
+        a.PathIgnoreCase = listener?.PathIgnoreCase ?? true;
         return true;
     }
 }

@@ -1,90 +1,152 @@
+using System.Text;
 using Bastion.Configuration;
 using Bastion.Policy;
+using Bastion.Policy.Canonical;
 
 namespace Bastion.Protocols.Http;
 
 /// <summary>
 /// What the policy sees of an HTTP request: one function per way a request names its target, called by the live
-/// sessions and by `bastion explain` alike, so that the two cannot disagree.
+/// sessions and by `bastion explain` alike, so that the two cannot disagree. Every target goes through the one
+/// canonical form (<see cref="RequestTarget"/>, docs/policy.md): what is judged is what is forwarded.
 /// </summary>
 public static class HttpAttributes
 {
     /// <summary>
-    /// A forward-proxy request: `CONNECT host:port`, or an absolute URL. `url` is the request target exactly as the
-    /// client sent it (not normalised); `host` is the IDN (punycode) form, `path` the URL's escaped path.
+    /// A forward-proxy request: `CONNECT host:port`, or an absolute URL, normalised into <paramref name="canonical"/>
+    /// (the form to forward) and the attributes. Ambiguous targets still fill the attributes (explain shows them);
+    /// the caller refuses them with 400 as it refuses malformed ones.
     /// </summary>
-    public static bool TryProxyTarget(RequestAttributes a, string method, string target, out Uri? uri, out string? error)
+    public static TargetStatus ProxyTarget(RequestAttributes a, string method, string target, ListenerConfig listener,
+        CanonicalTarget canonical, out string? error) =>
+        ProxyTarget(a, method, Encoding.UTF8.GetBytes(target), listener, canonical, out error);
+
+    /// <summary>As above, on the request target's bytes as the HTTP/1.1 engine parsed them.</summary>
+    public static TargetStatus ProxyTarget(RequestAttributes a, string method, ReadOnlySpan<byte> target, ListenerConfig listener,
+        CanonicalTarget canonical, out string? error)
     {
-        uri = null;
         error = null;
         a.Method = method;
+        a.PathIgnoreCase = listener.PathIgnoreCase;
         if (method == "CONNECT")
         {
-            if (!HostPort.TryParse(target, out var hp) || hp!.Port == 0)
+            var s = RequestTarget.ParseAuthority(target, out var host, out var port, out var why);
+            if (s != TargetStatus.Ok)
             {
-                error = "CONNECT needs host:port";
-                return false;
+                error = $"CONNECT needs host:port ({why})";
+                return s;
             }
-            a.Host = hp.Host;
-            a.Port = hp.Port;
-            return true;
+            a.Host = host;
+            a.Port = port;
+            return TargetStatus.Ok;
         }
-        if (!Uri.TryCreate(target, UriKind.Absolute, out uri) || (uri.Scheme != "http" && uri.Scheme != "https") || uri.Host.Length == 0)
+        var status = RequestTarget.Parse(target, listener.AmbiguousPaths, canonical, out var reason);
+        if (status != TargetStatus.Malformed && (canonical.Host is null || canonical.Scheme is not ("http" or "https")))
         {
-            uri = null;
-            error = target.StartsWith('/')
+            error = !target.IsEmpty && target[0] == (byte)'/'
                 ? "this is a forward proxy: the request target must be an absolute URL (http://host/path)"
-                : "unsupported or malformed request target";
-            return false;
+                : "unsupported request target scheme";
+            return TargetStatus.Malformed;
         }
-        a.Host = uri.IdnHost;
-        a.Port = uri.Port;
-        a.Path = uri.AbsolutePath;
-        a.Url = target;
-        return true;
+        if (status == TargetStatus.Malformed)
+        {
+            error = $"malformed request target: {reason}";
+            return status;
+        }
+        canonical.ApplyTo(a);
+        if (status == TargetStatus.Ambiguous) error = $"ambiguous request target: {reason}";
+        return status;
     }
 
     /// <summary>
-    /// A reverse-proxy request: `host` from the Host header (lower case, IPv6 without brackets), `port` the port the
-    /// listener accepted it on (not the Host header's), `path` as Kestrel decodes it, `url` rebuilt from scheme,
-    /// Host header, path and query.
+    /// A reverse-proxy request: `host` from the Host header, normalised; `port` the port the listener accepted it on
+    /// (not the Host header's); the raw target normalised (`path` decoded, `url` the canonical URL). `*` (OPTIONS)
+    /// is judged as `/`.
     /// </summary>
-    public static void Origin(RequestAttributes a, string method, string scheme, string hostHeader, string hostName,
-        string path, string query, int localPort, bool withUrl)
-    {
-        a.Method = method;
-        a.Port = localPort;
-        a.Host = NormalizeHost(hostName);
-        a.Path = path.Length == 0 ? "/" : path;
-        if (withUrl) a.Url = scheme + "://" + hostHeader + path + query;
-    }
+    public static TargetStatus OriginTarget(RequestAttributes a, string method, string scheme, string? hostName, int? hostPort,
+        string rawTarget, int localPort, ListenerConfig listener, CanonicalTarget canonical, bool withUrl, out string? error) =>
+        rawTarget == "*"
+            ? OriginTarget(a, method, scheme, hostName, hostPort, "*"u8, localPort, listener, canonical, withUrl, out error)
+            : OriginTarget(a, method, scheme, hostName, hostPort, Encoding.UTF8.GetBytes(rawTarget), localPort, listener, canonical, withUrl, out error);
 
-    /// <summary>
-    /// `explain`'s way into <see cref="Origin"/>: a URL as a browser would send it to a listener on
-    /// <paramref name="localPort"/> (the Host header is the URL's authority; the path is decoded as Kestrel does).
-    /// </summary>
-    public static bool TryOriginUrl(RequestAttributes a, string method, string url, int localPort, out string? error)
+    /// <summary>As above, on the target's bytes (origin-form) as the HTTP/1.1 engine parsed them.</summary>
+    public static TargetStatus OriginTarget(RequestAttributes a, string method, string scheme, string? hostName, int? hostPort,
+        ReadOnlySpan<byte> rawTarget, int localPort, ListenerConfig listener, CanonicalTarget canonical, bool withUrl, out string? error)
     {
         error = null;
-        if (!Uri.TryCreate(url, UriKind.Absolute, out var u) || (u.Scheme != "http" && u.Scheme != "https") || u.Host.Length == 0)
+        a.Method = method;
+        a.Port = localPort;
+        a.PathIgnoreCase = listener.PathIgnoreCase;
+        string? host = null;
+        if (!string.IsNullOrEmpty(hostName) && !HostName.TryNormalize(hostName, out host, out var hostError))
         {
-            error = $"'{url}' is not an absolute http(s) URL";
-            return false;
+            error = $"bad Host: {hostError}";
+            return TargetStatus.Malformed;
         }
-        // Kestrel decodes %XX in the path except an encoded '/'.
-        var path = Uri.UnescapeDataString(u.AbsolutePath.Replace("%2F", "%252F", StringComparison.OrdinalIgnoreCase));
-        Origin(a, method, u.Scheme, u.Authority, u.Host, path, u.Query, localPort, withUrl: true);
-        return true;
+        a.Host = host;
+        if (rawTarget.SequenceEqual("*"u8))
+        {
+            a.Path = "/";
+            return TargetStatus.Ok;
+        }
+        var status = RequestTarget.Parse(rawTarget, listener.AmbiguousPaths, canonical, out var reason);
+        if (status == TargetStatus.Malformed)
+        {
+            error = $"malformed request target: {reason}";
+            return status;
+        }
+        if (canonical.Host is null && host is not null) canonical.SetAuthority(scheme, host, hostPort ?? CanonicalTarget.DefaultPort(scheme));
+        a.Path = canonical.PolicyPath;
+        if (withUrl) a.Url = canonical.Url;
+        if (status == TargetStatus.Ambiguous) error = $"ambiguous request target: {reason}";
+        return status;
     }
 
-    static string? NormalizeHost(string host)
+    /// <summary>
+    /// `explain`'s way into <see cref="OriginTarget"/>: a URL as a browser would send it to a listener on
+    /// <paramref name="localPort"/> (the Host header is the URL's authority, the target its path and query).
+    /// Null when the text is no absolute http(s) URL at all.
+    /// </summary>
+    public static TargetStatus? OriginUrl(RequestAttributes a, string method, string url, int localPort, ListenerConfig listener,
+        out string? error)
     {
-        if (host.Length == 0) return null;
-        // An IPv6 literal is judged without its brackets, as `source` and `host` lists write it.
-        if (host[0] == '[' && host[^1] == ']') host = host[1..^1];
-        foreach (var ch in host)
-            if (ch is >= 'A' and <= 'Z') return host.ToLowerInvariant();
-        return host;
+        // Parsed leniently first (ambiguous forms kept as sent), then judged as the listener would judge the target.
+        var c = new CanonicalTarget();
+        var s = RequestTarget.Parse(url, AmbiguousTargets.Pass, c, out var why);
+        if (s == TargetStatus.Malformed && url.Contains("://", StringComparison.Ordinal))
+        {
+            error = $"malformed request target: {why}";
+            return TargetStatus.Malformed;
+        }
+        if (s != TargetStatus.Ok || c.Host is null || c.Scheme is not ("http" or "https"))
+        {
+            error = $"'{url}' is not an absolute http(s) URL";
+            return null;
+        }
+        return OriginTarget(a, method, c.Scheme, c.Host, c.Port, c.PathAndQuery, localPort, listener, new CanonicalTarget(), withUrl: true, out error);
+    }
+
+    /// <summary>
+    /// What the live listener answers to REQUEST before asking the policy (400 for a malformed or ambiguous target),
+    /// or null: `explain` says so instead of judging attributes the gateway would never judge.
+    /// </summary>
+    public static string? Refusal(ListenerConfig listener, string request)
+    {
+        if (!TrySplitRequest(request, out var method, out var target, out _)) return null;
+        var a = new RequestAttributes();
+        string? error = null;
+        TargetStatus? status = listener.Type switch
+        {
+            ListenerType.HttpProxy => ProxyTarget(a, method, target, listener, new CanonicalTarget(), out error),
+            ListenerType.HttpReverse when method != "CONNECT" => OriginUrl(a, method, target, listener.Listen.Port, listener, out error),
+            _ => (TargetStatus?)null,
+        };
+        return status switch
+        {
+            TargetStatus.Ambiguous => $"400 {error} (ambiguous_paths: refuse)",
+            TargetStatus.Malformed => $"400 {error}",
+            _ => null,
+        };
     }
 
     /// <summary>`METHOD TARGET` as explain takes it; the method upper-cased as clients send it.</summary>

@@ -57,25 +57,32 @@ public static class HttpDecisions
         return false;
     }
 
-    /// <summary>The outcome of Basic authentication: the user, or why not (and the name that was tried, for the log).</summary>
-    public readonly record struct AuthResult(string? User, bool Sent, string? Failure, string? Tried = null)
+    /// <summary>
+    /// The outcome of Basic authentication: the user, or why not (and the name that was tried, for the log;
+    /// <see cref="Throttled"/>: the client failed too often lately).
+    /// </summary>
+    public readonly record struct AuthResult(string? User, bool Sent, string? Failure, string? Tried = null, bool Throttled = false)
     {
         public bool Ok => User is not null;
     }
 
     /// <summary>
-    /// Checks a `Basic` Authorization or Proxy-Authorization value against the identity store; credentials that were
-    /// sent and do not verify count as an authentication failure in the metrics.
+    /// Checks a `Basic` Authorization or Proxy-Authorization value against the identity store, throttled per
+    /// <paramref name="client"/> address (unknown users cost what wrong passwords cost); credentials that were sent
+    /// and do not verify count as an authentication failure in the metrics.
     /// </summary>
-    public static async ValueTask<AuthResult> AuthenticateAsync(ListenerContext ctx, string? header, CancellationToken ct)
+    public static async ValueTask<AuthResult> AuthenticateAsync(ListenerContext ctx, string? header, System.Net.IPAddress? client, CancellationToken ct)
     {
         if (!IdentityStore.TryParseBasic(header, out var user, out var password))
         {
             if (header is not null) ctx.Metrics.AuthFailure(ctx.Name);
             return new AuthResult(null, header is not null, "credentials required");
         }
-        if (await ctx.Runtime.Identity.VerifyAsync(user, password, ct).ConfigureAwait(false)) return new AuthResult(user, true, null);
+        var login = await ctx.Runtime.Identity.LoginAsync(user, password, client, ct).ConfigureAwait(false);
+        if (login == LoginResult.Ok) return new AuthResult(user, true, null);
         ctx.Metrics.AuthFailure(ctx.Name);
-        return new AuthResult(null, true, "bad credentials", user);
+        return login == LoginResult.Throttled
+            ? new AuthResult(null, true, "too many failed logins from this address: try again later", user, Throttled: true)
+            : new AuthResult(null, true, "bad credentials", user);
     }
 }
