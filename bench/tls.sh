@@ -46,6 +46,9 @@ freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0))
 waitport() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; kill -0 "${PID[$2]}" 2>/dev/null || return 1; sleep 0.1; done; return 1; }
 ticks() { local pid=${PID[$1]:-}; ps -e -o pid=,pgid= | awk -v g="$pid" '$2 == g { print $1 }' | while read -r p; do
   sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 + $14 + $15 }' || true; done | awk '{ t += $1 } END { print t + 0 }'; }
+# Resets the peak RSS (VmHWM) of NAME's processes, so that the next rss_mib is the peak since then.
+rss_reset() { local pid=${PID[$1]:-}; for p in $(ps -e -o pid=,pgid= | awk -v g="$pid" '$2 == g { print $1 }'); do
+  echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done; }
 rss_mib() { local pid=${PID[$1]:-} t=0; for p in $(ps -e -o pid=,pgid= | awk -v g="$pid" '$2 == g { print $1 }'); do
   t=$((t + $(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null || echo 0))); done; echo $((t / 1024)); }
 
@@ -189,11 +192,13 @@ for mode in keepalive new; do
 done
 
 log "transfer: ${GIB_MIB} MiB through each"
-declare -A MIBS=()
+declare -A MIBS=() RUNRSS=() XFERRSS=()
 for w in "${WHO[@]}"; do
+  RUNRSS[$w]=$(rss_mib "$w"); rss_reset "$w"
   speed=$(taskset -c 1 curl -q -sS --max-time 600 -x "http://127.0.0.1:${PORT[$w]}" --cacert "${CAFILE[$w]}" -o /dev/null \
     -w '%{speed_download}' "https://localhost:$ORIGIN/big" || echo 0)
   MIBS[$w]=$(awk -v s="$speed" 'BEGIN { printf "%.0f", s / 1048576 }')
+  XFERRSS[$w]=$(rss_mib "$w")
   log "transfer $w: ${MIBS[$w]} MiB/s"
 done
 
@@ -232,9 +237,9 @@ OUT="$HERE/results/$(date -u +%Y-%m-%d-%H%M)-tls$([ $QUICK = 1 ] && echo -quick 
     done
   done
   echo
-  echo "| ${GIB_MIB} MiB through the proxy | MiB/s | peak RSS MiB (whole run) |"
-  echo "| --- | ---: | ---: |"
-  for w in "${WHO[@]}"; do echo "| $w | ${MIBS[$w]} | $(rss_mib "$w") |"; done
+  echo "| ${GIB_MIB} MiB through the proxy | MiB/s | peak RSS MiB before it (req/s runs) | peak RSS MiB during it |"
+  echo "| --- | ---: | ---: | ---: |"
+  for w in "${WHO[@]}"; do echo "| $w | ${MIBS[$w]} | ${RUNRSS[$w]} | ${XFERRSS[$w]} |"; done
   echo
   echo "Minting a certificate (Bastion, ECDSA P-256 CA, leaf key reused): median **$(field "$MB" total_p50_ms) ms** (p90 $(field "$MB" total_p90_ms) ms; the signature alone $(field "$MB" mint_p50_ms) ms); under an RSA 3072 CA (RSA 2048 leaf) $(field "$MB_RSA" total_p50_ms) ms. Sequential, on core 0 (bench/tools/mintbench)."
   echo

@@ -174,6 +174,43 @@ public sealed class FtpRobustnessTests(FtpFixture f)
         await gw.DisposeAsync();
     }
 
+    [Fact]
+    public async Task The_session_limit_answers_421_and_a_reload_applies_to_open_sessions()
+    {
+        const string Yaml = """
+            listeners:
+              - { name: f, type: ftp, listen: 127.0.0.1:0, upstream: "UP", policy: p, limits: { max_connections: 1 } }
+            policies:
+              p: { rules: [ RULES ] }
+            """;
+        var up = f.Plain.Endpoint;
+        await using var gw = await TestGateway.StartAsync(Yaml.Replace("UP", up).Replace("RULES", "{ allow: {} }"));
+        await using var c = await FtpControl.ConnectAsync(gw.Port("f"));
+        await c.LoginAsync();
+        // The refusal closes at once; on a loaded machine the client's async connect can report that close (EPIPE)
+        // before it completes, so a connect that fails is tried again: every attempt is over the limit.
+        for (int attempt = 0; ; attempt++)
+        {
+            FtpControl second;
+            try { second = await FtpControl.ConnectAsync(gw.Port("f"), greet: false); }
+            catch (System.Net.Sockets.SocketException) when (attempt < 5) { continue; }
+            await using (second)
+            {
+                var (code, text) = await second.ReadReplyAsync();
+                Assert.True(code == 421, text);
+            }
+            break;
+        }
+        Assert.Equal(213, (await c.CommandAsync("MDTM /pub/a.txt")).Code);
+        // New rules apply to the next command of a session that is already open.
+        await File.WriteAllTextAsync(gw.ConfigPath, Yaml.Replace("UP", up).Replace("RULES", "{ deny: { command: MDTM }, name: no-mdtm }, { allow: {} }"));
+        Assert.Null(await gw.Host.ReloadAsync());
+        var (denied, why) = await c.CommandAsync("MDTM /pub/a.txt");
+        Assert.Equal(550, denied);
+        Assert.Contains("denied by policy", why);
+        Assert.Equal(200, (await c.CommandAsync("NOOP")).Code);
+    }
+
     static bool CanBind(int port)
     {
         try

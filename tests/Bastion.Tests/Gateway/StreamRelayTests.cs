@@ -27,6 +27,27 @@ public class StreamRelayTests
         return ms.ToArray();
     }
 
+    /// <summary>client ⇄ [gateway's client transport | gateway's upstream transport] ⇄ server, all plain sockets.</summary>
+    sealed class PlainLine(Socket client, Socket server, Transport gw, Transport up) : IAsyncDisposable
+    {
+        public static async Task<PlainLine> OpenAsync()
+        {
+            var (client, gwClient) = await SocketPairs.CreateAsync();
+            var (gwUp, server) = await SocketPairs.CreateAsync();
+            return new PlainLine(client, server, Transport.FromSocket(gwClient), Transport.FromSocket(gwUp));
+        }
+
+        public void Deconstruct(out Socket c, out Socket s, out Transport g, out Transport u) => (c, s, g, u) = (client, server, gw, up);
+
+        public async ValueTask DisposeAsync()
+        {
+            await gw.DisposeAsync();
+            await up.DisposeAsync();
+            client.Dispose();
+            server.Dispose();
+        }
+    }
+
     static byte[] Data(int n, int seed)
     {
         var b = new byte[n];
@@ -37,11 +58,8 @@ public class StreamRelayTests
     [Fact]
     public async Task Plain_sockets_half_close_each_way_and_count_bytes_with_buffered_bytes_first()
     {
-        var (client, gwClient) = await SocketPairs.CreateAsync();
-        var (gwUp, server) = await SocketPairs.CreateAsync();
-        using var _1 = client; using var _2 = server;
-        await using var ct = Transport.FromSocket(gwClient);
-        await using var ut = Transport.FromSocket(gwUp);
+        await using var line = await PlainLine.OpenAsync();
+        var (client, server, ct, ut) = line;
 
         // The protocol read a handshake and left the bytes behind it unread in the pipe.
         await client.SendAsync("HELLO\nearly"u8.ToArray(), SocketFlags.None);
@@ -71,11 +89,8 @@ public class StreamRelayTests
     [Fact]
     public async Task Over_TLS_on_the_client_side_half_close_and_counts_hold()
     {
-        var (client, gwClient) = await SocketPairs.CreateAsync();
-        var (gwUp, server) = await SocketPairs.CreateAsync();
-        using var _1 = client; using var _2 = server;
-        await using var ct = Transport.FromSocket(gwClient);
-        await using var ut = Transport.FromSocket(gwUp);
+        await using var line = await PlainLine.OpenAsync();
+        var (client, server, ct, ut) = line;
 
         var tlsClient = new SslStream(new NetworkStream(client, ownsSocket: false));
         var clientHandshake = tlsClient.AuthenticateAsClientAsync(new SslClientAuthenticationOptions
@@ -122,5 +137,66 @@ public class StreamRelayTests
         client.Close();   // RST
         var r = await relay.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(1, r.BytesFromClient);
+    }
+
+    [Fact]
+    public async Task Bulk_directions_switch_to_splice_with_exact_bytes_and_counts_even_to_a_slow_reader()
+    {
+        await using var line = await PlainLine.OpenAsync();
+        var (client, server, ct, ut) = line;
+        long pipesBefore = SplicePipe.Created;
+        long counted = 0;
+        var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), (i, o) => Interlocked.Add(ref counted, i + o), default);
+
+        // Both ways at once, well past the switch; the client reads nothing until the gateway's sends to it would
+        // block, so that the spliced direction also takes its wait-for-room path.
+        var up = Data(12 * 1024 * 1024 + 17, 5);
+        var down = Data(24 * 1024 * 1024 + 3, 6);
+        var sendUp = Task.Run(async () => { await client.SendAsync(up, SocketFlags.None); client.Shutdown(SocketShutdown.Send); });
+        var sendDown = Task.Run(async () => { await server.SendAsync(down, SocketFlags.None); server.Shutdown(SocketShutdown.Send); });
+        var atServer = Task.Run(() => ReadToEnd(server));
+        long blocked = SocketRelay.BlockedDrains;
+        if (OperatingSystem.IsLinux()) await Wait.UntilAsync(() => SocketRelay.BlockedDrains > blocked, TimeSpan.FromSeconds(20), "a blocked spliced send");
+        var slow = new MemoryStream();
+        slow.Write(await ReadToEnd(client));
+        await Task.WhenAll(sendUp, sendDown);
+        Assert.Equal(up, await atServer);
+        Assert.Equal(down, slow.ToArray());
+
+        var r = await relay.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal((up.Length, down.Length, false), (r.BytesFromClient, r.BytesToClient, r.IdleTimedOut));
+        Assert.Equal(r.BytesFromClient + r.BytesToClient, Interlocked.Read(ref counted));
+        if (OperatingSystem.IsLinux()) Assert.True(SplicePipe.Created >= pipesBefore + 2, "both directions switched to splice");
+    }
+
+    [Fact]
+    public async Task A_reset_during_a_spliced_transfer_stops_both_directions_and_counts_what_went_through()
+    {
+        await using var line = await PlainLine.OpenAsync();
+        var (client, server, ct, ut) = line;
+        var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), null, default);
+        var chunk = Data(1024 * 1024, 7);
+        await client.SendAsync(chunk, SocketFlags.None);
+        long got = 0;
+        var buf = new byte[65536];
+        while (got < chunk.Length) got += await server.ReceiveAsync(buf, SocketFlags.None);
+        client.LingerState = new LingerOption(true, 0);
+        client.Close();   // RST while the upload direction is spliced and waiting
+        var r = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(chunk.Length, r.BytesFromClient);
+        Assert.Equal(0, await server.ReceiveAsync(buf, SocketFlags.None));
+    }
+
+    [Fact]
+    public async Task A_spliced_relay_that_goes_quiet_ends_on_the_idle_timeout()
+    {
+        await using var line = await PlainLine.OpenAsync();
+        var (client, server, ct, ut) = line;
+        var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(1), null, default);
+        var chunk = Data(1024 * 1024, 8);
+        await client.SendAsync(chunk, SocketFlags.None);
+        var r = await relay.WaitAsync(TimeSpan.FromSeconds(15));
+        Assert.True(r.IdleTimedOut);
+        Assert.Equal(chunk.Length, r.BytesFromClient);
     }
 }

@@ -23,6 +23,9 @@ public enum RelayEnd
 /// the send side) so the other direction keeps flowing until it ends too. An idle timeout closes both.
 /// </summary>
 /// <remarks>
+/// A direction that has carried <see cref="SpliceAfter"/> bytes is bulk (a download, an upload, a large body): on
+/// Linux it switches to splice(2) through a kernel pipe (<see cref="SplicePipe"/>), which moves up to 1 MiB per call
+/// without copying it through user memory. Short exchanges never pay for a pipe.
 /// Socket operations run without a cancellation token: a cancellable receive registers with the token on every
 /// call. Instead one registration per relay shuts both sockets down (cancellation, idle timeout, a reset in
 /// either direction), which wakes any pending receive or send. Socket buffer sizes are left to the kernel:
@@ -31,6 +34,13 @@ public enum RelayEnd
 public static class SocketRelay
 {
     const int BufferSize = 64 * 1024;
+    /// <summary>Bytes one direction copies before it switches to splice.</summary>
+    internal const long SpliceAfter = 256 * 1024;
+
+    static long _blockedDrains;
+
+    /// <summary>Times a spliced direction found the receiver's socket full and waited through the socket API (for tests).</summary>
+    internal static long BlockedDrains => Interlocked.Read(ref _blockedDrains);
 
     /// <param name="client">The client's socket.</param>
     /// <param name="upstream">The server's socket.</param>
@@ -105,8 +115,17 @@ public static class SocketRelay
             }
             buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
             var memory = buffer.AsMemory();
+            bool spliceTried = false;
             while (true)
             {
+                if (!spliceTried && total >= SpliceAfter)
+                {
+                    spliceTried = true;
+                    if (SplicePipe.TryCreate(from, to) is { } pipe)
+                    {
+                        using (pipe) return await SplicePump(from, to, pipe, buffer, total, idle, onBytes, fromClient, pair).ConfigureAwait(false);
+                    }
+                }
                 int n = await from.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
                 if (n == 0)
                 {
@@ -130,6 +149,73 @@ public static class SocketRelay
         finally
         {
             if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// The rest of one direction through a kernel pipe: fill it from the source, drain it into the destination, and
+    /// only when a socket would block, wait through the socket API (a zero-byte receive for readable; for writable, a
+    /// send of what the pipe holds, read into <paramref name="buffer"/>). <paramref name="total"/> counts on from the copied part.
+    /// </summary>
+    static async Task<PumpResult> SplicePump(Socket from, Socket to, SplicePipe pipe, byte[] buffer, long total, IdleWatch idle,
+        Action<long, long>? onBytes, bool fromClient, SocketPair pair)
+    {
+        try
+        {
+            while (true)
+            {
+                long n = pipe.Fill(from);
+                if (SplicePipe.WouldBlock(n))
+                {
+                    // Nothing to read yet: wait until there is (or the end of the stream), without a buffer.
+                    await from.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                    n = pipe.Fill(from);
+                    if (SplicePipe.WouldBlock(n))
+                    {
+                        // Readable for the socket API but not for splice (urgent data...): copy this once.
+                        int r = await from.ReceiveAsync(buffer, SocketFlags.None).ConfigureAwait(false);
+                        if (r > 0)
+                        {
+                            idle.Touch();
+                            await SendAll(to, buffer.AsMemory(0, r)).ConfigureAwait(false);
+                            total += r;
+                            onBytes?.Invoke(fromClient ? r : 0, fromClient ? 0 : r);
+                            continue;
+                        }
+                        n = 0;
+                    }
+                }
+                if (n < 0) return new PumpResult(total, true);
+                if (n == 0)
+                {
+                    if (pair.Stopped) return new PumpResult(total, true);
+                    try { to.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
+                    return new PumpResult(total, false);
+                }
+                idle.Touch();
+                long left = n;
+                while (left > 0)
+                {
+                    long m = pipe.Drain(to, left);
+                    if (SplicePipe.WouldBlock(m))
+                    {
+                        // The receiver is slower: send part of the pipe through the socket API, which waits for room.
+                        Interlocked.Increment(ref _blockedDrains);
+                        m = pipe.Read(buffer.AsSpan(0, (int)Math.Min(left, buffer.Length)));
+                        if (m <= 0) return new PumpResult(total, true);
+                        await SendAll(to, buffer.AsMemory(0, (int)m)).ConfigureAwait(false);
+                    }
+                    else if (m <= 0) return new PumpResult(total, true);
+                    left -= m;
+                    total += m;
+                    idle.Touch();
+                    onBytes?.Invoke(fromClient ? m : 0, fromClient ? 0 : m);
+                }
+            }
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            return new PumpResult(total, true);
         }
     }
 
