@@ -90,6 +90,15 @@ public sealed class LlhttpCorpusTests(ITestOutputHelper output)
         ["method.md#CONNECT with body"] = "CONNECT is a forward proxy's: a reverse proxy answers 400",
         ["method.md#OPTIONS request with asterisk"] = "the asterisk-form target names no path to route: 400",
         ["uri.md#Underscore in hostname"] = "CONNECT is a forward proxy's: a reverse proxy answers 400",
+        // Policy (issue 9): an upgrade passes only a rule that names it; this config's general allow does not (403).
+        ["connection.md#Multiple tokens with folding and LWS"] = "an upgrade needs a rule naming it: 403",
+        ["connection.md#Setting a flag and pausing"] = "an upgrade needs a rule naming it: 403",
+        ["connection.md#Emitting part of body and pausing"] = "an upgrade needs a rule naming it: 403",
+        ["connection.md#Upgrade GET request"] = "an upgrade needs a rule naming it: 403",
+        ["connection.md#Upgrade POST request"] = "an upgrade needs a rule naming it: 403",
+        // Policy (issue 9): the Host is the authority routed and judged; `0.0.0.0=5000` is no host name: 400.
+        ["sample.md#curl GET"] = "Host `0.0.0.0=5000` is not a valid authority: 400",
+        ["sample.md#Firefox GET"] = "Host `0.0.0.0=5000` is not a valid authority: 400",
     };
 
     [Theory]
