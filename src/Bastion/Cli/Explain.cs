@@ -75,7 +75,7 @@ public static class Explain
             {
                 int colon = h.IndexOf(':');
                 if (colon <= 0) throw new Commands.UsageException($"--header '{h}' is not 'Name: value'");
-                lines.Add((h[..colon].Trim(), h[(colon + 1)..].Trim()));
+                lines.Add((TrimOws(h[..colon]), TrimOws(h[(colon + 1)..])));
             }
             a.Headers = new Headers(lines);
         }
@@ -83,8 +83,10 @@ public static class Explain
         var resolved = new List<IPAddress>();
         foreach (var r in resolveTo)
         {
-            foreach (var one in r.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            foreach (var part in r.Split(','))
             {
+                var one = TrimOws(part);
+                if (one.Length == 0) continue;
                 if (!IPAddress.TryParse(one, out var ip)) throw new Commands.UsageException($"--resolve '{one}' is not an IP address");
                 resolved.Add(ip);
             }
@@ -201,4 +203,7 @@ public static class Explain
         trace?.Add($"=> connects to {string.Join(", ", judged.Allowed.Select(x => x.ToString()))}");
         return null;
     }
+
+    /// <summary>Only SP and HTAB are whitespace, as on the wire (string.Trim would also eat U+0085 and U+00A0).</summary>
+    static string TrimOws(string s) => s.Trim([' ', '\t']);
 }

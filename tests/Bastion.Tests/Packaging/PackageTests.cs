@@ -40,7 +40,7 @@ public sealed class PackageTests(ITestOutputHelper output)
         uid=$(awk -F: -v n="$user" '$1 == n { print $3 }' "$R/etc/passwd")
         gid=$(awk -F: -v n="$group" '$1 == n { print $3 }' "$R/etc/group")
         pre=$(sed -n 's/^ExecStartPre=//p' "$unit"); start=$(sed -n 's/^ExecStart=//p' "$unit")
-        while [ ! -S "$R/run/notify" ]; do sleep 0.1; done
+        for i in $(seq 1 300); do [ -S "$R/run/notify" ] && break; sleep 0.1; done   # the listener socket, 30 s at most
         chroot --userspec="$uid:$gid" "$R" $pre >"$OUT/check.out" 2>&1 || echo "check failed: $?" >>"$OUT/check.out"
         NOTIFY_SOCKET=/run/notify chroot --userspec="$uid:$gid" "$R" $start >"$OUT/run.out" 2>&1 &
         gw=$!

@@ -1,8 +1,9 @@
 namespace Bastion.Gateway.Tls;
 
 /// <summary>
-/// A client transport whose first bytes were already read (the ClientHello peeked to decide the tunnel): reads
-/// return those first, then the inner stream's. Writes go straight through.
+/// A client transport whose first bytes were already read (the ClientHello peeked to decide a tunnel, or what the
+/// PROXY header reader buffered past the header): reads return those first, then the inner stream's. Writes go
+/// straight through.
 /// </summary>
 public sealed class ReplayStream(ReadOnlyMemory<byte> prefix, Stream inner) : Stream
 {

@@ -74,7 +74,7 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
         var certs = Certificates();
         // What a PROXY header reader buffered past the header is the start of the TLS handshake.
         Stream raw = new NetworkStream(socket, ownsSocket: false);
-        if (conn.Transport.HasInputPipe && conn.Transport.TakeBuffered() is { IsEmpty: false } early) raw = new PrefixedStream(early, raw);
+        if (conn.Transport.HasInputPipe && conn.Transport.TakeBuffered() is { IsEmpty: false } early) raw = new Gateway.Tls.ReplayStream(early, raw);
         var ssl = new SslStream(raw, leaveInnerStreamOpen: false);
         await using (ssl.ConfigureAwait(false))
         {
