@@ -61,12 +61,17 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
     {
         // Last line of defence: a URL's `user:password@` never reaches a log line, whichever gateway wrote it.
         if (e.Request is { } r && r.Contains('@')) e = e with { Request = Redact.RequestLine(r) };
-        Log.Write(e);
+        // The log writer may reuse the event as soon as it has it: everything else comes first.
         if (e.Event != ExchangeKinds.Connection && e.Verdict is { } v)
         {
             Metrics.Decision(Name, TypeName, v, e.Rule ?? "");
-            if (v == Verdict.Deny) Host.RecentDenials.Add(e);
+            if (v == Verdict.Deny)
+            {
+                e.Pooled = false;   // kept by the dashboard
+                Host.RecentDenials.Add(e);
+            }
         }
+        Log.Write(e);
     }
 
     /// <summary>

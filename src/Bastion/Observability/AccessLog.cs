@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Bastion.Configuration;
 using Bastion.Observability.LogFormats;
@@ -9,38 +10,84 @@ namespace Bastion.Observability;
 /// <summary>One access-log line (SPEC 5): a request/command decision, or a closed connection.</summary>
 public sealed record AccessEvent
 {
-    public DateTime Ts { get; init; } = DateTime.UtcNow;
+    public DateTime Ts { get; set; } = DateTime.UtcNow;
     /// <summary>"request" for a decision, "connection" for a closed connection.</summary>
-    public string Event { get; init; } = "request";
-    public required string Id { get; init; }
+    public string Event { get; set; } = "request";
+    public required string Id { get; set; }
     /// <summary>The connection the event belongs to (a connection line's own id).</summary>
-    public string? Conn { get; init; }
-    public required string Listener { get; init; }
-    public required string Type { get; init; }
-    public string? Client { get; init; }
-    public string? User { get; init; }
-    public string? Request { get; init; }
-    public Verdict? Verdict { get; init; }
-    public string? Rule { get; init; }
-    public string? Reason { get; init; }
+    public string? Conn { get; set; }
+    public required string Listener { get; set; }
+    public required string Type { get; set; }
+    public string? Client { get; set; }
+    public string? User { get; set; }
+    public string? Request { get; set; }
+    public Verdict? Verdict { get; set; }
+    public string? Rule { get; set; }
+    public string? Reason { get; set; }
     /// <summary>The upstream that served it: host:port or the target's URL.</summary>
-    public string? Upstream { get; init; }
+    public string? Upstream { get; set; }
     /// <summary>The TLS state worth logging; for CONNECT tunnels and requests inside them: "inspected", "spliced" or "refused".</summary>
-    public string? Tls { get; init; }
-    public int Status { get; init; }
-    public long BytesIn { get; init; }
-    public long BytesOut { get; init; }
-    public double DurationMs { get; init; }
+    public string? Tls { get; set; }
+    public int Status { get; set; }
+    public long BytesIn { get; set; }
+    public long BytesOut { get; set; }
+    public double DurationMs { get; set; }
     /// <summary>The TLS server name the client sent (inspected or peeked tunnels).</summary>
-    public string? Sni { get; init; }
+    public string? Sni { get; set; }
     /// <summary>Milliseconds from sending upstream to the upstream's answer (response head), when it went upstream.</summary>
-    public double? UpstreamMs { get; init; }
+    public double? UpstreamMs { get; set; }
     /// <summary>HTTP only, for the combined and template formats (not in the JSON line): the request's protocol
     /// (HTTP/1.1, HTTP/2), its Referer and User-Agent, the response's media type.</summary>
-    public string? Protocol { get; init; }
-    public string? Referer { get; init; }
-    public string? UserAgent { get; init; }
-    public string? ContentType { get; init; }
+    public string? Protocol { get; set; }
+    public string? Referer { get; set; }
+    public string? UserAgent { get; set; }
+    public string? ContentType { get; set; }
+
+    /// <summary>
+    /// Taken from <see cref="Rent"/>: the log writer gives it back once the line is written. Whoever keeps an event
+    /// beyond that (the dashboard's recent denials) clears this first.
+    /// </summary>
+    internal bool Pooled { get; set; }
+
+    // Events of HTTP requests are reused: a new record per request was a third of what a request allocated.
+    static readonly Stack<AccessEvent> Pool = new();
+    const int PoolMax = 8192;
+
+    /// <summary>A cleared event to fill in (returned to the pool by the log writer).</summary>
+    internal static AccessEvent Rent(string id, string listener, string type)
+    {
+        AccessEvent? e = null;
+        lock (Pool)
+        {
+            if (Pool.Count > 0) e = Pool.Pop();
+        }
+        e ??= new AccessEvent { Id = id, Listener = listener, Type = type };
+        e.Id = id;
+        e.Listener = listener;
+        e.Type = type;
+        e.Ts = DateTime.UtcNow;
+        e.Pooled = true;
+        return e;
+    }
+
+    /// <summary>Back to the pool, if it came from there and nobody kept it.</summary>
+    internal static void Return(AccessEvent e)
+    {
+        if (!e.Pooled) return;
+        e.Pooled = false;
+        e.Event = "request";
+        e.Conn = e.Client = e.User = e.Request = e.Rule = e.Reason = e.Upstream = e.Tls = e.Sni = null;
+        e.Protocol = e.Referer = e.UserAgent = e.ContentType = null;
+        e.Verdict = null;
+        e.Status = 0;
+        e.BytesIn = e.BytesOut = 0;
+        e.DurationMs = 0;
+        e.UpstreamMs = null;
+        lock (Pool)
+        {
+            if (Pool.Count < PoolMax) Pool.Push(e);
+        }
+    }
 }
 
 /// <summary>
@@ -97,13 +144,23 @@ public sealed class AccessLog : IAsyncDisposable
     public void Write(AccessEvent e)
     {
         // `access: off` costs nothing per request: no queue, no serialisation.
-        if (_off) return;
+        if (_off)
+        {
+            AccessEvent.Return(e);
+            return;
+        }
         // One line per HTTP request is what people read; the HTTP connection's own line is opt-in. A refused
         // connection (a verdict) is a decision, and a CONNECT tunnel's totals are on its connection line (the one that
         // names an upstream): both always.
         if (!Options.Connections && e.Event == "connection" && e.Verdict is null && e.Upstream is null
-            && e.Type is "http-proxy" or "http-reverse") return;
-        if (!_queue.Writer.TryWrite(e)) Interlocked.Increment(ref _dropped);
+            && e.Type is "http-proxy" or "http-reverse")
+        {
+            AccessEvent.Return(e);
+            return;
+        }
+        if (_queue.Writer.TryWrite(e)) return;
+        Interlocked.Increment(ref _dropped);
+        AccessEvent.Return(e);
     }
 
     async Task WriteLoop()
@@ -120,21 +177,30 @@ public sealed class AccessLog : IAsyncDisposable
                     buffer.ResetWrittenCount();
                     _syslog.WriteHeader(e, buffer);
                     _format.Write(e, buffer);
+                    AccessEvent.Return(e);
                     if (await _syslog.SendAsync(buffer.WrittenMemory).ConfigureAwait(false)) Interlocked.Increment(ref _written);
                     else Interlocked.Increment(ref _dropped);
                     continue;
                 }
                 _format.Write(e, buffer);
+                AccessEvent.Return(e);
                 buffer.Write("\n"u8);
                 _pending++;
-                if (buffer.WrittenCount > 32 * 1024) await Flush(buffer, false).ConfigureAwait(false);
+                if (buffer.WrittenCount > 64 * 1024) await Flush(buffer, false).ConfigureAwait(false);
             }
             await Flush(buffer, true).ConfigureAwait(false);
+            // Let lines gather before looking again: under load one write (and one wake-up of this task, of the
+            // file's watchers) per period instead of one per request; an idle log waits in WaitToReadAsync as before.
+            if (_syslog is null) await Task.Delay(BatchMs).ConfigureAwait(false);
         }
         await Flush(buffer, true).ConfigureAwait(false);
     }
 
-    async Task Flush(ArrayBufferWriter<byte> buffer, bool flushStream)
+    /// <summary>How long lines gather between writes at most (a line is on disk within about this much).</summary>
+    const int BatchMs = 20;
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    async ValueTask Flush(ArrayBufferWriter<byte> buffer, bool flushStream)
     {
         if (_syslog is not null) { buffer.ResetWrittenCount(); return; }
         if (buffer.WrittenCount == 0) return;

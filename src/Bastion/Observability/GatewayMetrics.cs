@@ -87,9 +87,13 @@ public sealed class GatewayMetrics
         _perListener.TryGetValue(listener, out var hit) ? hit : _perListener.GetOrAdd(listener, l => (_active.WithLabels(l), _connections.WithLabels(l), _bytes.WithLabels(l, "in"),
             _bytes.WithLabels(l, "out"), _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l)));
 
-    public void Decision(string listener, string type, Configuration.Verdict verdict, string rule) =>
-        _decisionChildren.GetOrAdd((listener, type, verdict == Configuration.Verdict.Allow ? "allow" : "deny", rule),
-            k => _decisions.WithLabels(k.Item1, k.Item2, k.Item3, k.Item4)).Inc();
+    public void Decision(string listener, string type, Configuration.Verdict verdict, string rule)
+    {
+        var key = (listener, type, verdict == Configuration.Verdict.Allow ? "allow" : "deny", rule);
+        // TryGetValue first, as in L(): the factory captures `this` (a delegate per request otherwise).
+        if (!_decisionChildren.TryGetValue(key, out var c)) c = _decisionChildren.GetOrAdd(key, k => _decisions.WithLabels(k.Item1, k.Item2, k.Item3, k.Item4));
+        c.Inc();
+    }
 
     public void ConnectionOpened(string listener)
     {

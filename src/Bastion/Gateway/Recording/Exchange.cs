@@ -15,7 +15,7 @@ namespace Bastion.Gateway;
 public sealed class Exchange
 {
     readonly ListenerContext _ctx;
-    readonly long _start = Stopwatch.GetTimestamp();
+    long _start = Stopwatch.GetTimestamp();
     long _in, _out;
     long _responseAt;
     int _closed;
@@ -32,7 +32,7 @@ public sealed class Exchange
     /// <summary>"request", "connection" or "transfer" (<see cref="ExchangeKinds"/>).</summary>
     public string Kind { get; }
     /// <summary>The request id (a connection's own id for a connection record).</summary>
-    public string Id { get; }
+    public string Id { get; private set; }
     /// <summary>The connection it belongs to; null for a connection refused before it was registered.</summary>
     public ClientConnection? Connection { get; }
     /// <summary>The connection id, for correlating requests with their connection.</summary>
@@ -140,6 +140,28 @@ public sealed class Exchange
 
     public TimeSpan Elapsed => Kind == ExchangeKinds.Connection && Connection is { } c ? c.Age : Stopwatch.GetElapsedTime(_start);
 
+    /// <summary>
+    /// The record, closed, made ready for its connection's next request (HTTP/1.1 keep-alive): cleared, with a new
+    /// id and start. One record per connection instead of one per request.
+    /// </summary>
+    internal Exchange Reopen()
+    {
+        if (!IsClosed || Kind != ExchangeKinds.Request) throw new InvalidOperationException("only a closed request record is reopened");
+        Id = Ids.Next();
+        _start = Stopwatch.GetTimestamp();
+        _in = _out = 0;
+        _responseAt = _sentAt = 0;
+        _user = null;
+        Request = Upstream = Tls = Sni = Reason = Rule = null;
+        Protocol = Referer = UserAgent = ContentType = null;
+        Target = null;
+        Verdict = null;
+        Status = 0;
+        Client = Connection?.ClientText;
+        Volatile.Write(ref _closed, 0);
+        return this;
+    }
+
     /// <summary>Writes the access-log event and the metrics. Only the first call does anything.</summary>
     public void Close()
     {
@@ -151,31 +173,27 @@ public sealed class Exchange
             Target?.Meter?.Latency(latency);
         }
         if (Kind == ExchangeKinds.Request && _ctx.Type is ListenerType.HttpProxy or ListenerType.HttpReverse) _ctx.Metrics.Response(_ctx.Name, Status);
-        _ctx.Record(new AccessEvent
-        {
-            UpstreamMs = upstream?.TotalMilliseconds,
-            Protocol = Protocol,
-            Referer = Referer,
-            UserAgent = UserAgent,
-            ContentType = ContentType,
-            Event = Kind,
-            Id = Id,
-            Conn = ConnectionId,
-            Listener = _ctx.Name,
-            Type = _ctx.TypeName,
-            Client = Client,
-            User = User,
-            Request = Request,
-            Verdict = Verdict,
-            Rule = Rule,
-            Reason = Reason,
-            Status = Status,
-            Upstream = Upstream,
-            Tls = Tls,
-            Sni = Sni,
-            BytesIn = BytesIn,
-            BytesOut = BytesOut,
-            DurationMs = Elapsed.TotalMilliseconds,
-        });
+        var e = AccessEvent.Rent(Id, _ctx.Name, _ctx.TypeName);
+        e.UpstreamMs = upstream?.TotalMilliseconds;
+        e.Protocol = Protocol;
+        e.Referer = Referer;
+        e.UserAgent = UserAgent;
+        e.ContentType = ContentType;
+        e.Event = Kind;
+        e.Conn = ConnectionId;
+        e.Client = Client;
+        e.User = User;
+        e.Request = Request;
+        e.Verdict = Verdict;
+        e.Rule = Rule;
+        e.Reason = Reason;
+        e.Status = Status;
+        e.Upstream = Upstream;
+        e.Tls = Tls;
+        e.Sni = Sni;
+        e.BytesIn = BytesIn;
+        e.BytesOut = BytesOut;
+        e.DurationMs = Elapsed.TotalMilliseconds;
+        _ctx.Record(e);
     }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Net.Sockets;
 using Bastion.Configuration;
 using Bastion.Gateway;
@@ -26,6 +27,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 {
     string? _user;
     string? _target;
+    readonly LastString _targetText = new();
     /// <summary>The request target in its one canonical form: what is judged is what is forwarded.</summary>
     readonly CanonicalTarget _canonical = new();
 
@@ -36,10 +38,11 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 
     protected override string RequestText() => tunnel is null ? $"{Head.Method} {_target}" : $"{Head.Method} {tunnel.Url(_target!)}";
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     protected override async ValueTask<bool> ServeAsync(Limits limits)
     {
         var h = Head;
-        _target = HttpHead.Latin1(h.Target);
+        _target = _targetText.Get(h.Target);
         BeginRequest();
         var framing = h.Framing;
         bool hasBody = framing.HasBody;
@@ -197,7 +200,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
             return false;
         }
         X.Allow(rule, Decision.Reason);
-        X.Close();
+        CloseExchange();
 
         // Bytes the client sent right behind the CONNECT head (a TLS ClientHello, pipelined data) go first. Tunnel
         // bytes count towards the connection (its closed line), not the CONNECT line.
@@ -238,7 +241,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         x.Sni = sni;
         if (verdict == Verdict.Allow) x.Allow(rule, reason);
         else x.Deny(rule, reason);
-        x.Close();
+        CloseExchange();
     }
 
     /// <summary>

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 using System.Globalization;
 using Bastion.Configuration;
@@ -29,6 +30,11 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
     readonly int _localPort;
     readonly string _scheme;
     string? _hostHeader;
+    readonly LastString _hostText = new(), _hostName = new();
+    /// <summary>The client's address as the rules see it (IPv4-mapped addresses as IPv4).</summary>
+    readonly System.Net.IPAddress _source;
+    /// <summary>The last request's log text and what it was made from: the same request again reuses it.</summary>
+    string? _lastRequestText, _lastMethod, _lastUrl;
     /// <summary>The request target in its one canonical form: what is judged, routed and forwarded.</summary>
     readonly CanonicalTarget _canonical = new();
 
@@ -45,6 +51,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         _scheme = tls ? "https" : "http";
         var ip = conn.Client.Address;
         if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
+        _source = ip;
         _clientIp = ip.ToString();
         // A Forwarded `for=` node: IPv6 quoted in brackets (RFC 7239 §6).
         _forwardedFor = ip.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"\"[{_clientIp}]\"" : _clientIp;
@@ -56,6 +63,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
 
     protected override string RequestText() => $"{Head.Method} {_scheme}://{_hostHeader}{HttpHead.Latin1(Head.PathAndQuery)}";
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     protected override async ValueTask<bool> ServeAsync(Limits _)
     {
         var st = _states.Current();
@@ -65,20 +73,20 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         var a = Attrs;
 
         // What the request is for: the authority (absolute-form target, else Host) and the target, normalised.
-        _hostHeader = h.Authority.IsEmpty ? "" : HttpHead.Latin1(h.Authority);
+        _hostHeader = h.Authority.IsEmpty ? "" : _hostText.Get(h.Authority);
         BeginRequest();
         if (h.Form is TargetForm.Asterisk or TargetForm.Authority)
             return await RejectAsync(400, "a reverse proxy serves origin-form and absolute-form targets", PseudoRules.Protocol, close: true).ConfigureAwait(false);
 
         a.ResetRequest();
-        a.Source = Conn.Client.Address.IsIPv4MappedToIPv6 ? Conn.Client.Address.MapToIPv4() : Conn.Client.Address;
+        a.Source = _source;
         a.Headers = h;
-        var targetStatus = HttpAttributes.OriginTarget(a, h.Method, _scheme, h.Host.IsEmpty ? null : HttpHead.Latin1(h.Host), h.Port < 0 ? null : h.Port,
+        var targetStatus = HttpAttributes.OriginTarget(a, h.Method, _scheme, h.Host.IsEmpty ? null : _hostName.Get(h.Host), h.Port < 0 ? null : h.Port,
             h.PathAndQuery, _localPort, cfg, _canonical, st.NeedsUrl, out var targetError);
         if (targetStatus != TargetStatus.Ok)
             return await RejectAsync(400, targetError!, targetStatus == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol,
                 close: true).ConfigureAwait(false);
-        X!.Request = _canonical.Host is null ? $"{h.Method} {_scheme}://{_canonical.PathAndQuery}" : $"{h.Method} {_canonical.Url}";
+        X!.Request = LogText(h.Method);
         // An upgrade (less h2c, never forwarded) is asked for before the rules, so that `upgrade:` can name it.
         var upgrade = RequestedUpgrade();
         a.Upgrade = upgrade;
@@ -125,7 +133,19 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         return await ForwardAsync(st, route, limits, stripAuthorization, upgrade).ConfigureAwait(false);
     }
 
+    /// <summary>`METHOD url` for the log, from the canonical target; a keep-alive client asking for the same URL again gets the same string.</summary>
+    string LogText(string method)
+    {
+        var c = _canonical;
+        var url = c.Host is null ? c.PathAndQuery : c.Url;
+        if (_lastRequestText is not null && ReferenceEquals(method, _lastMethod) && url == _lastUrl) return _lastRequestText;
+        _lastMethod = method;
+        _lastUrl = url;
+        return _lastRequestText = c.Host is null ? $"{method} {_scheme}://{url}" : $"{method} {url}";
+    }
+
     /// <summary>Balance, build the upstream's head, send; another target when one cannot be reached and nothing was sent.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     async ValueTask<bool> ForwardAsync(ReverseState st, CompiledRoute route, Limits limits, bool stripAuthorization, string? upgrade)
     {
         var group = route.Upstream;

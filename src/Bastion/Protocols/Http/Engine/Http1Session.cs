@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Text;
 using Bastion.Configuration;
 using Bastion.Gateway;
@@ -78,7 +79,7 @@ public abstract class Http1Session : Expiring
                 var limits = Ctx.Config.Limits;
                 if (!await ReadHeadAsync(limits).ConfigureAwait(false))
                 {
-                    X?.Close();
+                    CloseExchange();
                     break;
                 }
                 _exchanges++;
@@ -86,7 +87,7 @@ public abstract class Http1Session : Expiring
                 NoDeadline();
                 bool again;
                 try { again = await ServeAsync(limits).ConfigureAwait(false); }
-                finally { X?.Close(); }
+                finally { CloseExchange(); }
                 if (!again || !KeepAlive) break;
             }
         }
@@ -113,11 +114,19 @@ public abstract class Http1Session : Expiring
         Client.Io.ShutdownReceive();
     }
 
+    Exchange? _record;
+
+    /// <summary>The record of the next request: the connection's one record, reopened (or a new one while it is still open).</summary>
+    Exchange NextExchange() =>
+        _record is { IsClosed: true } done ? done.Reopen() : _record = Ctx.Open(Conn, ExchangeKinds.Request);
+
     /// <summary>Reads one request head. False when the client is gone (or idle too long, or refused) between requests.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     async ValueTask<bool> ReadHeadAsync(Limits limits)
     {
         bool first = _exchanges == 0;
         X = null;
+        _begun = false;
         Decision = default;
         ForwardedUpgrade = null;
         _timedOut = false;
@@ -132,7 +141,7 @@ public abstract class Http1Session : Expiring
             {
                 if (X is null)
                 {
-                    X = Ctx.Open(Conn, ExchangeKinds.Request);
+                    X = NextExchange();
                     Volatile.Write(ref _phase, ReadingHead);
                     if (!first) ExpireIn(limits.HeaderTimeout);
                 }
@@ -179,13 +188,26 @@ public abstract class Http1Session : Expiring
     {
         KeepAlive = !Head.Close;
         var x = X!;
-        x.Request = RequestText();
+        // The request's text is made when the record closes, unless the listener type sets its canonical form first.
+        x.Request = null;
+        _begun = true;
         // For the combined and template log formats.
         x.Protocol = Head.MinorVersion == 1 ? "HTTP/1.1" : "HTTP/1.0";
         int i = Head.IndexOf("Referer");
-        x.Referer = i < 0 ? null : HttpHead.Latin1(Head.Value(i));
+        x.Referer = i < 0 ? null : _referer.Get(Head.Value(i));
         i = Head.IndexOf("User-Agent");
-        x.UserAgent = i < 0 ? null : HttpHead.Latin1(Head.Value(i));
+        x.UserAgent = i < 0 ? null : _userAgent.Get(Head.Value(i));
+    }
+
+    readonly LastString _referer = new(), _userAgent = new(), _contentType = new();
+    bool _begun;
+
+    /// <summary>Closes the current record (its log line), with the request's text when nothing more exact was set.</summary>
+    protected void CloseExchange()
+    {
+        if (X is not { } x) return;
+        if (_begun && x.Request is null && !x.IsClosed) x.Request = RequestText();
+        x.Close();
     }
 
     /// <summary>How the request appears in the log: `METHOD target`.</summary>
@@ -197,10 +219,11 @@ public abstract class Http1Session : Expiring
     /// Answers with the gateway's own page (4xx, 5xx), logs it, and says whether the connection may go on.
     /// <paramref name="extra"/> adds header fields (WWW-Authenticate, Retry-After...).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     protected async ValueTask<bool> RejectAsync(int status, string reason, string rule, bool close, Verdict verdict = Verdict.Deny,
         string? extraName = null, string? extraValue = null, string? logReason = null)
     {
-        X ??= Ctx.Open(Conn, ExchangeKinds.Request);
+        X ??= NextExchange();
         if (close) KeepAlive = false;
         // A denial names its rule on the page; a failure (502, 504) does not.
         var page = Encoding.UTF8.GetBytes(ErrorPages.Html(status, reason, X.Id, verdict == Verdict.Deny && rule != PseudoRules.Protocol ? rule : null));
@@ -232,6 +255,7 @@ public abstract class Http1Session : Expiring
     }
 
     /// <summary>Sends to the client and counts it; a client that is gone turns keep-alive off.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     protected async ValueTask<bool> SendToClientAsync(ReadOnlyMemory<byte> bytes)
     {
         try
@@ -256,6 +280,7 @@ public abstract class Http1Session : Expiring
     /// Sends the request head in <see cref="UpOut"/> (and the client's body) through <paramref name="pool"/> and relays
     /// the response. Returns the upstream result (for health accounting) and whether the client connection may go on.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     protected async ValueTask<(UpstreamResult Result, bool Again)> ForwardAsync(UpstreamPool pool, Limits limits, RelayOptions o)
     {
         var r = await SendUpstreamAsync(pool, limits).ConfigureAwait(false);
@@ -263,6 +288,7 @@ public abstract class Http1Session : Expiring
     }
 
     /// <summary>The request to the upstream, up to its final response head (nothing is answered to the client yet).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     protected async ValueTask<UpstreamResult> SendUpstreamAsync(UpstreamPool pool, Limits limits)
     {
         var framing = Head.Framing;
@@ -278,6 +304,7 @@ public abstract class Http1Session : Expiring
     }
 
     /// <summary>Relays the response the upstream gave, or answers for the upstream that gave none.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     protected async ValueTask<bool> RespondAsync(UpstreamResult r, Limits limits, RelayOptions o)
     {
         _continued = false;
@@ -325,7 +352,7 @@ public abstract class Http1Session : Expiring
             return false;
         }
         x.Allow(Decision.RuleName ?? PseudoRules.Error, $"upgraded to {ForwardedUpgrade}: tunnel open");
-        x.Close();
+        CloseExchange();
         var tunnel = Ctx.Open(Conn, ExchangeKinds.Transfer, x.Id);
         tunnel.Request = x.Request;
         tunnel.Upstream = x.Upstream;
@@ -453,6 +480,7 @@ public abstract class Http1Session : Expiring
     /// The response's moment: response rules on its head, then the head to the client (the upstream's field lines
     /// as received, less hop-by-hop ones, plus Via and our framing), then the body by its framing.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     async ValueTask<bool> RelayResponseAsync(UpstreamResult r, Limits limits, RelayOptions o)
     {
         var up = r.Connection!;
@@ -511,7 +539,7 @@ public abstract class Http1Session : Expiring
         w.CrLf();
         x.Status = status;
         int cti = resp.IndexOf(KnownHeader.ContentType);
-        x.ContentType = cti < 0 ? null : HttpHead.Latin1(resp.Value(cti));
+        x.ContentType = cti < 0 ? null : _contentType.Get(resp.Value(cti));
 
         // What of the body is here already goes out with the head, in one send. A chunked body is checked first:
         // framing that breaks the rules in what has arrived is a 502 before anything reaches the client.

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Net.Security;
 using System.Net.Sockets;
 
@@ -69,6 +70,7 @@ sealed class SocketDuplex(Socket socket) : Duplex
         }
         return Await(t);
 
+        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
         static async ValueTask Await(ValueTask<int> t) => await t.ConfigureAwait(false);
     }
 

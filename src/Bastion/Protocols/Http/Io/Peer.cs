@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Buffers;
 
 namespace Bastion.Protocols.Http.Io;
@@ -57,6 +58,7 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     /// Receives more after what is buffered (moving it to the front first when the buffer's end is reached).
     /// Returns the count, 0 at the end of the stream, -1 when the buffer is full of unconsumed bytes.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReceiveAsync()
     {
         if (_end == _buf.Length)
@@ -104,6 +106,7 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     }
 
     /// <summary>Receives into the buffer after <paramref name="before"/> bytes of room, keeping <paramref name="after"/> free at its end.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<int> ReceiveFramedAsync(int before, int after)
     {
         if (_start == _end) _start = _end = before;

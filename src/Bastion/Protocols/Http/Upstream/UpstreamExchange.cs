@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Bastion.Protocols.Http.Codec;
 using Bastion.Protocols.Http.Engine;
 using Bastion.Protocols.Http.Io;
@@ -35,6 +36,7 @@ public readonly record struct UpstreamTimeouts(TimeSpan Response, TimeSpan Idle)
 /// </summary>
 public static class UpstreamExchange
 {
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<UpstreamResult> SendAsync(UpstreamPool pool, ReadOnlyMemory<byte> head, Peer? client,
         BodyFraming framing, long maxBody, bool headRequest, bool connectRequest, UpstreamTimeouts timeouts,
         Func<ResponseHead, ValueTask>? interim, int maxResponseHead, CancellationToken ct)
@@ -91,6 +93,7 @@ public static class UpstreamExchange
     }
 
     /// <summary>Reads response heads until a final one (1xx other than 101 are interim).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     static async ValueTask<UpstreamResult> ReadHeadAsync(UpstreamConnection conn, bool headRequest, bool connectRequest,
         Func<ResponseHead, ValueTask>? interim, int maxHead)
     {
