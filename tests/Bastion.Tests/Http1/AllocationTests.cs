@@ -17,9 +17,11 @@ public sealed class AllocationTests(ITestOutputHelper output)
 {
     /// <summary>
     /// Generous but real: the engine allocated 2.8-3.1 KB per request before its log record, async boxes and header
-    /// strings were reused (issue 14) and 0.7-0.9 KB after; a per-request object graph coming back trips it.
+    /// strings were reused (issue 14), 0.7-1.0 KB after (this test alone); the count is process-wide, and in the
+    /// whole suite other tests' leftovers (timers, servers) add to it (1.4 KB seen). A per-request object graph
+    /// coming back trips it.
     /// </summary>
-    const double MaxBytesPerRequest = 1200;
+    const double MaxBytesPerRequest = 2000;
 
     [Fact]
     public async Task A_keep_alive_request_allocates_a_few_hundred_bytes_at_most()
