@@ -170,6 +170,38 @@ public class StreamRelayTests
     }
 
     [Fact]
+    public async Task A_source_in_page_sized_fragments_goes_back_to_copying_with_exact_bytes_and_counts()
+    {
+        // sendfile(2) from the page cache hands the socket one fragment per 4 KiB page: the pipe's slots run out
+        // before its bytes, and the relay copies the rest instead.
+        var file = Path.Combine(Path.GetTempPath(), $"bastion-relay-{Guid.NewGuid():N}.bin");
+        var down = Data(32 * 1024 * 1024 + 5, 9);
+        await File.WriteAllBytesAsync(file, down);
+        try
+        {
+            await using var line = await PlainLine.OpenAsync();
+            var (client, server, ct, ut) = line;
+            long switchesBefore = SocketRelay.CopySwitches;
+            long counted = 0;
+            var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), (i, o) => Interlocked.Add(ref counted, i + o), default, RelayEnd.UpstreamDone);
+            var send = Task.Run(async () => { await server.SendFileAsync(file); server.Shutdown(SocketShutdown.Send); });
+            // The client reads only once the gateway's sends to it would block: the server's data piles up behind it.
+            long blocked = SocketRelay.BlockedDrains;
+            if (OperatingSystem.IsLinux()) await Wait.UntilAsync(() => SocketRelay.BlockedDrains > blocked, TimeSpan.FromSeconds(20), "a blocked spliced send");
+            Assert.Equal(down, await ReadToEnd(client));
+            await send;
+            var r = await relay.WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.Equal((0L, (long)down.Length, false), (r.BytesFromClient, r.BytesToClient, r.IdleTimedOut));
+            Assert.Equal(down.Length, Interlocked.Read(ref counted));
+            if (OperatingSystem.IsLinux()) Assert.True(SocketRelay.CopySwitches > switchesBefore, "the spliced direction went back to copying");
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task A_reset_during_a_spliced_transfer_stops_both_directions_and_counts_what_went_through()
     {
         await using var line = await PlainLine.OpenAsync();

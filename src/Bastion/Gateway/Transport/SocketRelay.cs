@@ -25,7 +25,12 @@ public enum RelayEnd
 /// <remarks>
 /// A direction that has carried <see cref="SpliceAfter"/> bytes is bulk (a download, an upload, a large body): on
 /// Linux it switches to splice(2) through a kernel pipe (<see cref="SplicePipe"/>), which moves up to 1 MiB per call
-/// without copying it through user memory. Short exchanges never pay for a pipe.
+/// without copying it through user memory. Short exchanges never pay for a pipe. Splice costs per fragment of the
+/// source's packets, copying costs per byte: a source that arrives in page-sized (or smaller) fragments (a server's
+/// sendfile(2), a NIC's receive pages) fills the pipe's slots before its bytes, and is then copied instead, through
+/// one large buffer so that each system call moves what the socket holds (measured on a 1 GiB FTP download from
+/// vsftpd: 845 ms/GiB spliced, 605 ms/GiB copied 4 MiB at a time; the upload from curl, 32 KiB fragments, the
+/// other way round: 530 against 640).
 /// Socket operations run without a cancellation token: a cancellable receive registers with the token on every
 /// call. Instead one registration per relay shuts both sockets down (cancellation, idle timeout, a reset in
 /// either direction), which wakes any pending receive or send. Socket buffer sizes are left to the kernel:
@@ -34,8 +39,17 @@ public enum RelayEnd
 public static class SocketRelay
 {
     const int BufferSize = 64 * 1024;
+    /// <summary>The buffer of a bulk direction that copies: one system call moves up to this much.</summary>
+    const int BulkBufferSize = 4 * 1024 * 1024;
     /// <summary>Bytes one direction copies before it switches to splice.</summary>
     internal const long SpliceAfter = 256 * 1024;
+    /// <summary>Fills in a row that stopped at the pipe's slot count while the source held this much more: small fragments.</summary>
+    const int SmallFragmentFills = 4, SmallFragmentBacklog = 64 * 1024;
+
+    static long _copySwitches;
+
+    /// <summary>Spliced directions that went back to copying because the source arrived in small fragments (for tests).</summary>
+    internal static long CopySwitches => Interlocked.Read(ref _copySwitches);
 
     static long _blockedDrains;
 
@@ -80,6 +94,9 @@ public static class SocketRelay
 
     readonly record struct PumpResult(long Bytes, bool Failed);
 
+    /// <summary>How a spliced direction ended: done (<see cref="Done"/>), or handing back to copying with the pipe empty after <see cref="Total"/> bytes.</summary>
+    readonly record struct SpliceOutcome(PumpResult? Done, long Total);
+
     sealed class SocketPair(Socket a, Socket b)
     {
         volatile bool _stopped;
@@ -115,16 +132,24 @@ public static class SocketRelay
             }
             buffer = ArrayPool<byte>.Shared.Rent(BufferSize);
             var memory = buffer.AsMemory();
-            bool spliceTried = false;
+            bool bulk = false;
             while (true)
             {
-                if (!spliceTried && total >= SpliceAfter)
+                if (!bulk && total >= SpliceAfter)
                 {
-                    spliceTried = true;
+                    bulk = true;
                     if (SplicePipe.TryCreate(from, to) is { } pipe)
                     {
-                        using (pipe) return await SplicePump(from, to, pipe, buffer, total, idle, onBytes, fromClient, pair).ConfigureAwait(false);
+                        SpliceOutcome spliced;
+                        using (pipe) spliced = await SplicePump(from, to, pipe, buffer, total, idle, onBytes, fromClient, pair).ConfigureAwait(false);
+                        if (spliced.Done is { } done) return done;
+                        total = spliced.Total;
                     }
+                    // Copying from here on: in large chunks, so a system call moves what the socket holds.
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = null;
+                    buffer = ArrayPool<byte>.Shared.Rent(BulkBufferSize);
+                    memory = buffer.AsMemory();
                 }
                 int n = await from.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
                 if (n == 0)
@@ -157,13 +182,20 @@ public static class SocketRelay
     /// only when a socket would block, wait through the socket API (a zero-byte receive for readable; for writable, a
     /// send of what the pipe holds, read into <paramref name="buffer"/>). <paramref name="total"/> counts on from the copied part.
     /// </summary>
-    static async Task<PumpResult> SplicePump(Socket from, Socket to, SplicePipe pipe, byte[] buffer, long total, IdleWatch idle,
+    static async Task<SpliceOutcome> SplicePump(Socket from, Socket to, SplicePipe pipe, byte[] buffer, long total, IdleWatch idle,
         Action<long, long>? onBytes, bool fromClient, SocketPair pair)
     {
+        int slotBound = 0;
         try
         {
             while (true)
             {
+                if (slotBound >= SmallFragmentFills)
+                {
+                    // The pipe is empty here: the rest is copied.
+                    Interlocked.Increment(ref _copySwitches);
+                    return new SpliceOutcome(null, total);
+                }
                 long n = pipe.Fill(from);
                 if (SplicePipe.WouldBlock(n))
                 {
@@ -185,13 +217,26 @@ public static class SocketRelay
                         n = 0;
                     }
                 }
-                if (n < 0) return new PumpResult(total, true);
+                if (n < 0) return Done(total, true);
                 if (n == 0)
                 {
-                    if (pair.Stopped) return new PumpResult(total, true);
+                    if (pair.Stopped) return Done(total, true);
                     try { to.Shutdown(SocketShutdown.Send); } catch (SocketException) { } catch (ObjectDisposedException) { }
-                    return new PumpResult(total, false);
+                    return Done(total, false);
                 }
+                if (n < pipe.Size && from.Available >= SmallFragmentBacklog)
+                {
+                    // Short of the pipe's size while the source holds more: if the pipe takes no more, its slots ran
+                    // out before its bytes (small fragments); else the data just arrived, and joins this chunk.
+                    long more = pipe.Fill(from);
+                    if (SplicePipe.WouldBlock(more)) slotBound++;
+                    else
+                    {
+                        if (more > 0) n += more;
+                        slotBound = 0;
+                    }
+                }
+                else slotBound = 0;
                 idle.Touch();
                 long left = n;
                 while (left > 0)
@@ -202,10 +247,10 @@ public static class SocketRelay
                         // The receiver is slower: send part of the pipe through the socket API, which waits for room.
                         Interlocked.Increment(ref _blockedDrains);
                         m = pipe.Read(buffer.AsSpan(0, (int)Math.Min(left, buffer.Length)));
-                        if (m <= 0) return new PumpResult(total, true);
+                        if (m <= 0) return Done(total, true);
                         await SendAll(to, buffer.AsMemory(0, (int)m)).ConfigureAwait(false);
                     }
-                    else if (m <= 0) return new PumpResult(total, true);
+                    else if (m <= 0) return Done(total, true);
                     left -= m;
                     total += m;
                     idle.Touch();
@@ -215,8 +260,10 @@ public static class SocketRelay
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException or ObjectDisposedException or IOException)
         {
-            return new PumpResult(total, true);
+            return Done(total, true);
         }
+
+        static SpliceOutcome Done(long total, bool failed) => new(new PumpResult(total, failed), total);
     }
 
     static async ValueTask SendAll(Socket to, ReadOnlyMemory<byte> data)
