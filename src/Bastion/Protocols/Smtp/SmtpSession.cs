@@ -185,7 +185,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             return true;
         }
         var lines = Extensions.EhloLines(Host, name, _offer, _smtp.MaxMessage);
-        await ReplyAsync(new SmtpReply(250, lines).Wire(), raw: true).ConfigureAwait(false);
+        await ReplyAsync(new SmtpReply(250, lines)).ConfigureAwait(false);
         return true;
     }
 
@@ -277,7 +277,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         var path = _cmd.Path!;
         _tried++;
         var x = ctx.Open(conn, ExchangeKinds.Request);
-        x.Request = $"RCPT TO:{path.Wire}";
+        var line = $"RCPT TO:{path.Wire}";   // the log's request and the server's command alike
+        x.Request = line;
         try
         {
             if (_rcpts.Count >= _smtp.MaxRecipients)
@@ -293,7 +294,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
                 _denied++;
                 return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
             }
-            var reply = await UpstreamCommandAsync($"RCPT TO:{path.Wire}", x).ConfigureAwait(false);
+            var reply = await UpstreamCommandAsync(line, x).ConfigureAwait(false);
             if (reply is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
             if (reply.IsPositive) _rcpts.Add(path.Address);
             return await RelayAsync(x, reply).ConfigureAwait(false);
@@ -362,13 +363,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             await ResetLocalAsync().ConfigureAwait(false);
             return await Answer(x, check.RefusalCode, check.RefusalEnhanced, refusal).ConfigureAwait(false);
         }
-        if (lost is not null)
-        {
-            DropUpstream(abort: true);
-            x.Reason = lost;
-            await ResetLocalAsync().ConfigureAwait(false);
-            return await Answer(x, 451, "4.4.2", "upstream connection lost, message not accepted; try again later").ConfigureAwait(false);
-        }
+        if (lost is not null) return await LostInDataAsync(x, lost).ConfigureAwait(false);
         SmtpAttributes.ForMessage(_attrs, _from!, _rcpts, check.Size);
         var d = ctx.Policy.EvaluateAll(_attrs);
         x.Decide(d);
@@ -378,12 +373,30 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             await ResetLocalAsync().ConfigureAwait(false);
             return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
         }
-        // Only now does the server see the end of data: its reply decides the client's.
-        var done = await UpstreamCommandAsync(".", x).ConfigureAwait(false);
+        // Only now does the server see the end of data (in one send with what is left of the message): its reply
+        // decides the client's. A server gone before it has read the end is a lost message like one gone mid-way.
+        var up = _up!;
+        x.Upstream = up.TargetText;
+        up.WriteLine(".");
+        if (await up.FlushAsync(conn.Aborted).ConfigureAwait(false) is { } gone) return await LostInDataAsync(x, gone).ConfigureAwait(false);
+        var (done, error) = await up.ReadReplyAsync(conn.Aborted).ConfigureAwait(false);
         await ResetLocalAsync().ConfigureAwait(false);
         _upInTransaction = false;
-        if (done is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
+        if (done is null)
+        {
+            _lastUpstreamError = error;
+            return await UpstreamLostAsync(x).ConfigureAwait(false);
+        }
         return await RelayAsync(x, done).ConfigureAwait(false);
+    }
+
+    /// <summary>The server went away while the message streamed: nothing was accepted, the client may try again.</summary>
+    async Task<bool> LostInDataAsync(Exchange x, string lost)
+    {
+        DropUpstream(abort: true);
+        x.Reason = lost;
+        await ResetLocalAsync().ConfigureAwait(false);
+        return await Answer(x, 451, "4.4.2", "upstream connection lost, message not accepted; try again later").ConfigureAwait(false);
     }
 
     /// <summary>
@@ -415,7 +428,9 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             var to = end ? buffer.GetPosition(offset) : buffer.End;
             input.AdvanceTo(to);
             x.AddIn(offset);
-            if (lost is null && scanner.Refusal is null)
+            // The last part of the message waits in the pipe and goes out with the end of data (one send, not two),
+            // or never, when the message is refused at its end.
+            if (!end && lost is null && scanner.Refusal is null)
             {
                 lost = await up.FlushAsync(conn.Aborted).ConfigureAwait(false);
                 if (lost is not null) sink = Discard.Instance;
@@ -484,7 +499,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         }
         _up = opened.Upstream;
         _upHello = false;
-        conn.Target = _up.Target.ToString();
+        conn.Target = _up.TargetText;
         _connX.Upstream = conn.Target;
         return true;
     }
@@ -508,7 +523,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     async Task<SmtpReply?> UpstreamCommandAsync(string line, Exchange x)
     {
-        x.Upstream = _up!.Target.ToString();
+        x.Upstream = _up!.TargetText;
         var (reply, error) = await _up.CommandAsync(line, conn.Aborted).ConfigureAwait(false);
         if (reply is null) _lastUpstreamError = error;
         return reply;
@@ -545,7 +560,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     {
         x.Status = reply.Code;
         if (!reply.IsPositive && x.Reason is null) x.Reason = $"upstream: {reply}";
-        await ReplyAsync(reply.Wire(), raw: true, flush: reply.Code == 421).ConfigureAwait(false);
+        await ReplyAsync(reply, flush: reply.Code == 421).ConfigureAwait(false);
         if (reply.Code == 421)
         {
             DropUpstream(abort: false);
@@ -571,11 +586,25 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         await ReplyAsync($"{code} {enhanced} {text}").ConfigureAwait(false);
     }
 
+    /// <summary>Queues a reply for the client (encoded straight into its pipe); sent at the next flush.</summary>
     ValueTask ReplyAsync(string text, bool raw = false, bool flush = false)
     {
-        var bytes = Encoding.UTF8.GetBytes(raw ? text : text + "\r\n");
-        Client.Output.Write(bytes);
-        _connX.AddOut(bytes.Length);
+        var output = Client.Output;
+        var span = output.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length) + 2);
+        int n = Encoding.UTF8.GetBytes(text, span);
+        if (!raw)
+        {
+            span[n++] = (byte)'\r';
+            span[n++] = (byte)'\n';
+        }
+        output.Advance(n);
+        _connX.AddOut(n);
+        return flush ? FlushAsync() : ValueTask.CompletedTask;
+    }
+
+    ValueTask ReplyAsync(SmtpReply reply, bool flush = false)
+    {
+        _connX.AddOut(reply.WriteTo(Client.Output));
         return flush ? FlushAsync() : ValueTask.CompletedTask;
     }
 
