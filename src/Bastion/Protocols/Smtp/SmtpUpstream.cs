@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Bastion.Configuration;
 using Bastion.Gateway;
+using System.Runtime.CompilerServices;
 
 namespace Bastion.Protocols.Smtp;
 
@@ -48,7 +49,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     public readonly record struct Opened(SmtpUpstream? Upstream, string? Error);
 
     /// <summary>Connects to the first target that answers with a 220 greeting.</summary>
-    public static async Task<Opened> OpenAsync(IReadOnlyList<HostPort> targets, int start, TimeSpan connectTimeout,
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public static async ValueTask<Opened> OpenAsync(IReadOnlyList<HostPort> targets, int start, TimeSpan connectTimeout,
         TimeSpan replyTimeout, CancellationToken ct)
     {
         string error = "no upstream";
@@ -71,7 +73,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>EHLO (or HELO when EHLO is refused), then STARTTLS when offered and wanted, and EHLO again over TLS.</summary>
-    public async Task<string?> HelloAsync(string name, string tlsMode, BastionConfig root, SmtpConfig cfg, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<string?> HelloAsync(string name, string tlsMode, BastionConfig root, SmtpConfig cfg, CancellationToken ct)
     {
         var (r, err) = await CommandAsync($"EHLO {name}", ct).ConfigureAwait(false);
         if (r is null) return err;
@@ -124,7 +127,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>Sends one command line and reads its reply; a null reply comes with why (closed, timeout, garbage).</summary>
-    public async Task<(SmtpReply? Reply, string? Error)> CommandAsync(string line, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<(SmtpReply? Reply, string? Error)> CommandAsync(string line, CancellationToken ct)
     {
         try
         {
@@ -149,7 +153,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
         output.Advance(n + 2);
     }
 
-    public async Task<string?> FlushAsync(CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<string?> FlushAsync(CancellationToken ct)
     {
         try
         {
@@ -163,7 +168,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>Reads one whole reply within the reply timeout. Garbage from the server is an error, not a reply.</summary>
-    public async Task<(SmtpReply? Reply, string? Error)> ReadReplyAsync(CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<(SmtpReply? Reply, string? Error)> ReadReplyAsync(CancellationToken ct)
     {
         // The session's own token (every reply but QUIT's): the timer made once is re-armed. Another token, or a
         // timer that already fired: a linked source for this reply alone.
@@ -201,7 +207,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>Ends the session politely (QUIT, without waiting long for the answer).</summary>
-    public async Task QuitAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask QuitAsync()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         try { await CommandAsync("QUIT", cts.Token).ConfigureAwait(false); }
