@@ -99,6 +99,10 @@ public class ExplainMatchesLiveTests
             new("web", $"TRACE http://127.0.0.1:{o}/echo", () => Curl("-X", "TRACE", "-x", web, $"http://127.0.0.1:{o}/echo"), l => Req(l, "TRACE "), "deny", "loopback"),
             new("web", $"CONNECT 127.0.0.1:{e}", () => Curl("-p", "-x", web, $"telnet://127.0.0.1:{e}"), l => Req(l, $"CONNECT 127.0.0.1:{e}"), "allow", "loopback"),
             new("web", "GET http://127.0.0.1:9/", () => Curl("-x", web, "http://127.0.0.1:9/"), l => Req(l, "GET http://127.0.0.1:9/"), "deny", "web#default"),
+            // A byte outside visible ASCII in the target (here U+00A0 as UTF-8) is a malformed request line on the
+            // wire, refused before the policy; explain must not percent-encode it and judge the result.
+            new("web", $"GET http://127.0.0.1:{o}/100b\u00a0", () => Connect(gw.Port("web"), [.. "GET http://127.0.0.1:"u8, .. System.Text.Encoding.ASCII.GetBytes(o.ToString()), .. "/100b\u00a0 HTTP/1.1\r\nHost: x\r\n\r\n"u8]),
+                l => l.Str("reason") == "malformed request line", "deny", "protocol"),
             // http-reverse: `port` is the port the request arrived on, whatever the Host header says.
             new("site", "GET http://www.test:8080/x", () => Curl("-H", "Host: www.test:8080", $"{site}/100b"), l => Req(l, "http://www.test:8080/100b"), "allow", "site-port"),
             new("site", $"GET http://127.0.0.1:{sitePort}/admin/users", () => Curl($"{site}/admin/users"), l => Req(l, "/admin/users"), "deny", "no-admin"),

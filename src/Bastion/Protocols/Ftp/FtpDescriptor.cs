@@ -39,7 +39,7 @@ public sealed class FtpDescriptor : IListenerDescriptor
     }
 
     public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error) =>
-        FtpAttributes.TryExplain(request.Trim(), FixedServer(listener), listener.Upstream is null, a, out error);
+        FtpAttributes.TryExplain(HeaderValue.TrimOws(request).ToString(), FixedServer(listener), listener.Upstream is null, a, out error);
 
     /// <summary>
     /// The server the policy sees as `host`/`port` before any command: a fixed `upstream: host:port`. A group's

@@ -62,7 +62,7 @@ public sealed class SmtpDescriptor : IListenerDescriptor
         var cmd = new SmtpCommand();
         // Parsed as the live session parses it, with every extension the listener may offer.
         var opt = new CommandOptions(true, true, true, false, smtp.AllowAddressHacks);
-        var e = SmtpCommandParser.Parse(Encoding.UTF8.GetBytes(request.Trim()), opt, cmd);
+        var e = SmtpCommandParser.Parse(Encoding.UTF8.GetBytes(HeaderValue.TrimOws(request).ToString()), opt, cmd);
         if (e.IsError) { error = $"'{request}': {e.Code} {e.Reason}"; return false; }
         var size = a.Size;
         switch (cmd.Verb)

@@ -17,7 +17,7 @@ public sealed class Socks5Descriptor : IListenerDescriptor
     public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error)
     {
         error = null;
-        if (!HostPort.TryParse(request.Trim(), out var t)) { error = $"'{request}' is not host:port"; return false; }
+        if (!HostPort.TryParse(HeaderValue.TrimOws(request).ToString(), out var t)) { error = $"'{request}' is not host:port"; return false; }
         Socks5Session.Fill(a, t!.Host, t.Port);
         return true;
     }

@@ -25,7 +25,7 @@ public sealed class TcpDescriptor : IListenerDescriptor
     public bool TryExplain(string request, ListenerConfig listener, Runtime runtime, RequestAttributes a, out string? error)
     {
         error = null;
-        if (!HostPort.TryParse(request.Trim(), out var t)) { error = $"'{request}' is not host:port"; return false; }
+        if (!HostPort.TryParse(HeaderValue.TrimOws(request).ToString(), out var t)) { error = $"'{request}' is not host:port"; return false; }
         // The port the client dials; a fixed upstream's own port stands instead, as live.
         a.Port = StreamUpstreams.PolicyPort(listener, runtime.Config, t!.Port);
         return true;

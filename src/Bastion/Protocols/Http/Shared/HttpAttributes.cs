@@ -133,6 +133,9 @@ public static class HttpAttributes
     public static string? Refusal(ListenerConfig listener, string request)
     {
         if (!TrySplitRequest(request, out var method, out var target, out _)) return null;
+        // The wire's request-line parser refuses any byte outside visible ASCII in the target before the policy.
+        if (target.AsSpan().ContainsAnyExceptInRange('!', '~'))
+            return "400 malformed request line (a request target is visible ASCII: send other characters percent-encoded)";
         var a = new RequestAttributes();
         string? error = null;
         TargetStatus? status = listener.Type switch
@@ -153,10 +156,12 @@ public static class HttpAttributes
     public static bool TrySplitRequest(string request, out string method, out string target, out string? error)
     {
         error = null;
-        var parts = request.Trim().Split(' ', 2, StringSplitOptions.RemoveEmptyEntries);
-        method = parts.Length > 0 ? parts[0].ToUpperInvariant() : "";
-        target = parts.Length == 2 ? parts[1].Trim() : "";
-        if (parts.Length == 2) return true;
+        // Only SP/HTAB separate, as on the wire: a U+00A0 at the end stays part of the target and is judged.
+        var r = HeaderValue.TrimOws(request);
+        int sp = r.IndexOfAny(' ', '\t');
+        method = (sp < 0 ? r : r[..sp]).ToString().ToUpperInvariant();
+        target = sp < 0 ? "" : HeaderValue.TrimOws(r[(sp + 1)..]).ToString();
+        if (sp > 0 && target.Length > 0) return true;
         error = "an HTTP request is 'METHOD URL' (or 'CONNECT host:port')";
         return false;
     }
