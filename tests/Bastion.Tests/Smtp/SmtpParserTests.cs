@@ -224,6 +224,36 @@ public class SmtpParserTests
     }
 
     [Theory]
+    [InlineData(250, new[] { "OK" })]
+    [InlineData(354, new string[0])]
+    [InlineData(250, new[] { "mx.example greets c", "PIPELINING", "SIZE 1000" })]
+    [InlineData(550, new[] { "5.7.1 r\u00e9cipient refus\u00e9", "" })]
+    public void A_reply_written_into_a_pipe_is_its_wire_form(int code, string[] lines)
+    {
+        var reply = new SmtpReply(code, [.. lines]);
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1);
+        int n = reply.WriteTo(buffer);
+        Assert.Equal(reply.Wire(), Encoding.UTF8.GetString(buffer.WrittenSpan));
+        Assert.Equal(buffer.WrittenCount, n);
+    }
+
+    [Fact]
+    public void Server_capabilities_read_keywords_and_parameters_whatever_the_spacing_and_case()
+    {
+        var caps = ServerCapabilities.FromEhlo(new SmtpReply(250,
+            ["mx greets gw", "pipelining", "SIZE  2048 extra", "AUTH  plain   LOGIN", "StartTLS", "CHUNKING", "ENHANCEDSTATUSCODES", "X-UNKNOWN a b"]));
+        Assert.True(caps.Pipelining && caps.StartTls && caps.Chunking && caps.EnhancedStatusCodes && !caps.EightBitMime && !caps.SmtpUtf8);
+        Assert.Equal(2048, caps.Size);
+        Assert.Equal(["PLAIN", "LOGIN"], caps.AuthMechanisms);
+        // SIZE without a number (no limit announced) or with garbage: known, no limit (0).
+        Assert.Equal(0, ServerCapabilities.FromEhlo(new SmtpReply(250, ["mx", "SIZE"])).Size);
+        Assert.Equal(0, ServerCapabilities.FromEhlo(new SmtpReply(250, ["mx", "SIZE -5"])).Size);
+        // The first line is the server's name, never a keyword.
+        Assert.False(ServerCapabilities.FromEhlo(new SmtpReply(250, ["PIPELINING"])).Pipelining);
+        Assert.Empty(ServerCapabilities.FromEhlo(new SmtpReply(250, ["mx", "AUTH"])).AuthMechanisms);
+    }
+
+    [Theory]
     [InlineData("25 OK")]
     [InlineData("abc OK")]
     [InlineData("250OK")]

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.IO.Pipelines;
+using System.Runtime.CompilerServices;
 
 namespace Bastion.Gateway;
 
@@ -45,6 +46,8 @@ public sealed class LineReader(PipeReader input, int maxLine)
         }
     }
 
+    // Pooled: a read that waits for the network would otherwise allocate its state machine box, once per line.
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<LineRead> ReadAsync(CancellationToken ct)
     {
         long skipped = 0;

@@ -12,28 +12,34 @@ public sealed record ServerCapabilities(bool Pipelining, long Size, bool EightBi
     {
         bool pipe = false, eight = false, utf8 = false, tls = false, chunk = false, enh = false;
         long size = -1;
-        var auth = new List<string>();
+        List<string>? auth = null;
         for (int i = 1; i < reply.Lines.Count; i++)
         {
-            var parts = reply.Lines[i].Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (parts.Length == 0) continue;
-            switch (parts[0].ToUpperInvariant())
+            // Keyword, then parameters separated by spaces (RFC 5321 4.1.1.1); compared ordinally, without splitting.
+            var line = reply.Lines[i].AsSpan().TrimStart(' ');
+            int sp = line.IndexOf(' ');
+            var keyword = sp < 0 ? line : line[..sp];
+            var rest = sp < 0 ? [] : line[(sp + 1)..];
+            if (keyword.Equals("PIPELINING", StringComparison.OrdinalIgnoreCase)) pipe = true;
+            else if (keyword.Equals("8BITMIME", StringComparison.OrdinalIgnoreCase)) eight = true;
+            else if (keyword.Equals("SMTPUTF8", StringComparison.OrdinalIgnoreCase)) utf8 = true;
+            else if (keyword.Equals("STARTTLS", StringComparison.OrdinalIgnoreCase)) tls = true;
+            else if (keyword.Equals("CHUNKING", StringComparison.OrdinalIgnoreCase)) chunk = true;
+            else if (keyword.Equals("ENHANCEDSTATUSCODES", StringComparison.OrdinalIgnoreCase)) enh = true;
+            else if (keyword.Equals("SIZE", StringComparison.OrdinalIgnoreCase))
             {
-                case "PIPELINING": pipe = true; break;
-                case "8BITMIME": eight = true; break;
-                case "SMTPUTF8": utf8 = true; break;
-                case "STARTTLS": tls = true; break;
-                case "CHUNKING": chunk = true; break;
-                case "ENHANCEDSTATUSCODES": enh = true; break;
-                case "SIZE":
-                    size = parts.Length > 1 && long.TryParse(parts[1], System.Globalization.NumberStyles.None, null, out var s) ? s : 0;
-                    break;
-                case "AUTH":
-                    foreach (var m in parts.Skip(1)) auth.Add(m.ToUpperInvariant());
-                    break;
+                rest = rest.TrimStart(' ');
+                int end = rest.IndexOf(' ');
+                var value = end < 0 ? rest : rest[..end];
+                size = value.Length > 0 && long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 0;
+            }
+            else if (keyword.Equals("AUTH", StringComparison.OrdinalIgnoreCase))
+            {
+                foreach (var range in rest.Split(' '))
+                    if (rest[range] is { Length: > 0 } m) (auth ??= []).Add(m.ToString().ToUpperInvariant());
             }
         }
-        return new(pipe, size, eight, utf8, tls, chunk, enh, auth);
+        return new(pipe, size, eight, utf8, tls, chunk, enh, auth is null ? [] : auth);
     }
 }
 

@@ -16,6 +16,32 @@ public sealed class SmtpReply(int code, List<string> lines)
 
     public override string ToString() => $"{Code} {Text}";
 
+    /// <summary>Writes the reply as it goes on the wire (what <see cref="Wire"/> returns) into <paramref name="output"/>; returns the octets written.</summary>
+    public int WriteTo(System.Buffers.IBufferWriter<byte> output)
+    {
+        int total = 0;
+        int last = Math.Max(Lines.Count, 1) - 1;
+        for (int i = 0; i <= last; i++)
+        {
+            var text = Lines.Count == 0 ? "" : Lines[i];
+            var span = output.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length) + 6);
+            span[0] = (byte)('0' + Code / 100);
+            span[1] = (byte)('0' + Code / 10 % 10);
+            span[2] = (byte)('0' + Code % 10);
+            int n = 3;
+            if (Lines.Count > 0)
+            {
+                span[3] = i == last ? (byte)' ' : (byte)'-';
+                n = 4 + Encoding.UTF8.GetBytes(text, span[4..]);
+            }
+            span[n] = (byte)'\r';
+            span[n + 1] = (byte)'\n';
+            output.Advance(n + 2);
+            total += n + 2;
+        }
+        return total;
+    }
+
     /// <summary>The reply as it goes on the wire (multi-line with '-' continuations).</summary>
     public string Wire()
     {

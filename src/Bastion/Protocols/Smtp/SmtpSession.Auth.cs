@@ -1,5 +1,6 @@
 using Bastion.Gateway;
 using Bastion.Identity;
+using System.Runtime.CompilerServices;
 
 namespace Bastion.Protocols.Smtp;
 
@@ -12,7 +13,8 @@ sealed partial class SmtpSession
 {
     string? _authUser;
 
-    async Task<bool> AuthAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> AuthAsync()
     {
         if (_helo is null) { await ReplyAsync("503 5.5.1 send EHLO first").ConfigureAwait(false); return true; }
         if (!_offer.Auth)
@@ -91,7 +93,8 @@ sealed partial class SmtpSession
     }
 
     /// <summary>Sends a 334 challenge and reads the client's response line; null when the session ends meanwhile.</summary>
-    async Task<byte[]?> ChallengeAsync(string challenge)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<byte[]?> ChallengeAsync(string challenge)
     {
         await ReplyAsync("334 " + challenge, flush: true).ConfigureAwait(false);
         var read = await ReadLineAsync().ConfigureAwait(false);

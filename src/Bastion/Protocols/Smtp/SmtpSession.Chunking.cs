@@ -1,5 +1,6 @@
 using System.Buffers;
 using Bastion.Gateway;
+using System.Runtime.CompilerServices;
 
 namespace Bastion.Protocols.Smtp;
 
@@ -18,7 +19,8 @@ sealed partial class SmtpSession
     /// <summary>The server failed while chunks were relayed: the rest is read and dropped, the client told at the next reply.</summary>
     string? _chunkLost;
 
-    async Task<bool> BdatAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> BdatAsync()
     {
         long size = _cmd.ChunkSize;
         bool last = _cmd.Last;
@@ -85,7 +87,8 @@ sealed partial class SmtpSession
     /// Reads exactly <paramref name="size"/> octets off the client's pipe: through the encoder to the server, or
     /// dropped (<paramref name="enc"/> null). False when the client closed first.
     /// </summary>
-    async Task<bool> ReadChunkAsync(long size, ChunkEncoder? enc, Exchange? x)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> ReadChunkAsync(long size, ChunkEncoder? enc, Exchange? x)
     {
         var input = Client.Input;
         long left = size;

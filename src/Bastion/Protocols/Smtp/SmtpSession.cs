@@ -5,6 +5,7 @@ using Bastion.Configuration;
 using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
+using System.Runtime.CompilerServices;
 
 namespace Bastion.Protocols.Smtp;
 
@@ -92,7 +93,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>Reads, parses and answers one command; false when the session is over.</summary>
-    async Task<bool> NextCommandAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> NextCommandAsync()
     {
         // Replies to pipelined commands go out together, once the client has nothing more queued.
         if (!_lines.HasBuffered) await FlushAsync().ConfigureAwait(false);
@@ -141,7 +143,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>One line from the client within the idle timeout; null when the client left or timed out (421 sent).</summary>
-    async Task<LineRead?> ReadLineAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<LineRead?> ReadLineAsync()
     {
         LineRead read;
         _idle.TryReset();
@@ -162,7 +165,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- session commands -------------------------------------------------------------------------------------
 
-    async Task<bool> HelloAsync(bool esmtp, string name)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> HelloAsync(bool esmtp, string name)
     {
         if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
         if (!await EnsureUpstreamAsync(name).ConfigureAwait(false))
@@ -185,11 +189,12 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             return true;
         }
         var lines = Extensions.EhloLines(Host, name, _offer, _smtp.MaxMessage);
-        await ReplyAsync(new SmtpReply(250, lines).Wire(), raw: true).ConfigureAwait(false);
+        await ReplyAsync(new SmtpReply(250, lines)).ConfigureAwait(false);
         return true;
     }
 
-    async Task<bool> StartTlsAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> StartTlsAsync()
     {
         if (Client.IsTls) { await ReplyAsync("503 5.5.1 TLS already active").ConfigureAwait(false); return true; }
         if (!_offer.StartTls) { await ReplyAsync("454 4.7.0 TLS not available").ConfigureAwait(false); return true; }
@@ -223,7 +228,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- the transaction --------------------------------------------------------------------------------------
 
-    async Task<bool> MailAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> MailAsync()
     {
         if (_helo is null) { await ReplyAsync("503 5.5.1 send HELO/EHLO first").ConfigureAwait(false); return true; }
         if (_from is not null) { await ReplyAsync("503 5.5.1 nested MAIL command").ConfigureAwait(false); return true; }
@@ -271,13 +277,15 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         finally { x.Close(); }
     }
 
-    async Task<bool> RcptAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> RcptAsync()
     {
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before RCPT").ConfigureAwait(false); return true; }
         var path = _cmd.Path!;
         _tried++;
         var x = ctx.Open(conn, ExchangeKinds.Request);
-        x.Request = $"RCPT TO:{path.Wire}";
+        var line = $"RCPT TO:{path.Wire}";   // the log's request and the server's command alike
+        x.Request = line;
         try
         {
             if (_rcpts.Count >= _smtp.MaxRecipients)
@@ -293,7 +301,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
                 _denied++;
                 return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
             }
-            var reply = await UpstreamCommandAsync($"RCPT TO:{path.Wire}", x).ConfigureAwait(false);
+            var reply = await UpstreamCommandAsync(line, x).ConfigureAwait(false);
             if (reply is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
             if (reply.IsPositive) _rcpts.Add(path.Address);
             return await RelayAsync(x, reply).ConfigureAwait(false);
@@ -301,7 +309,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         finally { x.Close(); }
     }
 
-    async Task<bool> DataAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> DataAsync()
     {
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before DATA").ConfigureAwait(false); return true; }
         if (_chunkX is not null) { await ReplyAsync("503 5.5.1 DATA after BDAT; finish with BDAT LAST").ConfigureAwait(false); return true; }
@@ -353,7 +362,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     /// (`command: DATA`, the real size). Refused, the server's session is dropped without an end of data, so it
     /// discards the partial message; allowed, the server gets the end of data and its reply decides the client's.
     /// </summary>
-    async Task<bool> EndMessageAsync(Exchange x, MessageFilter check, string? lost)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> EndMessageAsync(Exchange x, MessageFilter check, string? lost)
     {
         if (check.Refusal is { } refusal)
         {
@@ -362,13 +372,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             await ResetLocalAsync().ConfigureAwait(false);
             return await Answer(x, check.RefusalCode, check.RefusalEnhanced, refusal).ConfigureAwait(false);
         }
-        if (lost is not null)
-        {
-            DropUpstream(abort: true);
-            x.Reason = lost;
-            await ResetLocalAsync().ConfigureAwait(false);
-            return await Answer(x, 451, "4.4.2", "upstream connection lost, message not accepted; try again later").ConfigureAwait(false);
-        }
+        if (lost is not null) return await LostInDataAsync(x, lost).ConfigureAwait(false);
         SmtpAttributes.ForMessage(_attrs, _from!, _rcpts, check.Size);
         var d = ctx.Policy.EvaluateAll(_attrs);
         x.Decide(d);
@@ -378,12 +382,31 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             await ResetLocalAsync().ConfigureAwait(false);
             return await Answer(x, 550, "5.7.1", d.Reason ?? "denied by policy").ConfigureAwait(false);
         }
-        // Only now does the server see the end of data: its reply decides the client's.
-        var done = await UpstreamCommandAsync(".", x).ConfigureAwait(false);
+        // Only now does the server see the end of data (in one send with what is left of the message): its reply
+        // decides the client's. A server gone before it has read the end is a lost message like one gone mid-way.
+        var up = _up!;
+        x.Upstream = up.TargetText;
+        up.WriteLine(".");
+        if (await up.FlushAsync(conn.Aborted).ConfigureAwait(false) is { } gone) return await LostInDataAsync(x, gone).ConfigureAwait(false);
+        var (done, error) = await up.ReadReplyAsync(conn.Aborted).ConfigureAwait(false);
         await ResetLocalAsync().ConfigureAwait(false);
         _upInTransaction = false;
-        if (done is null) return await UpstreamLostAsync(x).ConfigureAwait(false);
+        if (done is null)
+        {
+            _lastUpstreamError = error;
+            return await UpstreamLostAsync(x).ConfigureAwait(false);
+        }
         return await RelayAsync(x, done).ConfigureAwait(false);
+    }
+
+    /// <summary>The server went away while the message streamed: nothing was accepted, the client may try again.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> LostInDataAsync(Exchange x, string lost)
+    {
+        DropUpstream(abort: true);
+        x.Reason = lost;
+        await ResetLocalAsync().ConfigureAwait(false);
+        return await Answer(x, 451, "4.4.2", "upstream connection lost, message not accepted; try again later").ConfigureAwait(false);
     }
 
     /// <summary>
@@ -391,7 +414,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     /// client's end of data. False when the client closed first; a server that fails mid-way is noted and the rest
     /// is read and dropped, so that the session stays in step with the client.
     /// </summary>
-    async Task<(bool Ended, DataScanner Scanner, string? Lost)> StreamDataAsync(SmtpUpstream up, Exchange x)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<(bool Ended, DataScanner Scanner, string? Lost)> StreamDataAsync(SmtpUpstream up, Exchange x)
     {
         var scanner = listener.Scanner(_smtp);
         scanner.Reset();
@@ -415,7 +439,9 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             var to = end ? buffer.GetPosition(offset) : buffer.End;
             input.AdvanceTo(to);
             x.AddIn(offset);
-            if (lost is null && scanner.Refusal is null)
+            // The last part of the message waits in the pipe and goes out with the end of data (one send, not two),
+            // or never, when the message is refused at its end.
+            if (!end && lost is null && scanner.Refusal is null)
             {
                 lost = await up.FlushAsync(conn.Aborted).ConfigureAwait(false);
                 if (lost is not null) sink = Discard.Instance;
@@ -430,7 +456,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now));
 
     /// <summary>RSET towards the server when it has a transaction open; false when the server is gone.</summary>
-    async Task<bool> ResetTransactionAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> ResetTransactionAsync()
     {
         // Between BDAT chunks the server is inside DATA: RSET would be message text. Dropping it discards the message.
         AbandonChunks("transaction reset between BDAT chunks");
@@ -472,7 +499,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- the upstream -----------------------------------------------------------------------------------------
 
-    async Task<bool> ConnectUpstreamAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> ConnectUpstreamAsync()
     {
         var targets = listener.Targets(ctx.Runtime.Config, _cfg);
         var opened = await SmtpUpstream.OpenAsync(targets, listener.NextStart(targets.Count), _cfg.Limits.ConnectTimeout,
@@ -484,13 +512,14 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         }
         _up = opened.Upstream;
         _upHello = false;
-        conn.Target = _up.Target.ToString();
+        conn.Target = _up.TargetText;
         _connX.Upstream = conn.Target;
         return true;
     }
 
     /// <summary>An upstream session that has said EHLO: the one open, or a new one after a message was aborted.</summary>
-    async Task<bool> EnsureUpstreamAsync(string name)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> EnsureUpstreamAsync(string name)
     {
         if (_up is null && !await ConnectUpstreamAsync().ConfigureAwait(false)) return false;
         if (_upHello) return true;
@@ -506,16 +535,18 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    async Task<SmtpReply?> UpstreamCommandAsync(string line, Exchange x)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<SmtpReply?> UpstreamCommandAsync(string line, Exchange x)
     {
-        x.Upstream = _up!.Target.ToString();
+        x.Upstream = _up!.TargetText;
         var (reply, error) = await _up.CommandAsync(line, conn.Aborted).ConfigureAwait(false);
         if (reply is null) _lastUpstreamError = error;
         return reply;
     }
 
     /// <summary>The server went away or sent garbage: the client gets 421 and the session ends (nothing was accepted).</summary>
-    async Task<bool> UpstreamLostAsync(Exchange? x = null)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> UpstreamLostAsync(Exchange? x = null)
     {
         DropUpstream(abort: true);
         if (x is not null)
@@ -541,11 +572,12 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     // ---- replies ----------------------------------------------------------------------------------------------
 
     /// <summary>The server's reply, relayed to the client; a 421 from the server ends the session too.</summary>
-    async Task<bool> RelayAsync(Exchange x, SmtpReply reply)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> RelayAsync(Exchange x, SmtpReply reply)
     {
         x.Status = reply.Code;
         if (!reply.IsPositive && x.Reason is null) x.Reason = $"upstream: {reply}";
-        await ReplyAsync(reply.Wire(), raw: true, flush: reply.Code == 421).ConfigureAwait(false);
+        await ReplyAsync(reply, flush: reply.Code == 421).ConfigureAwait(false);
         if (reply.Code == 421)
         {
             DropUpstream(abort: false);
@@ -554,14 +586,16 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    async Task<bool> Answer(Exchange x, int code, string enhanced, string text)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    async ValueTask<bool> Answer(Exchange x, int code, string enhanced, string text)
     {
         x.Status = code;
         await ReplyAsync($"{code} {enhanced} {Sanitize(text)}").ConfigureAwait(false);
         return true;
     }
 
-    async Task Refuse(int code, string enhanced, string text)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    async ValueTask Refuse(int code, string enhanced, string text)
     {
         var x = ctx.Open(conn, ExchangeKinds.Request);
         x.Request = "(command)";
@@ -571,11 +605,25 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         await ReplyAsync($"{code} {enhanced} {text}").ConfigureAwait(false);
     }
 
+    /// <summary>Queues a reply for the client (encoded straight into its pipe); sent at the next flush.</summary>
     ValueTask ReplyAsync(string text, bool raw = false, bool flush = false)
     {
-        var bytes = Encoding.UTF8.GetBytes(raw ? text : text + "\r\n");
-        Client.Output.Write(bytes);
-        _connX.AddOut(bytes.Length);
+        var output = Client.Output;
+        var span = output.GetSpan(Encoding.UTF8.GetMaxByteCount(text.Length) + 2);
+        int n = Encoding.UTF8.GetBytes(text, span);
+        if (!raw)
+        {
+            span[n++] = (byte)'\r';
+            span[n++] = (byte)'\n';
+        }
+        output.Advance(n);
+        _connX.AddOut(n);
+        return flush ? FlushAsync() : ValueTask.CompletedTask;
+    }
+
+    ValueTask ReplyAsync(SmtpReply reply, bool flush = false)
+    {
+        _connX.AddOut(reply.WriteTo(Client.Output));
         return flush ? FlushAsync() : ValueTask.CompletedTask;
     }
 

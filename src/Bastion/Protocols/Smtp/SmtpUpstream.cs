@@ -4,6 +4,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Bastion.Configuration;
 using Bastion.Gateway;
+using System.Runtime.CompilerServices;
 
 namespace Bastion.Protocols.Smtp;
 
@@ -18,16 +19,24 @@ public sealed class SmtpUpstream : IAsyncDisposable
     LineReader _reader;
     readonly ReplyAccumulator _acc = new();
     readonly TimeSpan _replyTimeout;
+    /// <summary>The session's abort token and one reply timer on top of it, re-armed for each reply (not a new pair each time).</summary>
+    readonly CancellationToken _aborted;
+    readonly CancellationTokenSource _replyTimer;
 
-    SmtpUpstream(Transport t, HostPort target, TimeSpan replyTimeout)
+    SmtpUpstream(Transport t, HostPort target, TimeSpan replyTimeout, CancellationToken aborted)
     {
         _t = t;
         Target = target;
+        TargetText = target.ToString();
         _replyTimeout = replyTimeout;
+        _aborted = aborted;
+        _replyTimer = CancellationTokenSource.CreateLinkedTokenSource(aborted);
         _reader = new LineReader(t.Input, 4096);
     }
 
     public HostPort Target { get; }
+    /// <summary><see cref="Target"/> as logged (made once, not per command).</summary>
+    public string TargetText { get; }
     public ServerCapabilities Capabilities { get; private set; } = ServerCapabilities.None;
     /// <summary>The TLS version on this leg (`TLSv1.3`), or null when plain.</summary>
     public string? TlsVersion => _t.Tls is { } s ? TlsName(s.SslProtocol) : null;
@@ -40,7 +49,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     public readonly record struct Opened(SmtpUpstream? Upstream, string? Error);
 
     /// <summary>Connects to the first target that answers with a 220 greeting.</summary>
-    public static async Task<Opened> OpenAsync(IReadOnlyList<HostPort> targets, int start, TimeSpan connectTimeout,
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public static async ValueTask<Opened> OpenAsync(IReadOnlyList<HostPort> targets, int start, TimeSpan connectTimeout,
         TimeSpan replyTimeout, CancellationToken ct)
     {
         string error = "no upstream";
@@ -53,7 +63,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
                 error = $"upstream {target}: {c.Message ?? c.Error.ToString()}";
                 continue;
             }
-            var up = new SmtpUpstream(c.Transport!, target, replyTimeout);
+            var up = new SmtpUpstream(c.Transport!, target, replyTimeout, ct);
             var (greeting, err) = await up.ReadReplyAsync(ct).ConfigureAwait(false);
             if (greeting is { Code: 220 }) return new Opened(up, null);
             error = $"upstream {target}: " + (greeting is null ? err : $"greeting {greeting}");
@@ -63,7 +73,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>EHLO (or HELO when EHLO is refused), then STARTTLS when offered and wanted, and EHLO again over TLS.</summary>
-    public async Task<string?> HelloAsync(string name, string tlsMode, BastionConfig root, SmtpConfig cfg, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<string?> HelloAsync(string name, string tlsMode, BastionConfig root, SmtpConfig cfg, CancellationToken ct)
     {
         var (r, err) = await CommandAsync($"EHLO {name}", ct).ConfigureAwait(false);
         if (r is null) return err;
@@ -116,7 +127,8 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>Sends one command line and reads its reply; a null reply comes with why (closed, timeout, garbage).</summary>
-    public async Task<(SmtpReply? Reply, string? Error)> CommandAsync(string line, CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<(SmtpReply? Reply, string? Error)> CommandAsync(string line, CancellationToken ct)
     {
         try
         {
@@ -130,13 +142,19 @@ public sealed class SmtpUpstream : IAsyncDisposable
         return await ReadReplyAsync(ct).ConfigureAwait(false);
     }
 
+    /// <summary>Encodes the line and its CRLF straight into the output pipe.</summary>
     public void WriteLine(string line)
     {
-        var bytes = Encoding.UTF8.GetBytes(line + "\r\n");
-        _t.Output.Write(bytes);
+        var output = _t.Output;
+        var span = output.GetSpan(Encoding.UTF8.GetMaxByteCount(line.Length) + 2);
+        int n = Encoding.UTF8.GetBytes(line, span);
+        span[n] = (byte)'\r';
+        span[n + 1] = (byte)'\n';
+        output.Advance(n + 2);
     }
 
-    public async Task<string?> FlushAsync(CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<string?> FlushAsync(CancellationToken ct)
     {
         try
         {
@@ -150,9 +168,13 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>Reads one whole reply within the reply timeout. Garbage from the server is an error, not a reply.</summary>
-    public async Task<(SmtpReply? Reply, string? Error)> ReadReplyAsync(CancellationToken ct)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<(SmtpReply? Reply, string? Error)> ReadReplyAsync(CancellationToken ct)
     {
-        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        // The session's own token (every reply but QUIT's): the timer made once is re-armed. Another token, or a
+        // timer that already fired: a linked source for this reply alone.
+        CancellationTokenSource? own = null;
+        var cts = ct == _aborted && _replyTimer.TryReset() ? _replyTimer : own = CancellationTokenSource.CreateLinkedTokenSource(ct);
         cts.CancelAfter(_replyTimeout);
         _acc.Reset();
         try
@@ -181,10 +203,12 @@ public sealed class SmtpUpstream : IAsyncDisposable
         {
             return (null, $"upstream {Target}: connection lost ({e.Message})");
         }
+        finally { own?.Dispose(); }
     }
 
     /// <summary>Ends the session politely (QUIT, without waiting long for the answer).</summary>
-    public async Task QuitAsync()
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public async ValueTask QuitAsync()
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(2));
         try { await CommandAsync("QUIT", cts.Token).ConfigureAwait(false); }
@@ -194,7 +218,11 @@ public sealed class SmtpUpstream : IAsyncDisposable
     /// <summary>Drops the connection at once: an unfinished DATA is then discarded by the server (RFC 5321 4.1.1.4).</summary>
     public void Abort() => _t.Abort();
 
-    public ValueTask DisposeAsync() => _t.DisposeAsync();
+    public ValueTask DisposeAsync()
+    {
+        _replyTimer.Dispose();
+        return _t.DisposeAsync();
+    }
 
     public static string TlsName(System.Security.Authentication.SslProtocols p) => p switch
     {

@@ -132,7 +132,7 @@ public static class HttpAttributes
     /// </summary>
     public static string? Refusal(ListenerConfig listener, string request)
     {
-        // FTP and SMTP commands have spaces in their arguments: they are not request lines.
+        // Only HTTP listeners have a request line: `MAIL FROM:<a@b> SIZE=1000` or `SITE CHMOD 600 f` are not one.
         if (listener.Type is not (ListenerType.HttpProxy or ListenerType.HttpReverse)) return null;
         if (!TrySplitRequest(request, out var method, out var target, out _)) return null;
         // The wire's request-line parser refuses any byte outside visible ASCII in the target before the policy.
