@@ -56,6 +56,9 @@ public sealed class SecretsLeakTests
             "-x", gw.Url("web"), "-U", "alice:secret", $"{origin.Url}/100b");
         Assert.Equal("200", real.Stdout);
         foreach (var g in await Task.WhenAll(guesses)) Assert.Equal("407", g.Stdout);
+        // The access log writes in batches (20 ms apart): wait for every guess's line before counting.
+        await Wait.ForAsync(() => (gw.LogLines().Count(l => l.Str("event") == "request" && (l.Str("client") ?? "").StartsWith("127.0.0.3:", StringComparison.Ordinal)) >= 24, 0),
+            TimeSpan.FromSeconds(10), "a log line for each of the 24 guesses");
         var throttled = gw.LogLines().Count(l => (l.Str("reason") ?? "").Contains("too many failed logins"));
         Assert.True(throttled >= 24 - LoginThrottle.Burst - 4, $"{throttled} of 24 guesses throttled");
         // Throttled guesses cost no hash: at most the burst (plus refills) and the real login were hashed.
