@@ -75,7 +75,7 @@ public static class Explain
             {
                 int colon = h.IndexOf(':');
                 if (colon <= 0) throw new Commands.UsageException($"--header '{h}' is not 'Name: value'");
-                lines.Add((TrimOws(h[..colon]), TrimOws(h[(colon + 1)..])));
+                lines.Add((HeaderValue.TrimOws(h.AsSpan(0, colon)).ToString(), HeaderValue.TrimOws(h.AsSpan(colon + 1)).ToString()));
             }
             a.Headers = new Headers(lines);
         }
@@ -85,7 +85,7 @@ public static class Explain
         {
             foreach (var part in r.Split(','))
             {
-                var one = TrimOws(part);
+                var one = HeaderValue.TrimOws(part).ToString();
                 if (one.Length == 0) continue;
                 if (!IPAddress.TryParse(one, out var ip)) throw new Commands.UsageException($"--resolve '{one}' is not an IP address");
                 resolved.Add(ip);
@@ -203,7 +203,4 @@ public static class Explain
         trace?.Add($"=> connects to {string.Join(", ", judged.Allowed.Select(x => x.ToString()))}");
         return null;
     }
-
-    /// <summary>Only SP and HTAB are whitespace, as on the wire (string.Trim would also eat U+0085 and U+00A0).</summary>
-    static string TrimOws(string s) => s.Trim([' ', '\t']);
 }

@@ -29,22 +29,26 @@ public sealed class PackageTests(ITestOutputHelper output)
         mkdir -p "$OUT/www"; echo "hello from the origin" > "$OUT/www/index.html"
         python3 -m http.server 80 --bind 127.0.0.1 --directory "$OUT/www" >"$OUT/origin.out" 2>&1 &
         origin=$!
-        # systemd's side of Type=notify: a datagram socket the service user may write to.
+        # systemd's side of Type=notify: a datagram socket the service user may write to. It says "ready" on a
+        # FIFO once bound and waits 60 s at most for the gateway's datagram.
+        mkfifo "$OUT/ready"
         python3 -c "
         import os, socket, sys
         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777)
+        print('ready', flush=True); s.settimeout(60)
         open(sys.argv[2] + '.tmp', 'wb').write(s.recv(4096)); os.rename(sys.argv[2] + '.tmp', sys.argv[2])
-        " "$R/run/notify" "$OUT/notify.out" &
+        " "$R/run/notify" "$OUT/notify.out" >"$OUT/ready" &
+        notifier=$!
         unit="$R/usr/lib/systemd/system/bastion.service"
         user=$(sed -n 's/^User=//p' "$unit"); group=$(sed -n 's/^Group=//p' "$unit")
         uid=$(awk -F: -v n="$user" '$1 == n { print $3 }' "$R/etc/passwd")
         gid=$(awk -F: -v n="$group" '$1 == n { print $3 }' "$R/etc/group")
         pre=$(sed -n 's/^ExecStartPre=//p' "$unit"); start=$(sed -n 's/^ExecStart=//p' "$unit")
-        for i in $(seq 1 300); do [ -S "$R/run/notify" ] && break; sleep 0.1; done   # the listener socket, 30 s at most
+        timeout 30 head -n 1 "$OUT/ready" >/dev/null || true   # the notify socket is bound (30 s at most)
         chroot --userspec="$uid:$gid" "$R" $pre >"$OUT/check.out" 2>&1 || echo "check failed: $?" >>"$OUT/check.out"
         NOTIFY_SOCKET=/run/notify chroot --userspec="$uid:$gid" "$R" $start >"$OUT/run.out" 2>&1 &
         gw=$!
-        for i in $(seq 1 600); do [ -f "$OUT/notify.out" ] && break; kill -0 $gw 2>/dev/null || break; sleep 0.1; done
+        wait $notifier || true   # READY=1 received, or the notifier's 60 s deadline passed
         curl -q -sS --max-time 20 -x http://127.0.0.1:3128 http://127.0.0.1/ >"$OUT/curl.out" 2>&1 || true
         curl -q -sS --max-time 20 http://127.0.0.1:9090/healthz >"$OUT/health.out" 2>&1 || true
         kill -TERM $gw; rc=0; wait $gw || rc=$?; echo "$rc" >"$OUT/exit.out"

@@ -1,3 +1,5 @@
+using System.Text;
+
 namespace Bastion.Protocols.Smtp;
 
 /// <summary>What the server offered in its EHLO reply (the keywords the gateway cares about).</summary>
@@ -20,26 +22,34 @@ public sealed record ServerCapabilities(bool Pipelining, long Size, bool EightBi
             int sp = line.IndexOf(' ');
             var keyword = sp < 0 ? line : line[..sp];
             var rest = sp < 0 ? [] : line[(sp + 1)..];
-            if (keyword.Equals("PIPELINING", StringComparison.OrdinalIgnoreCase)) pipe = true;
-            else if (keyword.Equals("8BITMIME", StringComparison.OrdinalIgnoreCase)) eight = true;
-            else if (keyword.Equals("SMTPUTF8", StringComparison.OrdinalIgnoreCase)) utf8 = true;
-            else if (keyword.Equals("STARTTLS", StringComparison.OrdinalIgnoreCase)) tls = true;
-            else if (keyword.Equals("CHUNKING", StringComparison.OrdinalIgnoreCase)) chunk = true;
-            else if (keyword.Equals("ENHANCEDSTATUSCODES", StringComparison.OrdinalIgnoreCase)) enh = true;
-            else if (keyword.Equals("SIZE", StringComparison.OrdinalIgnoreCase))
+            if (Ascii.EqualsIgnoreCase(keyword, "PIPELINING")) pipe = true;
+            else if (Ascii.EqualsIgnoreCase(keyword, "8BITMIME")) eight = true;
+            else if (Ascii.EqualsIgnoreCase(keyword, "SMTPUTF8")) utf8 = true;
+            else if (Ascii.EqualsIgnoreCase(keyword, "STARTTLS")) tls = true;
+            else if (Ascii.EqualsIgnoreCase(keyword, "CHUNKING")) chunk = true;
+            else if (Ascii.EqualsIgnoreCase(keyword, "ENHANCEDSTATUSCODES")) enh = true;
+            else if (Ascii.EqualsIgnoreCase(keyword, "SIZE"))
             {
                 rest = rest.TrimStart(' ');
                 int end = rest.IndexOf(' ');
                 var value = end < 0 ? rest : rest[..end];
                 size = value.Length > 0 && long.TryParse(value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var s) ? s : 0;
             }
-            else if (keyword.Equals("AUTH", StringComparison.OrdinalIgnoreCase))
+            else if (Ascii.EqualsIgnoreCase(keyword, "AUTH"))
             {
                 foreach (var range in rest.Split(' '))
-                    if (rest[range] is { Length: > 0 } m) (auth ??= []).Add(m.ToString().ToUpperInvariant());
+                    if (rest[range] is { Length: > 0 } m) (auth ??= []).Add(AsciiUpper(m));
             }
         }
         return new(pipe, size, eight, utf8, tls, chunk, enh, auth is null ? [] : auth);
+    }
+
+    // ASCII only: culture or Unicode folding would turn `ı` into `I`.
+    static string AsciiUpper(ReadOnlySpan<char> s)
+    {
+        var c = s.ToArray();
+        for (int i = 0; i < c.Length; i++) if (char.IsAsciiLetterLower(c[i])) c[i] = (char)(c[i] - 32);
+        return new string(c);
     }
 }
 
