@@ -144,7 +144,7 @@ public class StreamRelayTests
     {
         await using var line = await PlainLine.OpenAsync();
         var (client, server, ct, ut) = line;
-        long pipesBefore = SplicePipe.Created;
+        long pipesBefore = SplicePipe.Created, blocked = SocketRelay.BlockedDrains;
         long counted = 0;
         var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), (i, o) => Interlocked.Add(ref counted, i + o), default);
 
@@ -155,7 +155,6 @@ public class StreamRelayTests
         var sendUp = Task.Run(async () => { await client.SendAsync(up, SocketFlags.None); client.Shutdown(SocketShutdown.Send); });
         var sendDown = Task.Run(async () => { await server.SendAsync(down, SocketFlags.None); server.Shutdown(SocketShutdown.Send); });
         var atServer = Task.Run(() => ReadToEnd(server));
-        long blocked = SocketRelay.BlockedDrains;
         if (OperatingSystem.IsLinux()) await Wait.UntilAsync(() => SocketRelay.BlockedDrains > blocked, TimeSpan.FromSeconds(20), "a blocked spliced send");
         var slow = new MemoryStream();
         slow.Write(await ReadToEnd(client));
@@ -181,13 +180,17 @@ public class StreamRelayTests
         {
             await using var line = await PlainLine.OpenAsync();
             var (client, server, ct, ut) = line;
-            long switchesBefore = SocketRelay.CopySwitches;
+            // Counted before the relay starts: on a quiet machine its send can block before this thread looks.
+            long switchesBefore = SocketRelay.CopySwitches, blocked = SocketRelay.BlockedDrains;
             long counted = 0;
             var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), (i, o) => Interlocked.Add(ref counted, i + o), default, RelayEnd.UpstreamDone);
             var send = Task.Run(async () => { await server.SendFileAsync(file); server.Shutdown(SocketShutdown.Send); });
-            // The client reads only once the gateway's sends to it would block: the server's data piles up behind it.
-            long blocked = SocketRelay.BlockedDrains;
-            if (OperatingSystem.IsLinux()) await Wait.UntilAsync(() => SocketRelay.BlockedDrains > blocked, TimeSpan.FromSeconds(20), "a blocked spliced send");
+            // The client reads only once the data piles up behind the gateway: a spliced send that would block, the
+            // switch to copying, or the client's receive queue holding 64 KiB it has not read (the relay's send then
+            // blocks in whichever path it is in).
+            if (OperatingSystem.IsLinux())
+                await Wait.UntilAsync(() => SocketRelay.BlockedDrains > blocked || SocketRelay.CopySwitches > switchesBefore || client.Available >= 64 * 1024,
+                    TimeSpan.FromSeconds(20), "the data piling up behind the relay");
             Assert.Equal(down, await ReadToEnd(client));
             await send;
             var r = await relay.WaitAsync(TimeSpan.FromSeconds(30));
