@@ -33,6 +33,39 @@ public sealed class InspectionTests(InspectionFixture f) : IClassFixture<Inspect
     }
 
     [Fact]
+    public async Task Keep_alive_requests_in_one_tunnel_each_go_to_their_own_path_and_log_their_own_url()
+    {
+        await using var gw = await TestGateway.StartAsync(f.Yaml());
+        var origin = $"https://shop.localhost:{f.Origin.Port}";
+        int before = f.Origin.Requests;
+        // One curl, one tunnel: the same path twice, another, then the first again (the URL and log text are reused
+        // while the path stays the same, and must change when it does).
+        var r = await Curl(gw, $"{origin}/100b", "-w", "|%{http_code}|%{num_connects}\n", $"{origin}/100b", $"{origin}/echo?x=1", $"{origin}/100b");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        var codes = Regex.Matches(r.Stdout, @"\|(\d+)\|(\d+)").Select(m => (m.Groups[1].Value, m.Groups[2].Value)).ToList();
+        Assert.Equal([("200", "1"), ("200", "0"), ("200", "0"), ("200", "0")], codes);
+        Assert.Contains("\"path\":\"/echo\"", r.Stdout);
+        Assert.Contains("\"query\":\"?x=1\"", r.Stdout);
+        Assert.Equal(before + 4, f.Origin.Requests);
+        await gw.WaitForLogAsync(l => l.Str("request") == $"GET {origin}/echo?x=1");
+        Assert.Equal(3, gw.LogLines().Count(l => l.Str("request") == $"GET {origin}/100b"));
+    }
+
+    [Theory]
+    [InlineData("SHOP.localhost:{port}", 200)]
+    [InlineData("shop.localhost", 421)]
+    [InlineData("api.localhost:{port}", 421)]
+    public async Task The_host_inside_a_tunnel_must_name_the_tunnel_origin(string host, int status)
+    {
+        await using var gw = await TestGateway.StartAsync(f.Yaml());
+        var url = $"https://shop.localhost:{f.Origin.Port}/100b";
+        var r = await Curl(gw, url, "-H", $"Host: {host.Replace("{port}", f.Origin.Port.ToString())}", "-o", "/dev/null", "-w", "%{http_code}");
+        Assert.Equal(status.ToString(), r.Stdout);
+        var line = await gw.WaitForLogAsync(l => l.Str("request") == $"GET {url}");
+        Assert.Equal(status, line.Num("status"));
+    }
+
+    [Fact]
     public async Task A_path_rule_denies_a_request_inside_the_tunnel()
     {
         await using var gw = await TestGateway.StartAsync(f.Yaml());

@@ -30,6 +30,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
     readonly LastString _targetText = new();
     /// <summary>The request target in its one canonical form: what is judged is what is forwarded.</summary>
     readonly CanonicalTarget _canonical = new();
+    readonly RequestText _requestText = new();
 
     static readonly ulong DropToOrigin = HeadWriter.Mask(KnownHeader.Host, KnownHeader.Expect, KnownHeader.Via, KnownHeader.Http2Settings);
     static readonly ulong DropMaxForwards = HeadWriter.Mask(KnownHeader.MaxForwards);
@@ -38,15 +39,20 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 
     protected override string RequestText() => tunnel is null ? $"{Head.Method} {_target}" : $"{Head.Method} {tunnel.Url(_target!)}";
 
+    protected override ValueTask<bool> ServeAsync(Limits limits)
+    {
+        _target = _targetText.Get(Head.Target);
+        BeginRequest();
+        // Inside a tunnel the request goes straight to its own method: one async frame less per request.
+        return tunnel is not null ? ServeInTunnelAsync(tunnel, limits) : ServeForwardAsync(limits);
+    }
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    protected override async ValueTask<bool> ServeAsync(Limits limits)
+    async ValueTask<bool> ServeForwardAsync(Limits limits)
     {
         var h = Head;
-        _target = _targetText.Get(h.Target);
-        BeginRequest();
         var framing = h.Framing;
         bool hasBody = framing.HasBody;
-        if (tunnel is not null) return await ServeInTunnelAsync(tunnel, limits).ConfigureAwait(false);
 
         // The target: authority-form for CONNECT, absolute-form for everything else.
         Attrs.ResetRequest();
@@ -249,6 +255,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
     /// https://name/path with the tunnel's name as host and its SNI; the user is the CONNECT's. It goes to the origin
     /// through the tunnel's own pool, whose first connection is the one opened (and verified) during the handshake.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     async ValueTask<bool> ServeInTunnelAsync(InspectedOrigin t, Limits limits)
     {
         var h = Head;
@@ -260,9 +267,9 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         Attrs.Headers = h;
         Attrs.User = x.User = Conn.User;
         int hi = h.IndexOf(KnownHeader.Host);
-        if (!TunnelTarget.TryRequest(Attrs, t, h.Method, _target!, hi < 0 ? null : HttpHead.Latin1(h.Value(hi)), out var uri, out var status, out var why, Ctx.Config))
+        if (!TunnelTarget.TryRequest(Attrs, t, h.Method, h.Target, hi >= 0, hi < 0 ? default : h.Value(hi), _canonical, out var url, out var status, out var why, Ctx.Config))
             return await RejectAsync(status, why!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
-        x.Request = $"{h.Method} {uri!.OriginalString}";
+        x.Request = _requestText.Get(h.Method, url!);
         var framing = h.Framing;
         Attrs.Size = framing.Kind == BodyKind.Chunked ? -1 : framing.Length;
         // WebSockets (wss:// inside the tunnel) upgrade as on the reverse proxy, and only by a rule that names them.
@@ -291,7 +298,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         }
         var w = UpOut;
         w.Reset();
-        w.Append(h.MethodBytes).Append(" "u8).Append(uri.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
+        w.Append(h.MethodBytes).Append(" "u8).Append(_canonical.PathAndQuery).Append(" HTTP/1.1\r\n"u8);
         w.CopyFields(h, maxForwards > 0 ? DropToOrigin | DropMaxForwards : DropToOrigin);
         w.Append("Host: "u8).Append(t.Authority).CrLf();
         WriteVia(w, h);

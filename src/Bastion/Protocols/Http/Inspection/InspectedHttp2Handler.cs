@@ -5,6 +5,7 @@ using Bastion.Gateway;
 using Bastion.Hosting;
 using Bastion.Policy;
 using Bastion.Protocols.HttpReverse;
+using Bastion.Policy.Canonical;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Yarp.ReverseProxy.Forwarder;
@@ -49,13 +50,13 @@ sealed class InspectedHttp2Handler(ListenerContext ctx, IHttpForwarder forwarder
             a.User = conn.User;
             a.Headers = new HeaderSource(req.Headers);
             a.Size = req.ContentLength ?? -1;
-            if (!TunnelTarget.TryRequest(a, target, req.Method, raw, req.Host.Value, out var uri, out var status, out var why, ctx.Config))
+            if (!TunnelTarget.TryRequest(a, target, req.Method, raw, req.Host.Value, new CanonicalTarget(), out var url, out var status, out var why, ctx.Config))
             {
                 await PageAsync(http, st, status, why!, null).ConfigureAwait(false);
                 x.Deny(PseudoRules.Protocol, why);
                 return;
             }
-            x.Request = $"{req.Method} {uri}";
+            x.Request = $"{req.Method} {url}";
             var d = HttpDecisions.Decide(st.Policy, a);
             x.Decide(d);
             if (!d.Allowed)

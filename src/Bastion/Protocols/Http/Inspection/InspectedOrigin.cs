@@ -20,8 +20,13 @@ sealed class InspectedOrigin : IDisposable
     public string? Sni { get; init; }
     public required int Port { get; init; }
     /// <summary>host, or host:port off 443: the authority of URLs inside the tunnel and the Host the origin sees.</summary>
-    public string Authority => Port == 443 ? HostText : $"{HostText}:{Port}";
+    public string Authority => _authority ??= Port == 443 ? HostText : $"{HostText}:{Port}";
     string HostText => Name.Contains(':') ? $"[{Name}]" : Name;
+    string? _authority;
+    /// <summary>The last URL made, for the next request to the same path (a keep-alive client asking again).</summary>
+    UrlMemo? _lastUrl;
+
+    sealed record UrlMemo(string PathAndQuery, string Url);
     public string? Failure { get; init; }
     public bool Http2 { get; init; }
     /// <summary>HTTP/1.1 tunnels: the origin connections, reconnecting to the same address when the origin closes one.</summary>
@@ -30,7 +35,26 @@ sealed class InspectedOrigin : IDisposable
     public HttpMessageInvoker? Upstream { get; set; }
 
     /// <summary>The URL a request inside the tunnel is judged and logged by.</summary>
-    public string Url(string pathAndQuery) => $"https://{Authority}{pathAndQuery}";
+    public string Url(string pathAndQuery)
+    {
+        if (_lastUrl is { } m && m.PathAndQuery == pathAndQuery) return m.Url;
+        var url = $"https://{Authority}{pathAndQuery}";
+        _lastUrl = new UrlMemo(pathAndQuery, url);
+        return url;
+    }
+
+    /// <summary>Whether a Host (or :authority) names the tunnel's origin: its authority, or with ":443" spelled out.</summary>
+    public bool IsAuthority(ReadOnlySpan<byte> host)
+    {
+        var a = Authority;
+        return Codec.HttpChars.EqualsIgnoreCase(host, a)
+            || (Port == 443 && host.Length == a.Length + 4 && host.EndsWith(":443"u8) && Codec.HttpChars.EqualsIgnoreCase(host[..a.Length], a));
+    }
+
+    public bool IsAuthority(string host) =>
+        host.Equals(Authority, StringComparison.OrdinalIgnoreCase)
+        || (Port == 443 && host.Length == Authority.Length + 4 && host.EndsWith(":443", StringComparison.Ordinal)
+            && host.AsSpan(0, Authority.Length).Equals(Authority, StringComparison.OrdinalIgnoreCase));
 
     /// <summary>Where YARP sends an HTTP/2 request (its client does TLS itself).</summary>
     public string UpstreamPrefix => $"https://{Authority}";

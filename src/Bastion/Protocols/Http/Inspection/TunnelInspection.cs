@@ -144,7 +144,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
         // The origin first: what it accepts is what the client is offered.
         var cache = state.Tls.CacheFor(settings.Ca);
         var minting = cache.GetAsync(name);
-        var origin = await OriginTls.HandshakeAsync(new NetworkStream(upstream, ownsSocket: false), name, alpn, settings, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        var origin = await OriginTls.HandshakeAsync(new TlsSocketStream(upstream), name, alpn, settings, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
         SslApplicationProtocol chosen;
         if (origin.Ok) chosen = origin.Protocol;
         else chosen = alpn is null ? default : (alpn.Contains(SslApplicationProtocol.Http11) ? SslApplicationProtocol.Http11 : alpn[0]);
@@ -160,7 +160,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
         // The ClientHello read to decide goes into the handshake first.
         var hello0 = clientBuffer.Data.ToArray();
         clientBuffer.Clear();
-        var client = new SslStream(new ReplayStream(hello0, new NetworkStream(conn.Socket!, ownsSocket: false)), leaveInnerStreamOpen: false);
+        var client = new SslStream(new TlsSocketStream(conn.Socket!, hello0), leaveInnerStreamOpen: false);
         var serverOptions = new SslServerAuthenticationOptions
         {
             ServerCertificateContext = certificate,
