@@ -234,4 +234,32 @@ public class StreamRelayTests
         Assert.True(r.IdleTimedOut);
         Assert.Equal(chunk.Length, r.BytesFromClient);
     }
+
+    [Fact]
+    public async Task A_one_way_upload_is_copied_in_batches_and_a_sender_that_slows_to_a_trickle_still_gets_through()
+    {
+        await using var line = await PlainLine.OpenAsync();
+        var (client, server, ct, ut) = line;
+        var relay = StreamRelay.RunAsync(ct, ut, TimeSpan.FromSeconds(30), null, default, RelayEnd.ClientDone);
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+
+        // Past the switch to bulk (a low-water mark of 256 KiB on the client's socket from here), then a few bytes
+        // and nothing more: they must reach the server while the client still holds the connection open.
+        var bulk = Data(3 * 1024 * 1024 + 5, 9);
+        await client.SendAsync(bulk, SocketFlags.None);
+        var got = new MemoryStream();
+        var buf = new byte[65536];
+        while (got.Length < bulk.Length) got.Write(buf, 0, await server.ReceiveAsync(buf, SocketFlags.None, deadline.Token));
+        Assert.Equal(bulk, got.ToArray());
+        var tail = Data(10, 10);
+        await client.SendAsync(tail, SocketFlags.None);
+        int n = 0;
+        while (n < tail.Length) n += await server.ReceiveAsync(buf.AsMemory(n), SocketFlags.None, deadline.Token);
+        Assert.Equal(tail, buf[..n]);
+
+        client.Shutdown(SocketShutdown.Send);
+        Assert.Empty(await ReadToEnd(server));
+        var r = await relay.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal((bulk.Length + tail.Length, 0L, false), (r.BytesFromClient, r.BytesToClient, r.IdleTimedOut));
+    }
 }
