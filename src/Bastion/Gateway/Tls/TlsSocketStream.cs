@@ -11,28 +11,14 @@ namespace Bastion.Gateway.Tls;
 /// instead of two, at the price of SslStream keeping its read buffer (16 KiB) while the tunnel waits for the next
 /// request. Optionally replays bytes already read (the ClientHello peeked to decide the tunnel) first.
 /// </summary>
-public sealed class TlsSocketStream(Socket socket, ReadOnlyMemory<byte> prefix = default) : Stream
+public sealed class TlsSocketStream(Socket socket, ReadOnlyMemory<byte> prefix = default) : PrefixedStream(prefix)
 {
-    ReadOnlyMemory<byte> _prefix = prefix;
-
-    public override bool CanRead => true;
-    public override bool CanWrite => true;
-    public override bool CanSeek => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
     public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
     {
         if (buffer.IsEmpty) return ValueTask.FromResult(0);
-        if (_prefix.IsEmpty)
-        {
-            var t = socket.ReceiveAsync(buffer, SocketFlags.None, ct);
-            return t.IsCompletedSuccessfully ? t : Received(t);
-        }
-        int n = Math.Min(buffer.Length, _prefix.Length);
-        _prefix.Span[..n].CopyTo(buffer.Span);
-        _prefix = _prefix[n..];
-        return ValueTask.FromResult(n);
+        if (TryReplay(buffer.Span, out int n)) return ValueTask.FromResult(n);
+        var t = socket.ReceiveAsync(buffer, SocketFlags.None, ct);
+        return t.IsCompletedSuccessfully ? t : Received(t);
     }
 
     /// <summary>Waits for a receive; socket errors come out as IOException, as NetworkStream's do (SslStream's callers catch those).</summary>
@@ -43,21 +29,12 @@ public sealed class TlsSocketStream(Socket socket, ReadOnlyMemory<byte> prefix =
         catch (SocketException e) { throw new IOException(e.Message, e); }
     }
 
-    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) =>
-        ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
-
     public override int Read(byte[] buffer, int offset, int count)
     {
         if (count == 0) return 0;
-        if (_prefix.IsEmpty)
-        {
-            try { return socket.Receive(buffer, offset, count, SocketFlags.None); }
-            catch (SocketException e) { throw new IOException(e.Message, e); }
-        }
-        int n = Math.Min(count, _prefix.Length);
-        _prefix.Span[..n].CopyTo(buffer.AsSpan(offset));
-        _prefix = _prefix[n..];
-        return n;
+        if (TryReplay(buffer.AsSpan(offset, count), out int n)) return n;
+        try { return socket.Receive(buffer, offset, count, SocketFlags.None); }
+        catch (SocketException e) { throw new IOException(e.Message, e); }
     }
 
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken ct = default)
@@ -79,9 +56,6 @@ public sealed class TlsSocketStream(Socket socket, ReadOnlyMemory<byte> prefix =
         }
     }
 
-    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken ct) =>
-        WriteAsync(buffer.AsMemory(offset, count), ct).AsTask();
-
     public override void Write(byte[] buffer, int offset, int count)
     {
         try { socket.Send(buffer, offset, count, SocketFlags.None); }
@@ -89,6 +63,4 @@ public sealed class TlsSocketStream(Socket socket, ReadOnlyMemory<byte> prefix =
     }
     public override Task FlushAsync(CancellationToken ct) => Task.CompletedTask;
     public override void Flush() { }
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
 }
