@@ -23,7 +23,8 @@ public readonly record struct TransportConnect(Transport? Transport, SocketError
 /// </summary>
 public sealed class Transport : IAsyncDisposable
 {
-    const int PipeBufferSize = 16 * 1024;
+    /// <summary>The pipes' read and segment size unless a protocol asks for another (<see cref="PipeBufferSize"/>).</summary>
+    public const int DefaultPipeBufferSize = 16 * 1024;
     Stream? _stream;
     readonly IDuplexPipe? _pipe;
     PipeReader? _input;
@@ -47,11 +48,18 @@ public sealed class Transport : IAsyncDisposable
 
     /// <summary>Reads from the peer. Protocol code reads here; bytes it leaves unread are the relay's to forward.</summary>
     public PipeReader Input => _input ??= _pipe?.Input
-        ?? PipeReader.Create(Stream, new StreamPipeReaderOptions(bufferSize: PipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
+        ?? PipeReader.Create(Stream, new StreamPipeReaderOptions(bufferSize: PipeBufferSize, minimumReadSize: Math.Min(4096, PipeBufferSize), leaveOpen: true));
 
     /// <summary>Writes to the peer (flush to send).</summary>
     public PipeWriter Output => _output ??= _pipe?.Output
         ?? PipeWriter.Create(Stream, new StreamPipeWriterOptions(minimumBufferSize: PipeBufferSize, leaveOpen: true));
+
+    /// <summary>
+    /// Bytes a read asks for and the size of an output segment (one send each), for pipes made after it is set. Bulk
+    /// protocols (SMTP message data) take more: fewer syscalls and packets, at the cost of a larger buffer held per
+    /// pending read.
+    /// </summary>
+    public int PipeBufferSize { get; set; } = DefaultPipeBufferSize;
 
     public SslStream? Tls { get; private set; }
 
@@ -174,7 +182,7 @@ public sealed class Transport : IAsyncDisposable
         }
         Tls = ssl;
         _stream = ssl;
-        _input = PipeReader.Create(ssl, new StreamPipeReaderOptions(bufferSize: PipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
+        _input = PipeReader.Create(ssl, new StreamPipeReaderOptions(bufferSize: PipeBufferSize, minimumReadSize: Math.Min(4096, PipeBufferSize), leaveOpen: true));
         _output = PipeWriter.Create(ssl, new StreamPipeWriterOptions(minimumBufferSize: PipeBufferSize, leaveOpen: true));
         return new TlsUpgrade(true, discarded, null);
     }

@@ -60,6 +60,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         _connX = conn.Record;   // the connection's own record: one closed line (the admission writes it if the session does not)
         _linked = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted, _idle.Token);
         _connX.Request = $"SMTP {_cfg.Upstream}";
+        Client.PipeBufferSize = SmtpListener.MessageBufferSize;
         _lines = new LineReader(Client.Input, _smtp.MaxLine - 2);
         _opts = PlainOptions;
         try
