@@ -23,7 +23,7 @@ public readonly record struct TransportConnect(Transport? Transport, SocketError
 /// </summary>
 public sealed class Transport : IAsyncDisposable
 {
-    /// <summary>The pipes' read and segment size unless a protocol asks for another (<see cref="InputBufferSize"/>, <see cref="OutputBufferSize"/>).</summary>
+    /// <summary>The pipes' read and segment size unless a protocol asks for other segments (<see cref="OutputBufferSize"/>).</summary>
     public const int DefaultPipeBufferSize = 16 * 1024;
     Stream? _stream;
     readonly IDuplexPipe? _pipe;
@@ -48,19 +48,16 @@ public sealed class Transport : IAsyncDisposable
 
     /// <summary>Reads from the peer. Protocol code reads here; bytes it leaves unread are the relay's to forward.</summary>
     public PipeReader Input => _input ??= _pipe?.Input
-        ?? PipeReader.Create(Stream, new StreamPipeReaderOptions(bufferSize: InputBufferSize, minimumReadSize: Math.Min(4096, InputBufferSize), leaveOpen: true));
+        ?? PipeReader.Create(Stream, new StreamPipeReaderOptions(bufferSize: DefaultPipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
 
     /// <summary>Writes to the peer (flush to send).</summary>
     public PipeWriter Output => _output ??= _pipe?.Output
         ?? PipeWriter.Create(Stream, new StreamPipeWriterOptions(minimumBufferSize: OutputBufferSize, leaveOpen: true));
 
     /// <summary>
-    /// Bytes a read of <see cref="Input"/> asks for, for pipes made after it is set. Bulk protocols (SMTP message data)
-    /// take more: fewer receives, at the cost of a larger buffer held while a read waits.
+    /// The size of an <see cref="Output"/> segment (one send each), for pipes made after it is set: bulk senders (SMTP
+    /// message data) take more. Reads stay <see cref="DefaultPipeBufferSize"/>: a read's buffer is held while it waits.
     /// </summary>
-    public int InputBufferSize { get; set; } = DefaultPipeBufferSize;
-
-    /// <summary>The size of an <see cref="Output"/> segment (one send each), for pipes made after it is set.</summary>
     public int OutputBufferSize { get; set; } = DefaultPipeBufferSize;
 
     public SslStream? Tls { get; private set; }
@@ -184,7 +181,7 @@ public sealed class Transport : IAsyncDisposable
         }
         Tls = ssl;
         _stream = ssl;
-        _input = PipeReader.Create(ssl, new StreamPipeReaderOptions(bufferSize: InputBufferSize, minimumReadSize: Math.Min(4096, InputBufferSize), leaveOpen: true));
+        _input = PipeReader.Create(ssl, new StreamPipeReaderOptions(bufferSize: DefaultPipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
         _output = PipeWriter.Create(ssl, new StreamPipeWriterOptions(minimumBufferSize: OutputBufferSize, leaveOpen: true));
         return new TlsUpgrade(true, discarded, null);
     }
