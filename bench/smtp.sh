@@ -14,6 +14,7 @@
 # ratios, which holds up better than the best rates when other work shares the machine. Bastion runs as shipped
 # (its runtimeconfig: no dynamic PGO, call counting from the first call); the sink's CPU is also given for the
 # Bastion rows: core 0 carries both, so the gateway's share decides the rate once smtp-source is not the bound.
+# HAProxy in `mode tcp` (no parsing at all) runs each round too, pinned like Bastion: the bound of this layout.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -65,6 +66,28 @@ taskset -c 0 dotnet "$DLL" run -c "$SCRATCH/bastion.yaml" --no-watch >"$SCRATCH/
 GW=$!; PIDS+=("$GW")
 waitport "$GW_PORT"
 
+# The physical bound of this layout: HAProxy in `mode tcp`, a relay that parses nothing, pinned like Bastion (core 0
+# with the sink). It still doubles the sink's socket work (two connections a message, every byte received and sent).
+HA_PORT=$(freeport)
+cat >"$SCRATCH/haproxy.cfg" <<CFG
+global
+  nbthread 1
+  maxconn 5000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind 127.0.0.1:$HA_PORT
+  default_backend b
+backend b
+  server s1 127.0.0.1:$SINK_PORT
+CFG
+taskset -c 0 haproxy -db -f "$SCRATCH/haproxy.cfg" >"$SCRATCH/haproxy.out" 2>&1 &
+HA=$!; PIDS+=("$HA")
+waitport "$HA_PORT"
+
 # run PORT SERVERPID SESSIONS SIZE MESSAGES -> "msgs/s server_cpu_us_per_msg sink_cpu_us_per_msg", or "cut" when
 # smtp-source did not finish within BENCH_RUN_LIMIT seconds (or failed).
 run() {
@@ -89,28 +112,33 @@ warm $((WARM * 2 / 10 + 1)) 100 1048576 2000 "$GW_PORT"
 warm $((WARM * 2 / 10 + 1)) 100 10240 100000 "$GW_PORT"
 log "warm-up direct"
 warm 3 10 10240 100000 "$SINK_PORT"
+warm 2 10 10240 100000 "$HA_PORT"
 SMALL=${BENCH_SMALL_MSGS:-10000}; LARGE=${BENCH_LARGE_MSGS:-600}
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| message | sessions | direct msg/s | Bastion msg/s | ratio of best | median round ratio | sink CPU µs/msg | Bastion CPU µs/msg | sink CPU behind Bastion |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| message | sessions | direct msg/s | Bastion msg/s | ratio of best | median round ratio | sink CPU µs/msg | Bastion CPU µs/msg | sink CPU behind Bastion | HAProxy-tcp msg/s | HAProxy/direct | Bastion/HAProxy | HAProxy CPU µs/msg |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 SPECS=${BENCH_SPECS:-"10240:10:$SMALL 10240:100:$SMALL 1048576:10:$LARGE 1048576:100:$LARGE"}
 for spec in $SPECS; do
   IFS=: read -r size sess msgs <<<"$spec"
-  best_d=0; best_b=0; cd_=0; cb=0; cs=0; ratios=()
+  best_d=0; best_b=0; best_h=0; cd_=0; cb=0; cs=0; ch=0; ratios=()
   for round in $(seq "${BENCH_ROUNDS:-3}"); do
     read -r d dc _ < <(run "$SINK_PORT" "$SINK" "$sess" "$size" "$msgs")
     read -r b bc bs < <(run "$GW_PORT" "$GW" "$sess" "$size" "$msgs")
-    log "size=$size sessions=$sess round $round: direct $d msg/s ($dc µs/msg), bastion $b msg/s ($bc µs/msg, sink $bs)"
+    read -r h hc _ < <(run "$HA_PORT" "$HA" "$sess" "$size" "$msgs")
+    log "size=$size sessions=$sess round $round: direct $d msg/s ($dc µs/msg), bastion $b msg/s ($bc µs/msg, sink $bs), haproxy-tcp $h msg/s ($hc µs/msg)"
     if [ "$d" = cut ] || [ "$b" = cut ]; then log "run cut short (BENCH_RUN_LIMIT) or failed: round not counted"; continue; fi
     ratios+=("$(awk -v a="$b" -v b="$d" 'BEGIN { printf "%.2f", a / b }')")
     [ "$d" -gt "$best_d" ] && { best_d=$d; cd_=$dc; }
     [ "$b" -gt "$best_b" ] && { best_b=$b; cb=$bc; cs=$bs; }
+    [ "$h" != cut ] && [ "$h" -gt "$best_h" ] && { best_h=$h; ch=$hc; }
   done
   label=$([ "$size" = 10240 ] && echo "10 KiB" || echo "1 MiB")
   ratio=$(awk -v a="$best_b" -v b="$best_d" 'BEGIN { printf "%.2fx", a / b }')
   median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { printf "%.2fx", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
-  [ "${#ratios[@]}" -gt 0 ] || { echo "| $label | $sess | cut | cut | | | | | |"; continue; }
-  echo "| $label | $sess | $best_d | $best_b | $ratio | $median | $cd_ | $cb | $cs |"
+  [ "${#ratios[@]}" -gt 0 ] || { echo "| $label | $sess | cut | cut | | | | | | | | | |"; continue; }
+  hd=$(awk -v a="$best_h" -v b="$best_d" 'BEGIN { printf "%.2fx", a / b }')
+  bh=$(awk -v a="$best_b" -v b="$best_h" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')
+  echo "| $label | $sess | $best_d | $best_b | $ratio | $median | $cd_ | $cb | $cs | $best_h | $hd | $bh | $ch |"
 done
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 grep -c '"event":"request"' "$SCRATCH/access.log" | xargs -I{} echo "(access log: {} decision lines written during the run)"

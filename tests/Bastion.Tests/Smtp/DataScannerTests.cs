@@ -181,6 +181,54 @@ public class DataScannerTests
         }
     }
 
+    /// <summary>
+    /// Long messages (plain text is skipped a vector at a time): random mutations of ordinary lines, read whole, in
+    /// random pieces and byte by byte (pieces shorter than a vector: the state machine alone), give one answer.
+    /// </summary>
+    [Fact]
+    public void Long_messages_with_mutations_give_the_same_result_whole_and_in_pieces()
+    {
+        var rng = new Random(11);
+        const string alphabet = "\r\n.a";
+        for (int k = 0; k < 3_000; k++)
+        {
+            var sb = new StringBuilder();
+            int lines = 1 + rng.Next(12);
+            for (int l = 0; l < lines; l++)
+            {
+                if (rng.Next(4) == 0) sb.Append("..");
+                sb.Append('x', rng.Next(70)).Append("\r\n");
+            }
+            var chars = sb.ToString().ToCharArray();
+            for (int m = rng.Next(4); m > 0 && chars.Length > 0; m--) chars[rng.Next(chars.Length)] = alphabet[rng.Next(alphabet.Length)];
+            var input = new string(chars) + "\r\n.\r\n" + "MAIL FROM:<a@b>\r\n";
+            int refEnd = ("\r\n" + input).IndexOf("\r\n.\r\n", StringComparison.Ordinal) - 2 + 5;
+            bool bare = HasBare(input[..refEnd]);
+            foreach (var mode in new[] { BareNewlineMode.Refuse, BareNewlineMode.Normalize })
+            {
+                var whole = Scan(input, mode);
+                Assert.Equal(DataStatus.End, whole.Status);
+                Assert.Equal(refEnd, whole.Consumed);
+                var bytewise = Scan(input, mode, chunk: 1);
+                var pieces = Scan(input, mode, chunk: 1 + rng.Next(100));
+                Assert.Equal(whole with { Output = "" }, bytewise with { Output = "" });
+                Assert.Equal(whole with { Output = "" }, pieces with { Output = "" });
+                if (mode == BareNewlineMode.Refuse)
+                {
+                    Assert.Equal(bare, whole.Refusal is not null);
+                    if (!bare) Assert.Equal(input[..(refEnd - 3)], whole.Output);
+                }
+                else
+                {
+                    Assert.Null(whole.Refusal);
+                    AssertClean(whole.Output);
+                    Assert.Equal(bytewise.Output, whole.Output);
+                    Assert.Equal(pieces.Output, whole.Output);
+                }
+            }
+        }
+    }
+
     static bool HasBare(string s)
     {
         for (int i = 0; i < s.Length; i++)

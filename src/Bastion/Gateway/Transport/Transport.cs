@@ -23,7 +23,8 @@ public readonly record struct TransportConnect(Transport? Transport, SocketError
 /// </summary>
 public sealed class Transport : IAsyncDisposable
 {
-    const int PipeBufferSize = 16 * 1024;
+    /// <summary>The pipes' read and segment size unless a protocol asks for other segments (<see cref="OutputBufferSize"/>).</summary>
+    public const int DefaultPipeBufferSize = 16 * 1024;
     Stream? _stream;
     readonly IDuplexPipe? _pipe;
     PipeReader? _input;
@@ -47,11 +48,17 @@ public sealed class Transport : IAsyncDisposable
 
     /// <summary>Reads from the peer. Protocol code reads here; bytes it leaves unread are the relay's to forward.</summary>
     public PipeReader Input => _input ??= _pipe?.Input
-        ?? PipeReader.Create(Stream, new StreamPipeReaderOptions(bufferSize: PipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
+        ?? PipeReader.Create(Stream, new StreamPipeReaderOptions(bufferSize: DefaultPipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
 
     /// <summary>Writes to the peer (flush to send).</summary>
     public PipeWriter Output => _output ??= _pipe?.Output
-        ?? PipeWriter.Create(Stream, new StreamPipeWriterOptions(minimumBufferSize: PipeBufferSize, leaveOpen: true));
+        ?? PipeWriter.Create(Stream, new StreamPipeWriterOptions(minimumBufferSize: OutputBufferSize, leaveOpen: true));
+
+    /// <summary>
+    /// The size of an <see cref="Output"/> segment (one send each), for pipes made after it is set: bulk senders (SMTP
+    /// message data) take more. Reads stay <see cref="DefaultPipeBufferSize"/>: a read's buffer is held while it waits.
+    /// </summary>
+    public int OutputBufferSize { get; set; } = DefaultPipeBufferSize;
 
     public SslStream? Tls { get; private set; }
 
@@ -174,8 +181,8 @@ public sealed class Transport : IAsyncDisposable
         }
         Tls = ssl;
         _stream = ssl;
-        _input = PipeReader.Create(ssl, new StreamPipeReaderOptions(bufferSize: PipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
-        _output = PipeWriter.Create(ssl, new StreamPipeWriterOptions(minimumBufferSize: PipeBufferSize, leaveOpen: true));
+        _input = PipeReader.Create(ssl, new StreamPipeReaderOptions(bufferSize: DefaultPipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
+        _output = PipeWriter.Create(ssl, new StreamPipeWriterOptions(minimumBufferSize: OutputBufferSize, leaveOpen: true));
         return new TlsUpgrade(true, discarded, null);
     }
 

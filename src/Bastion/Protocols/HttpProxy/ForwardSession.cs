@@ -47,7 +47,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         return tunnel is not null ? ServeInTunnelAsync(tunnel, limits) : ServeForwardAsync(limits);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ServeForwardAsync(Limits limits)
     {
         var h = Head;
@@ -117,7 +117,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 
         // The address connected to is judged too (SPEC 2.1): after DNS, before any byte goes out.
         var c = _canonical;
-        var judged = await Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, Ctx.Policy, Attrs, c.Host!, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        var judged = await ResolveJudgedAsync(c.Host!, limits).ConfigureAwait(false);
         if (judged.Denied is { } denied)
         {
             Decision = denied;
@@ -216,13 +216,33 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         return false;
     }
 
+    string? _literalHost;
+    System.Net.IPAddress[]? _literal;
+
+    /// <summary>
+    /// The target's addresses, judged by the address rules (<see cref="Connector.ResolveJudgedAsync"/>). An IP literal
+    /// is parsed once per connection rather than once per request (a keep-alive client of one origin asks for the
+    /// same host again and again); the rules are asked every time.
+    /// </summary>
+    ValueTask<JudgedAddresses> ResolveJudgedAsync(string host, Limits limits)
+    {
+        if (_literal is null || host != _literalHost)
+        {
+            if (!System.Net.IPAddress.TryParse(host, out var ip))
+                return Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, Ctx.Policy, Attrs, host, limits.ConnectTimeout, Conn.Aborted);
+            _literalHost = host;
+            _literal = [ip];
+        }
+        return new ValueTask<JudgedAddresses>(Connector.Judge(Ctx.Policy, Attrs, _literal));
+    }
+
     /// <summary>
     /// Resolves a CONNECT target, asks the address rules about every address (SPEC 2.1) and connects to the allowed
     /// ones: the socket, or the status (403 with the denying rule as the decision, 502, 504) and why not.
     /// </summary>
     async Task<(Socket? Socket, int Status, string? Reason)> ConnectTunnelAsync(string host, int port, Limits limits)
     {
-        var judged = await Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, Ctx.Policy, Attrs, host, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        var judged = await ResolveJudgedAsync(host, limits).ConfigureAwait(false);
         if (judged.Denied is { } denied)
         {
             Decision = denied;
@@ -255,7 +275,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
     /// https://name/path with the tunnel's name as host and its SNI; the user is the CONNECT's. It goes to the origin
     /// through the tunnel's own pool, whose first connection is the one opened (and verified) during the handshake.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ServeInTunnelAsync(InspectedOrigin t, Limits limits)
     {
         var h = Head;

@@ -63,7 +63,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
 
     protected override string RequestText() => $"{Head.Method} {_scheme}://{_hostHeader}{HttpHead.Latin1(Head.PathAndQuery)}";
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     protected override async ValueTask<bool> ServeAsync(Limits _)
     {
         var st = _states.Current();
@@ -145,7 +145,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
     }
 
     /// <summary>Balance, build the upstream's head, send; another target when one cannot be reached and nothing was sent.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ForwardAsync(ReverseState st, CompiledRoute route, Limits limits, bool stripAuthorization, string? upgrade)
     {
         var group = route.Upstream;

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.Intrinsics;
 
 namespace Bastion.Protocols.Smtp;
 
@@ -11,6 +12,8 @@ public enum DataStatus : byte { NeedMore, End }
 /// scan goes on to the real end so that no byte of it is read as a command) or is written as CRLF — and a line
 /// that is then a lone "." is written "..", so the server cannot see an end the gateway did not see.
 /// The terminating ".\r\n" is never written: the session sends it once the message is allowed.
+/// Ordinary text (every CR followed by LF, every LF after a CR, no line starting with ".") is passed over a vector at
+/// a time (<see cref="PlainLength"/>); the byte-wise state machine sees only the blocks that hold something else.
 /// </summary>
 public sealed class DataScanner(BareNewlineMode mode, long maxSize) : MessageFilter(mode, maxSize)
 {
@@ -43,9 +46,23 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize) : MessageFil
     /// </summary>
     public DataStatus Feed(ReadOnlySpan<byte> input, IBufferWriter<byte> output, out int consumed)
     {
-        int i = 0, run = 0, n = input.Length;
+        int i = 0, run = 0, n = input.Length, slowUntil = 0;
         while (i < n)
         {
+            // Between lines or inside one (not after a normalised newline), whole blocks of plain text are skipped
+            // at once; a block that is not plain goes to the state machine before the next try.
+            if (i >= slowUntil && (_state == State.Mid || (_state == State.LineStart && !_soft)))
+            {
+                int plain = PlainLength(input[i..], _state == State.LineStart);
+                if (plain > 0)
+                {
+                    i += plain;
+                    _state = input[i - 1] switch { (byte)'\r' => State.Cr, (byte)'\n' => State.LineStart, _ => State.Mid };
+                    _soft = false;
+                }
+                slowUntil = i + Vector256<byte>.Count;
+                if (i >= n) break;
+            }
             byte b = input[i];
             switch (_state)
             {
@@ -151,6 +168,51 @@ public sealed class DataScanner(BareNewlineMode mode, long maxSize) : MessageFil
         _consumed += n;
         CheckSize();
         return DataStatus.NeedMore;
+    }
+
+    /// <summary>
+    /// How many bytes from the start of <paramref name="s"/> are plain text, in whole vectors: each CR followed by LF
+    /// (a CR last in the length is left to the state machine with the byte after it), each LF after a CR, no "." right
+    /// after a LF. <paramref name="afterLf"/>: the byte before <paramref name="s"/> was the LF of a CRLF.
+    /// </summary>
+    static int PlainLength(ReadOnlySpan<byte> s, bool afterLf)
+    {
+        ref byte start = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(s);
+        int i = 0;
+        uint lfCarry = afterLf ? 1u : 0u, crCarry = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var cr = Vector256.Create((byte)'\r');
+            var lf = Vector256.Create((byte)'\n');
+            var dot = Vector256.Create((byte)'.');
+            for (; i <= s.Length - Vector256<byte>.Count; i += Vector256<byte>.Count)
+            {
+                var v = Vector256.LoadUnsafe(ref start, (nuint)i);
+                uint crs = Vector256.Equals(v, cr).ExtractMostSignificantBits();
+                uint lfs = Vector256.Equals(v, lf).ExtractMostSignificantBits();
+                uint dots = Vector256.Equals(v, dot).ExtractMostSignificantBits();
+                if ((lfs ^ ((crs << 1) | crCarry)) != 0 || (dots & ((lfs << 1) | lfCarry)) != 0) break;
+                crCarry = crs >> 31;
+                lfCarry = lfs >> 31;
+            }
+        }
+        else if (Vector128.IsHardwareAccelerated)
+        {
+            var cr = Vector128.Create((byte)'\r');
+            var lf = Vector128.Create((byte)'\n');
+            var dot = Vector128.Create((byte)'.');
+            for (; i <= s.Length - Vector128<byte>.Count; i += Vector128<byte>.Count)
+            {
+                var v = Vector128.LoadUnsafe(ref start, (nuint)i);
+                uint crs = Vector128.Equals(v, cr).ExtractMostSignificantBits();
+                uint lfs = Vector128.Equals(v, lf).ExtractMostSignificantBits();
+                uint dots = Vector128.Equals(v, dot).ExtractMostSignificantBits();
+                if ((lfs ^ (((crs << 1) | crCarry) & 0xFFFF)) != 0 || (dots & ((lfs << 1) | lfCarry)) != 0) break;
+                crCarry = crs >> 15;
+                lfCarry = lfs >> 15;
+            }
+        }
+        return i;
     }
 
     /// <summary>A line that is a lone "." ended by a bare CR or LF.</summary>

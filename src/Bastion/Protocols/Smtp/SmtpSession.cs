@@ -440,8 +440,10 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             input.AdvanceTo(to);
             x.AddIn(offset);
             // The last part of the message waits in the pipe and goes out with the end of data (one send, not two),
-            // or never, when the message is refused at its end.
-            if (!end && lost is null && scanner.Refusal is null)
+            // or never, when the message is refused at its end. Before that, data goes out in sends of about
+            // MessageBufferSize, not one per (16 KiB) read.
+            if (!end && lost is null && scanner.Refusal is null && up.Output is var o
+                && (!o.CanGetUnflushedBytes || o.UnflushedBytes >= SmtpListener.MessageBufferSize / 2))
             {
                 lost = await up.FlushAsync(conn.Aborted).ConfigureAwait(false);
                 if (lost is not null) sink = Discard.Instance;

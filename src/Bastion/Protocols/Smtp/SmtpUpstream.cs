@@ -26,6 +26,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
     SmtpUpstream(Transport t, HostPort target, TimeSpan replyTimeout, CancellationToken aborted)
     {
         _t = t;
+        _t.OutputBufferSize = SmtpListener.MessageBufferSize;
         Target = target;
         TargetText = target.ToString();
         _replyTimeout = replyTimeout;

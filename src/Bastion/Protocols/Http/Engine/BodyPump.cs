@@ -34,7 +34,7 @@ public static class BodyPump
     /// <param name="activity">re-armed with <paramref name="idle"/> after every transfer (idle timeout).</param>
     /// <param name="progress">called with the data bytes so far; true stops the transfer (a late response rule).</param>
     /// <param name="decoder">a chunked body's decoder state when part of it was taken already (sent with the head).</param>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public static async ValueTask<PumpResult> CopyAsync(Peer from, Duplex to, BodyFraming framing, BodyOut mode, long limit,
         Expiring? activity, TimeSpan idle, Func<long, bool>? progress = null, int errorStatus = 400, ChunkedDecoder decoder = default)
     {

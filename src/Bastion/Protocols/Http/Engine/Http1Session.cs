@@ -121,7 +121,7 @@ public abstract class Http1Session : Expiring
         _record is { IsClosed: true } done ? done.Reopen() : _record = Ctx.Open(Conn, ExchangeKinds.Request);
 
     /// <summary>Reads one request head. False when the client is gone (or idle too long, or refused) between requests.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ReadHeadAsync(Limits limits)
     {
         bool first = _exchanges == 0;
@@ -219,7 +219,7 @@ public abstract class Http1Session : Expiring
     /// Answers with the gateway's own page (4xx, 5xx), logs it, and says whether the connection may go on.
     /// <paramref name="extra"/> adds header fields (WWW-Authenticate, Retry-After...).
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     protected async ValueTask<bool> RejectAsync(int status, string reason, string rule, bool close, Verdict verdict = Verdict.Deny,
         string? extraName = null, string? extraValue = null, string? logReason = null)
     {
@@ -255,7 +255,7 @@ public abstract class Http1Session : Expiring
     }
 
     /// <summary>Sends to the client and counts it; a client that is gone turns keep-alive off.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     protected async ValueTask<bool> SendToClientAsync(ReadOnlyMemory<byte> bytes)
     {
         try
@@ -280,7 +280,7 @@ public abstract class Http1Session : Expiring
     /// Sends the request head in <see cref="UpOut"/> (and the client's body) through <paramref name="pool"/> and relays
     /// the response. Returns the upstream result (for health accounting) and whether the client connection may go on.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     protected async ValueTask<(UpstreamResult Result, bool Again)> ForwardAsync(UpstreamPool pool, Limits limits, RelayOptions o)
     {
         var r = await SendUpstreamAsync(pool, limits).ConfigureAwait(false);
@@ -288,7 +288,7 @@ public abstract class Http1Session : Expiring
     }
 
     /// <summary>The request to the upstream, up to its final response head (nothing is answered to the client yet).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     protected async ValueTask<UpstreamResult> SendUpstreamAsync(UpstreamPool pool, Limits limits)
     {
         var framing = Head.Framing;
@@ -304,7 +304,7 @@ public abstract class Http1Session : Expiring
     }
 
     /// <summary>Relays the response the upstream gave, or answers for the upstream that gave none.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     protected async ValueTask<bool> RespondAsync(UpstreamResult r, Limits limits, RelayOptions o)
     {
         _continued = false;
@@ -480,7 +480,7 @@ public abstract class Http1Session : Expiring
     /// The response's moment: response rules on its head, then the head to the client (the upstream's field lines
     /// as received, less hop-by-hop ones, plus Via and our framing), then the body by its framing.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> RelayResponseAsync(UpstreamResult r, Limits limits, RelayOptions o)
     {
         var up = r.Connection!;

@@ -21,6 +21,31 @@ public abstract class Duplex : IAsyncDisposable
     /// <summary>Reads what is there (at least one byte), or 0 at the end of the stream.</summary>
     public abstract ValueTask<int> ReceiveAsync(Memory<byte> buffer);
 
+    /// <summary>
+    /// Receives for <paramref name="peer"/> (its counters move when the result is taken). A plain socket does it with
+    /// no async layer in between; others wait here.
+    /// </summary>
+    internal virtual ValueTask<int> ReceiveIntoAsync(Memory<byte> buffer, Peer? peer)
+    {
+        var t = ReceiveAsync(buffer);
+        if (peer is null) return t;
+        if (t.IsCompletedSuccessfully)
+        {
+            int n = t.Result;
+            peer.Received(n);
+            return new ValueTask<int>(n);
+        }
+        return Await(t, peer);
+
+        [AsyncMethodBuilder(typeof(PooledBuilder<>))]
+        static async ValueTask<int> Await(ValueTask<int> t, Peer peer)
+        {
+            int n = await t.ConfigureAwait(false);
+            peer.Received(n);
+            return n;
+        }
+    }
+
     /// <summary>Sends all of it.</summary>
     public abstract ValueTask SendAsync(ReadOnlyMemory<byte> data);
 
@@ -55,14 +80,23 @@ public abstract class Duplex : IAsyncDisposable
 
 sealed class SocketDuplex(Socket socket) : Duplex
 {
+    // One reusable operation per direction, owned for the connection's life (SocketOperation).
+    readonly SocketOperation _receive = new(), _send = new();
+
     public override Socket Socket => socket;
 
-    public override ValueTask<int> ReceiveAsync(Memory<byte> buffer) => socket.ReceiveAsync(buffer, SocketFlags.None);
+    public override ValueTask<int> ReceiveAsync(Memory<byte> buffer) => ReceiveIntoAsync(buffer, null);
+
+    internal override ValueTask<int> ReceiveIntoAsync(Memory<byte> buffer, Peer? peer)
+    {
+        if (_receive.TryBegin()) return _receive.ReceiveAsync(socket, buffer, peer);
+        return base.ReceiveIntoAsync(buffer, peer);
+    }
 
     public override ValueTask SendAsync(ReadOnlyMemory<byte> data)
     {
         // Stream sockets send everything or fail; the returned count needs no loop.
-        var t = socket.SendAsync(data, SocketFlags.None);
+        var t = _send.TryBegin() ? _send.SendAsync(socket, data) : socket.SendAsync(data, SocketFlags.None);
         if (t.IsCompletedSuccessfully)
         {
             t.GetAwaiter().GetResult();
@@ -70,7 +104,7 @@ sealed class SocketDuplex(Socket socket) : Duplex
         }
         return Await(t);
 
-        [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+        [AsyncMethodBuilder(typeof(PooledBuilder))]
         static async ValueTask Await(ValueTask<int> t) => await t.ConfigureAwait(false);
     }
 
@@ -85,6 +119,9 @@ sealed class SocketDuplex(Socket socket) : Duplex
     {
         try { socket.Dispose(); }
         catch (ObjectDisposedException) { }
+        // An operation still in flight is completed (aborted) by the close; the arguments free themselves after it.
+        _receive.Dispose();
+        _send.Dispose();
         return ValueTask.CompletedTask;
     }
 }

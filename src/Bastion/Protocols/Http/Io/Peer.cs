@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Buffers;
 
 namespace Bastion.Protocols.Http.Io;
@@ -31,7 +30,7 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     public int Capacity => _buf.Length;
 
     /// <summary>Total bytes received over the connection's life.</summary>
-    public long Received { get; private set; }
+    public long Total { get; private set; }
 
     public void Consume(int n)
     {
@@ -58,18 +57,21 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     /// Receives more after what is buffered (moving it to the front first when the buffer's end is reached).
     /// Returns the count, 0 at the end of the stream, -1 when the buffer is full of unconsumed bytes.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<int> ReceiveAsync()
+    public ValueTask<int> ReceiveAsync()
     {
         if (_end == _buf.Length)
         {
-            if (_start == 0) return -1;
+            if (_start == 0) return new ValueTask<int>(-1);
             Compact();
         }
-        int n = await Io.ReceiveAsync(_buf.AsMemory(_end)).ConfigureAwait(false);
+        return Io.ReceiveIntoAsync(_buf.AsMemory(_end), this);
+    }
+
+    /// <summary>A receive into the free end of the buffer took <paramref name="n"/> bytes (called as its result is taken).</summary>
+    internal void Received(int n)
+    {
         _end += n;
-        Received += n;
-        return n;
+        Total += n;
     }
 
     void Compact()
@@ -106,16 +108,12 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     }
 
     /// <summary>Receives into the buffer after <paramref name="before"/> bytes of room, keeping <paramref name="after"/> free at its end.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<int> ReceiveFramedAsync(int before, int after)
+    public ValueTask<int> ReceiveFramedAsync(int before, int after)
     {
         if (_start == _end) _start = _end = before;
         int room = _buf.Length - after - _end;
-        if (room <= 0) return -1;
-        int n = await Io.ReceiveAsync(_buf.AsMemory(_end, room)).ConfigureAwait(false);
-        _end += n;
-        Received += n;
-        return n;
+        if (room <= 0) return new ValueTask<int>(-1);
+        return Io.ReceiveIntoAsync(_buf.AsMemory(_end, room), this);
     }
 
     /// <summary>The underlying array and where the data starts (for framing in place).</summary>

@@ -36,7 +36,7 @@ public readonly record struct UpstreamTimeouts(TimeSpan Response, TimeSpan Idle)
 /// </summary>
 public static class UpstreamExchange
 {
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public static async ValueTask<UpstreamResult> SendAsync(UpstreamPool pool, ReadOnlyMemory<byte> head, Peer? client,
         BodyFraming framing, long maxBody, bool headRequest, bool connectRequest, UpstreamTimeouts timeouts,
         Func<ResponseHead, ValueTask>? interim, int maxResponseHead, CancellationToken ct)
@@ -48,7 +48,7 @@ public static class UpstreamExchange
             if (!rented.Ok) return new UpstreamResult(UpstreamEnd.ConnectFailed, null, rented.Error, ConnectTimedOut: rented.TimedOut, Attempts: attempt);
             var conn = rented.Connection!;
             bool mayRetry = conn.Reused && attempt == 1 && !hasBody;
-            long receivedBefore = conn.Peer.Received;
+            long receivedBefore = conn.Peer.Total;
             conn.ExpireIn(timeouts.Response);
             try
             {
@@ -76,7 +76,7 @@ public static class UpstreamExchange
                     return new UpstreamResult(UpstreamEnd.ClientBodyFailed, null, r.Error, Body: b, Attempts: attempt);
                 }
             }
-            bool stale = mayRetry && r.End == UpstreamEnd.NoResponse && conn.Peer.Received == receivedBefore;
+            bool stale = mayRetry && r.End == UpstreamEnd.NoResponse && conn.Peer.Total == receivedBefore;
             await conn.CloseAsync().ConfigureAwait(false);
             if (stale) continue;
             return r with { Connection = null, RequestBody = null, Attempts = attempt };
@@ -93,7 +93,7 @@ public static class UpstreamExchange
     }
 
     /// <summary>Reads response heads until a final one (1xx other than 101 are interim).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     static async ValueTask<UpstreamResult> ReadHeadAsync(UpstreamConnection conn, bool headRequest, bool connectRequest,
         Func<ResponseHead, ValueTask>? interim, int maxHead)
     {

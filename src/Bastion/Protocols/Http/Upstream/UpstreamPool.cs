@@ -94,7 +94,7 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
     }
 
     /// <summary>An idle connection if a good one waits, else a new one. <paramref name="fresh"/>: always a new one.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public async ValueTask<ConnectOutcome> RentAsync(bool fresh, CancellationToken ct)
     {
         if (!fresh)
