@@ -6,7 +6,7 @@ META: key<TAB>value lines (printed as the header). RECORDS: one line per measure
 table, contender, is_reference (1/0), metric, value, p50_ms, p99_ms, rss_kib, errors, cpu, note
 (cpu: the server's CPU time per request/connection in µs, or per GiB in ms for MiB/s).
 Rows keep the order in which contenders first appear; values are averaged over rounds and each
-round is listed so that the noise is visible.
+round is listed so that the noise is visible; with three rounds or more the medians follow the table.
 """
 import statistics
 import sys
@@ -108,6 +108,17 @@ def main():
                 cells += [f"{p99 / ref_p99:.2f}x" if ref_p99 and p99 is not None else "-"]
             out.append("| " + " | ".join(cells) + " |")
         notes = [f"{who}: {r['note']}" for who, r in rows.items() if r["note"] and r["values"]]
+        # With three rounds or more one disturbed round moves a mean a lot (the FTP rows swing 250-1,700 MiB/s):
+        # the medians go beside it.
+        if any(len(r["values"]) >= 3 for r in rows.values()):
+            ref_median = statistics.median(ref["values"]) if ref else None
+            medians = []
+            for who, r in order:
+                if r["values"]:
+                    m = statistics.median(r["values"])
+                    ratio = f" ({m / ref_median:.2f}x)" if ref_median and not r["ref"] else ""
+                    medians.append(f"{who} {fmt(m, digits)}{ratio}")
+            notes.append(f"medians of the rounds ({metric}): " + ", ".join(medians))
         if notes:
             out.append("")
             out.extend(f"- {n}" for n in notes)
