@@ -29,12 +29,14 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
     readonly string _clientIp, _forwardedFor;
     readonly int _localPort;
     readonly string _scheme;
+    /// <summary>"http://" or "https://": before an origin-form target in the log's request text.</summary>
+    readonly string _schemePrefix;
     string? _hostHeader;
     readonly LastString _hostText = new(), _hostName = new();
     /// <summary>The client's address as the rules see it (IPv4-mapped addresses as IPv4).</summary>
     readonly System.Net.IPAddress _source;
     /// <summary>The last request's log text and what it was made from: the same request again reuses it.</summary>
-    string? _lastRequestText, _lastMethod, _lastUrl;
+    readonly RequestText _requestText = new();
     /// <summary>The request target in its one canonical form: what is judged, routed and forwarded.</summary>
     readonly CanonicalTarget _canonical = new();
 
@@ -49,6 +51,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         _states = states;
         _tls = tls;
         _scheme = tls ? "https" : "http";
+        _schemePrefix = tls ? "https://" : "http://";
         var ip = conn.Client.Address;
         if (ip.IsIPv4MappedToIPv6) ip = ip.MapToIPv4();
         _source = ip;
@@ -137,11 +140,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
     string LogText(string method)
     {
         var c = _canonical;
-        var url = c.Host is null ? c.PathAndQuery : c.Url;
-        if (_lastRequestText is not null && ReferenceEquals(method, _lastMethod) && url == _lastUrl) return _lastRequestText;
-        _lastMethod = method;
-        _lastUrl = url;
-        return _lastRequestText = c.Host is null ? $"{method} {_scheme}://{url}" : $"{method} {url}";
+        return c.Host is null ? _requestText.Get(method, c.PathAndQuery, _schemePrefix) : _requestText.Get(method, c.Url);
     }
 
     /// <summary>Balance, build the upstream's head, send; another target when one cannot be reached and nothing was sent.</summary>

@@ -23,10 +23,8 @@ sealed class InspectedOrigin : IDisposable
     public string Authority => _authority ??= Port == 443 ? HostText : $"{HostText}:{Port}";
     string HostText => Name.Contains(':') ? $"[{Name}]" : Name;
     string? _authority;
-    /// <summary>The last URL made, for the next request to the same path (a keep-alive client asking again).</summary>
-    UrlMemo? _lastUrl;
-
-    sealed record UrlMemo(string PathAndQuery, string Url);
+    /// <summary>The last URL made and its path, for the next request to the same path (a keep-alive client asking again).</summary>
+    string? _lastPath, _lastUrl;
     public string? Failure { get; init; }
     public bool Http2 { get; init; }
     /// <summary>HTTP/1.1 tunnels: the origin connections, reconnecting to the same address when the origin closes one.</summary>
@@ -37,10 +35,9 @@ sealed class InspectedOrigin : IDisposable
     /// <summary>The URL a request inside the tunnel is judged and logged by.</summary>
     public string Url(string pathAndQuery)
     {
-        if (_lastUrl is { } m && m.PathAndQuery == pathAndQuery) return m.Url;
-        var url = $"https://{Authority}{pathAndQuery}";
-        _lastUrl = new UrlMemo(pathAndQuery, url);
-        return url;
+        if (_lastUrl is not null && _lastPath == pathAndQuery) return _lastUrl;
+        _lastPath = pathAndQuery;
+        return _lastUrl = $"https://{Authority}{pathAndQuery}";
     }
 
     /// <summary>Whether a Host (or :authority) names the tunnel's origin: its authority, or with ":443" spelled out.</summary>
