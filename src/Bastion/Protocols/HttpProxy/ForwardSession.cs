@@ -196,6 +196,8 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         Conn.Target = Conn.Record.Upstream = X!.Upstream = $"{HostName.ForUrl(host)}:{port}";
         if (!await SendToClientAsync("HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n"u8.ToArray()).ConfigureAwait(false)) return false;
         X.Status = 200;
+        // The tunnel (spliced or inspected) uses the socket through .NET's own engine from here.
+        Client.Io.Detach();
 
         // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel.
         if (inspection is not null && (provisional || Ctx.Runtime.Inspection.ContainsKey(Ctx.Name) || TunnelInspection.AsksSni(Ctx.Policy)))

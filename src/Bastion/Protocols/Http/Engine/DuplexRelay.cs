@@ -18,6 +18,8 @@ public static class DuplexRelay
             ReadOnlyMemory<byte> toClient = upstream.Count > 0 ? upstream.Data.ToArray() : default;
             client.Clear();
             upstream.Clear();
+            client.Io.Detach();
+            upstream.Io.Detach();
             await SocketRelay.RunAsync(cs, us, idle, counter, fromClient, toClient).ConfigureAwait(false);
             return;
         }

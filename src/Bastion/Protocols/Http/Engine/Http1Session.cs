@@ -97,6 +97,7 @@ public abstract class Http1Session : Expiring
             _abort.Dispose();
             Deadlines.Remove(this);
             await OnClosedAsync().ConfigureAwait(false);
+            Client.Io.Detach();
             Client.Release();
             Conn.Record.Request = _exchanges == 1 && X?.Request is { } only ? only : $"{_exchanges} requests";
         }

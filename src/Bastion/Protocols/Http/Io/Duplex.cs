@@ -57,6 +57,7 @@ public abstract class Duplex : IAsyncDisposable
     {
         try { Socket?.Shutdown(SocketShutdown.Receive); }
         catch (Exception e) when (e is SocketException or ObjectDisposedException) { }
+        Woken();
     }
 
     /// <summary>Closes at once; pending operations fail.</summary>
@@ -64,7 +65,17 @@ public abstract class Duplex : IAsyncDisposable
     {
         try { Socket?.Close(0); }
         catch (ObjectDisposedException) { }
+        Woken();
     }
+
+    /// <summary>After a shutdown or close from elsewhere: an engine whose waits a close does not end ends them here.</summary>
+    protected virtual void Woken() { }
+
+    /// <summary>
+    /// Hands the socket back to .NET's own engine (a CONNECT or WebSocket relay takes it next): called with nothing
+    /// pending, and at the connection's end.
+    /// </summary>
+    public virtual void Detach() { }
 
     public abstract ValueTask DisposeAsync();
 
@@ -73,7 +84,8 @@ public abstract class Duplex : IAsyncDisposable
         e is SocketException or IOException or ObjectDisposedException or OperationCanceledException
             or System.Security.Authentication.AuthenticationException or InvalidOperationException;
 
-    public static Duplex Over(Socket s) => new SocketDuplex(s);
+    /// <summary>A plain socket: on the epoll engine unless it is switched off (<see cref="EpollEngine"/>).</summary>
+    public static Duplex Over(Socket s) => EpollEngine.Enabled ? new EpollDuplex(s) : new SocketDuplex(s);
 
     public static Duplex Over(Stream s, Socket? socket) => new StreamDuplex(s, socket);
 }

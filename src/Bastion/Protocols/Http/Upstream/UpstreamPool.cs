@@ -137,7 +137,15 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
                 return new ConnectOutcome(null, dnsError == SocketError.TimedOut ? $"upstream {Label} failed: resolving {Host} timed out" : $"upstream {Label} failed: cannot resolve {Host}", dnsError == SocketError.TimedOut);
             targets = resolved;
         }
-        var r = await Connector.ConnectAsync(targets, Port, ConnectTimeout, ct).ConfigureAwait(false);
+        ConnectResult r;
+        Duplex? plain = null;
+        if (Tls is null && EpollEngine.Enabled)
+        {
+            var (epoll, error, message) = await EpollEngine.ConnectAsync(targets, Port, ConnectTimeout, ct).ConfigureAwait(false);
+            plain = epoll;
+            r = new ConnectResult(epoll?.Socket, error, message);
+        }
+        else r = await Connector.ConnectAsync(targets, Port, ConnectTimeout, ct).ConfigureAwait(false);
         if (!r.Ok)
         {
             var why = r.Error switch
@@ -151,7 +159,7 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
         }
         var socket = r.Socket!;
         Duplex io;
-        if (Tls is null) io = Duplex.Over(socket);
+        if (Tls is null) io = plain ?? Duplex.Over(socket);
         else
         {
             var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
