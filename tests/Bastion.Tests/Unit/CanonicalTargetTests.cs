@@ -253,4 +253,40 @@ public class CanonicalTargetTests
         if (rng.Next(4) == 0) sb.Append("#frag");
         return sb.ToString();
     }
+
+    /// <summary>
+    /// One CanonicalTarget reused per connection: a target seen again gives the same strings (nothing made again),
+    /// and any sequence of targets, repeats and modes in between, gives exactly what a fresh parse gives.
+    /// </summary>
+    [Fact]
+    public void A_reused_target_repeats_its_last_parse_and_otherwise_parses_afresh()
+    {
+        var reused = new CanonicalTarget();
+        var first = RequestTarget.Parse("http://a.test/x/../y?q=1"u8, AmbiguousTargets.Refuse, reused, out _);
+        Assert.Equal(TargetStatus.Ok, first);
+        var (path, url) = (reused.Path, reused.Url);
+        RequestTarget.Parse("http://a.test/x/../y?q=1"u8, AmbiguousTargets.Refuse, reused, out _);
+        Assert.Same(path, reused.Path);
+        Assert.Same(url, reused.Url);
+
+        var rng = new Random(11);
+        string[] targets = ["/a/b", "/a/b", "/a%2Fb", "http://b.test:8080/c?d", "/a/b", "http://a.test/%zz", "*", "/a/./b#f", "http://u@a.test/"];
+        for (int i = 0; i < 2000; i++)
+        {
+            var target = targets[rng.Next(targets.Length)];
+            var mode = rng.Next(3) == 0 ? AmbiguousTargets.Pass : AmbiguousTargets.Refuse;
+            var bytes = Encoding.UTF8.GetBytes(target);
+            var got = RequestTarget.Parse(bytes, mode, reused, out var gotReason);
+            var fresh = new CanonicalTarget();
+            var want = RequestTarget.Parse(bytes, mode, fresh, out var wantReason);
+            Assert.Equal(want, got);
+            Assert.Equal(wantReason, gotReason);
+            Assert.Equal((fresh.Scheme, fresh.Host, fresh.Port, fresh.Path, fresh.Query, fresh.PolicyPath, fresh.Ambiguity, fresh.HadUserinfo, fresh.HadFragment),
+                (reused.Scheme, reused.Host, reused.Port, reused.Path, reused.Query, reused.PolicyPath, reused.Ambiguity, reused.HadUserinfo, reused.HadFragment));
+            if (rng.Next(2) == 0) reused.SetAuthority("http", "h.test", 81);
+            if (rng.Next(2) == 0) fresh.SetAuthority("http", "h.test", 81);
+            else if (reused.Host != fresh.Host) continue;
+            if (reused.Host == fresh.Host && reused.Port == fresh.Port && reused.Scheme == fresh.Scheme) Assert.Equal(fresh.Url, reused.Url);
+        }
+    }
 }

@@ -13,6 +13,13 @@ public static class RequestTarget
 {
     public static TargetStatus Parse(ReadOnlySpan<byte> target, AmbiguousTargets mode, CanonicalTarget into, out string? reason)
     {
+        if (into.TryRepeat(target, mode, out var status, out reason)) return status;
+        status = ParseFresh(target, mode, into, out reason);
+        return into.Remember(target, mode, status, reason);
+    }
+
+    static TargetStatus ParseFresh(ReadOnlySpan<byte> target, AmbiguousTargets mode, CanonicalTarget into, out string? reason)
+    {
         into.Clear();
         reason = null;
         if (target.IsEmpty) return Fail("empty request target", out reason);

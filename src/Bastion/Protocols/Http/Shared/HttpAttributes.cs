@@ -78,11 +78,14 @@ public static class HttpAttributes
         a.Port = localPort;
         a.PathIgnoreCase = listener.PathIgnoreCase;
         string? host = null;
-        if (!string.IsNullOrEmpty(hostName) && !HostName.TryNormalize(hostName, out host, out var hostError))
+        if (string.IsNullOrEmpty(hostName)) { }
+        else if (ReferenceEquals(hostName, canonical.HostIn)) host = canonical.HostOut; // the connection's Host again
+        else if (!HostName.TryNormalize(hostName, out host, out var hostError))
         {
             error = $"bad Host: {hostError}";
             return TargetStatus.Malformed;
         }
+        else (canonical.HostIn, canonical.HostOut) = (hostName, host);
         a.Host = host;
         if (rawTarget.SequenceEqual("*"u8))
         {
