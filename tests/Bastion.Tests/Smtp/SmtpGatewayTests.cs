@@ -328,6 +328,17 @@ public class SmtpGatewayTests
         var log = await gw.WaitForLogAsync(l => l.Str("reason")?.Contains("CVE-2011-0411", StringComparison.Ordinal) == true);
         Assert.StartsWith("6 bytes pipelined", log.Str("reason"));
         Assert.Single(await sink.WaitForAsync(1));
+
+        // Inside TLS a message past 32 KiB is read off the TLS stream directly, and what follows its end still
+        // reaches the next command: 40 KiB is over the policy's 20 KiB (550), and the NOOP behind it is answered.
+        Assert.StartsWith("250", await c.CommandAsync("EHLO raw.test"));
+        await BeginMessageAsync(c);
+        var line = new string('x', 78) + "\r\n";
+        await c.SendAsync("Subject: big\r\n\r\n" + string.Concat(Enumerable.Repeat(line, 512)) + ".\r\nNOOP\r\n");
+        Assert.StartsWith("550 5.7.1", await c.ReplyAsync());
+        Assert.StartsWith("250 2.0.0 OK", await c.ReplyAsync());
+        Assert.StartsWith("221", await c.CommandAsync("QUIT"));
+        Assert.Single(sink.Messages());
     }
 
     [Fact]
