@@ -124,6 +124,12 @@ peak_rss_kib() { # NAME: sum of VmHWM over the server's process group
 }
 
 CLK_TCK=$(getconf CLK_TCK)
+set_affinity() { # NAME CPUS: every thread of every process in the server's group (new children inherit it)
+  local pid=${PID[$1]:-} p
+  [ -n "$pid" ] || return 0
+  for p in $(ps -e -o pid=,pgid= | awk -v g="$pid" '$2 == g { print $1 }'); do taskset -a -p -c "$2" "$p" >/dev/null 2>&1 || true; done
+}
+
 cpu_ticks() { # NAME: utime+stime (+ reaped children's) summed over the server's process group
   local pid=${PID[$1]:-}
   [ -n "$pid" ] || { echo 0; return; }
@@ -475,12 +481,14 @@ run_curl_speed() { # URL BYTES [CURL ARGS...]: sets R_VALUE (MiB/s), R_ERR
 }
 
 # An FTP transfer with curl on core 1; sets R_VALUE (MiB/s), R_ERR. UPLOAD_FROM: a file to send instead.
+# FTP_CLIENT_PIN: the client's taskset prefix (core 1 in the pinned layout, nothing in the unpinned one).
+FTP_CLIENT_PIN=(taskset -c 1)
 run_ftp_speed() { # URL BYTES [UPLOAD_FROM]
   local url=$1 bytes=$2 from=${3:-} out code size speed
   if [ -n "$from" ]; then
-    out=$(taskset -c 1 curl -s --max-time 300 -T "$from" -w '%{response_code} %{size_upload} %{speed_upload}' "$url" 2>/dev/null || true)
+    out=$("${FTP_CLIENT_PIN[@]}" curl -s --max-time 300 -T "$from" -w '%{response_code} %{size_upload} %{speed_upload}' "$url" 2>/dev/null || true)
   else
-    out=$(taskset -c 1 curl -s -o /dev/null --max-time 300 -w '%{response_code} %{size_download} %{speed_download}' "$url" 2>/dev/null || true)
+    out=$("${FTP_CLIENT_PIN[@]}" curl -s -o /dev/null --max-time 300 -w '%{response_code} %{size_download} %{speed_download}' "$url" 2>/dev/null || true)
   fi
   read -r code size speed <<<"$out"
   R_P50=""; R_P99=""
@@ -584,7 +592,7 @@ suite_reverse() {
 suite_tcp() {
   local dur warm rounds trounds r who mib
   dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 10 1); rounds=$(setting BENCH_ROUNDS 2 1)
-  trounds=$(setting BENCH_ROUNDS 3 1)
+  trounds=$(setting BENCH_FTP_ROUNDS 5 1)
   mib=$(setting BENCH_TRANSFER_MIB 1024 128)
   gcc -O2 -pthread -o "$DIR/connbench" "$HERE/tools/connbench.c"
   write_meta tcp "throughput: curl -o /dev/null of a ${mib} MiB file from the nginx origin, after an untimed 256 MiB warm-up transfer, $trounds rounds; connections/s: bench/tools/connbench (32 threads, one HTTP/1.1 GET /100b with Connection: close per connection), ${warm}s warm-up then $rounds x ${dur}s; interleaved"
@@ -654,10 +662,10 @@ suite_tcp() {
 suite_ftp() {
   local dur warm trounds rounds r who mib
   dur=$(setting BENCH_DURATION 8 2); warm=$(setting BENCH_WARMUP 10 1); rounds=$(setting BENCH_ROUNDS 2 1)
-  trounds=$(setting BENCH_ROUNDS 3 1)
+  trounds=$(setting BENCH_FTP_ROUNDS 5 1)
   mib=$(setting BENCH_TRANSFER_MIB 1024 128)
   gcc -O2 -pthread -o "$DIR/ftpbench" "$HERE/tools/ftpbench.c"
-  write_meta ftp "vsftpd (sendfile) as the server; throughput: curl (EPSV where offered, else PASV) downloading and uploading a ${mib} MiB file (sparse source, written to the server's disk), after an untimed 256 MiB download, $trounds rounds; sessions/s: bench/tools/ftpbench (32 threads; each session: login, TYPE I, SIZE, PASV, RETR of 1 KiB, QUIT), ${warm}s warm-up then $rounds x ${dur}s; interleaved"
+  write_meta ftp "vsftpd (sendfile) as the server; throughput: curl (EPSV where offered, else PASV) downloading and uploading a ${mib} MiB file (sparse source read into the page cache before every download; uploads written to a tmpfs), after an untimed 256 MiB download, $trounds interleaved rounds in each layout (pinned: servers core 0, curl core 1; unpinned: no affinity), medians under each table; sessions/s: bench/tools/ftpbench (32 threads; each session: login, TYPE I, SIZE, PASV, RETR of 1 KiB, QUIT), ${warm}s warm-up then $rounds x ${dur}s; interleaved"
   NOTE=()
   start_vsftpd "$mib" || { cat "$DIR/vsftpd.out" >&2; echo "vsftpd did not start" >&2; exit 1; }
   start_ftp_proxy || NOTE[ftp-proxy]="n/a (did not start)"
@@ -686,18 +694,47 @@ suite_ftp() {
   for who in "${live[@]}"; do
     taskset -c 1 curl -s -o /dev/null --max-time 60 -r 0-268435455 "ftp://127.0.0.1:${PORT[$who]}/big" || true
   done
-  for ((r = 0; r < trounds; r++)); do
-    for who in $(rotate $r "${live[@]}"); do
-      local note=""; [ $who = direct ] && note="no gateway: curl straight to vsftpd, for scale (no CPU figure: vsftpd is the server, not a relay)"
-      log "ftp download round $((r + 1))/$trounds: $who"
-      measure "$who" 1 run_ftp_speed "ftp://127.0.0.1:${PORT[$who]}/big" "$bytes"
-      record "$down" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
-      log "ftp upload round $((r + 1))/$trounds: $who"
-      measure "$who" 1 run_ftp_speed "ftp://127.0.0.1:${PORT[$who]}/up/$who-$r.bin" "$bytes" "$DIR/upload.bin"
-      rm -f "$DIR/ftproot/up/$who-$r.bin"
-      record "$up" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
+  # Uploads land on a tmpfs: on the disk, each 1 GiB upload's writeback (and the discard when it is deleted) fell on
+  # whichever transfer came next (direct's upload rounds ran 253-1,705 MiB/s). The relays are what is measured.
+  mountpoint -q "$DIR/ftproot/up" || mount -t tmpfs -o size=$((mib + 64))m,mode=0755 tmpfs "$DIR/ftproot/up" 2>/dev/null \
+    && chown ftp "$DIR/ftproot/up" || log "ftp: uploads go to the disk (no tmpfs)"
+  # One untimed upload of the full size, and the big file read once: memory this VM touches for the first time
+  # costs the host's page faults, and made round 1 of direct's upload run at a fifth of its speed even on tmpfs.
+  taskset -c 1 curl -s --max-time 300 -T "$DIR/upload.bin" "ftp://127.0.0.1:${PORT[direct]}/up/warm.bin" >/dev/null 2>&1 || true
+  rm -f "$DIR/ftproot/up/warm.bin"
+  # Layouts: "pinned" (servers and relay on core 0, curl on core 1: the relay shares its core with vsftpd) and
+  # "unpinned" (the scheduler places everything: a gateway that does not compete with the server for one core).
+  local layout tag
+  for layout in $(setting BENCH_FTP_LAYOUTS "pinned unpinned" "pinned"); do
+    tag=""; FTP_CLIENT_PIN=(taskset -c 1)
+    if [ "$layout" = unpinned ]; then
+      tag=" (unpinned)"; FTP_CLIENT_PIN=()
+      for who in vsftpd ftp-proxy bastion-ftp; do set_affinity "$who" 0-1; done
+    fi
+    for who in "${all[@]}"; do
+      if [ -n "${NOTE[$who]:-}" ]; then
+        record "$down$tag" "$who" "$(is_ref "$who")" "MiB/s" "" "" "" "" "" "" "${NOTE[$who]}"
+        record "$up$tag" "$who" "$(is_ref "$who")" "MiB/s" "" "" "" "" "" "" "${NOTE[$who]}"
+      fi
+    done
+    for ((r = 0; r < trounds; r++)); do
+      for who in $(rotate $r "${live[@]}"); do
+        local note=""; [ $who = direct ] && note="no gateway: curl straight to vsftpd, for scale (no CPU figure: vsftpd is the server, not a relay)"
+        # Every download starts with the whole file in the page cache: the sparse file's first read fills 1 GiB of
+        # cache pages, which made whoever came first in round 1 run at a quarter of the speed.
+        cat "$DIR/ftproot/big" >/dev/null
+        log "ftp $layout download round $((r + 1))/$trounds: $who"
+        measure "$who" 1 run_ftp_speed "ftp://127.0.0.1:${PORT[$who]}/big" "$bytes"
+        record "$down$tag" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
+        log "ftp $layout upload round $((r + 1))/$trounds: $who"
+        measure "$who" 1 run_ftp_speed "ftp://127.0.0.1:${PORT[$who]}/up/$who-$r.bin" "$bytes" "$DIR/upload.bin"
+        rm -f "$DIR/ftproot/up/$who-$r.bin"
+        record "$up$tag" "$who" "$(is_ref "$who")" "MiB/s" "$R_VALUE" "" "" "$([ $who = direct ] && echo "" || peak_rss_kib "$who")" "$R_ERR" "$R_CPU" "$note"
+      done
     done
   done
+  FTP_CLIENT_PIN=(taskset -c 1)
+  for who in vsftpd ftp-proxy bastion-ftp; do set_affinity "$who" 0; done
   is_ref() { [ "$1" = ftp-proxy ] && echo 1 || echo 0; }
   for who in "${all[@]}"; do
     [ -n "${NOTE[$who]:-}" ] && record "$sess" "$who" "$(is_ref "$who")" "sessions/s" "" "" "" "" "" "" "${NOTE[$who]}"
@@ -714,6 +751,7 @@ suite_ftp() {
     done
   done
   for who in ftp-proxy bastion-ftp vsftpd; do stop_server "$who"; done
+  mountpoint -q "$DIR/ftproot/up" && umount "$DIR/ftproot/up"
   finish_suite ftp
 }
 

@@ -7,7 +7,8 @@
 # a run cut short is reported as such, never as a rate), BENCH_SPECS (rows as SIZE:SESSIONS:MESSAGES, e.g.
 # "10240:10:5000" to iterate on one row).
 # Load generator: postfix's smtp-source; sink: postfix's smtp-sink (the postfix package, its daemon never
-# started). Sink and Bastion pinned to core 0, smtp-source to core 1; 10 KiB and 1 MiB messages, 10 and 100
+# started). Two layouts (BENCH_LAYOUTS, default "pinned unpinned"), a table each: sink and Bastion pinned to core
+# 0, smtp-source to core 1; then no affinity at all (the same processes, re-pinned with taskset -a -p); 10 KiB and 1 MiB messages, 10 and 100
 # sessions, one message per connection (as an MX sees it). CPU per message is the server side's user+system
 # time (Bastion's own for the gateway rows, smtp-sink's for the direct rows) divided by messages. Each round runs
 # direct then Bastion back to back; the table gives the best rate of each and the median of the rounds' own
@@ -90,10 +91,11 @@ waitport "$HA_PORT"
 
 # run PORT SERVERPID SESSIONS SIZE MESSAGES -> "msgs/s server_cpu_us_per_msg sink_cpu_us_per_msg", or "cut" when
 # smtp-source did not finish within BENCH_RUN_LIMIT seconds (or failed).
+SOURCE_PIN=(taskset -c 1)
 run() {
   local port=$1 pid=$2 sess=$3 size=$4 msgs=$5 t0 t1 c0 c1 s0 s1
   c0=$(cputicks "$pid"); s0=$(cputicks "$SINK"); t0=$(date +%s.%N)
-  if ! taskset -c 1 timeout "${BENCH_RUN_LIMIT:-60}" smtp-source -s "$sess" -l "$size" -m "$msgs" \
+  if ! "${SOURCE_PIN[@]}" timeout "${BENCH_RUN_LIMIT:-60}" smtp-source -s "$sess" -l "$size" -m "$msgs" \
       -f a@sender.example -t b@bench.example 127.0.0.1:"$port" >/dev/null 2>&1; then
     echo "cut 0 0"; return
   fi
@@ -115,9 +117,22 @@ warm 3 10 10240 100000 "$SINK_PORT"
 warm 2 10 10240 100000 "$HA_PORT"
 SMALL=${BENCH_SMALL_MSGS:-10000}; LARGE=${BENCH_LARGE_MSGS:-600}
 log "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+SPECS=${BENCH_SPECS:-"10240:10:$SMALL 10240:100:$SMALL 1048576:10:$LARGE 1048576:100:$LARGE"}
+# Layouts: "pinned" (sink and relay on core 0, smtp-source on core 1: the relay competes with the server for one
+# core) and "unpinned" (no affinity, the scheduler places all three: a gateway that does not share the server's core).
+for layout in ${BENCH_LAYOUTS:-pinned unpinned}; do
+if [ "$layout" = unpinned ]; then
+  SOURCE_PIN=()
+  for p in "$SINK" "$GW" "$HA"; do taskset -a -p -c 0-1 "$p" >/dev/null; done
+else
+  SOURCE_PIN=(taskset -c 1)
+  for p in "$SINK" "$GW" "$HA"; do taskset -a -p -c 0 "$p" >/dev/null; done
+fi
+echo
+echo "Layout: $layout"
+echo
 echo "| message | sessions | direct msg/s | Bastion msg/s | ratio of best | median round ratio | sink CPU µs/msg | Bastion CPU µs/msg | sink CPU behind Bastion | HAProxy-tcp msg/s | HAProxy/direct | Bastion/HAProxy | HAProxy CPU µs/msg |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-SPECS=${BENCH_SPECS:-"10240:10:$SMALL 10240:100:$SMALL 1048576:10:$LARGE 1048576:100:$LARGE"}
 for spec in $SPECS; do
   IFS=: read -r size sess msgs <<<"$spec"
   best_d=0; best_b=0; best_h=0; cd_=0; cb=0; cs=0; ch=0; ratios=()
@@ -125,7 +140,7 @@ for spec in $SPECS; do
     read -r d dc _ < <(run "$SINK_PORT" "$SINK" "$sess" "$size" "$msgs")
     read -r b bc bs < <(run "$GW_PORT" "$GW" "$sess" "$size" "$msgs")
     read -r h hc _ < <(run "$HA_PORT" "$HA" "$sess" "$size" "$msgs")
-    log "size=$size sessions=$sess round $round: direct $d msg/s ($dc µs/msg), bastion $b msg/s ($bc µs/msg, sink $bs), haproxy-tcp $h msg/s ($hc µs/msg)"
+    log "$layout size=$size sessions=$sess round $round: direct $d msg/s ($dc µs/msg), bastion $b msg/s ($bc µs/msg, sink $bs), haproxy-tcp $h msg/s ($hc µs/msg)"
     if [ "$d" = cut ] || [ "$b" = cut ]; then log "run cut short (BENCH_RUN_LIMIT) or failed: round not counted"; continue; fi
     ratios+=("$(awk -v a="$b" -v b="$d" 'BEGIN { printf "%.2f", a / b }')")
     [ "$d" -gt "$best_d" ] && { best_d=$d; cd_=$dc; }
@@ -139,6 +154,7 @@ for spec in $SPECS; do
   hd=$(awk -v a="$best_h" -v b="$best_d" 'BEGIN { printf "%.2fx", a / b }')
   bh=$(awk -v a="$best_b" -v b="$best_h" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')
   echo "| $label | $sess | $best_d | $best_b | $ratio | $median | $cd_ | $cb | $cs | $best_h | $hd | $bh | $ch |"
+done
 done
 log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 grep -c '"event":"request"' "$SCRATCH/access.log" | xargs -I{} echo "(access log: {} decision lines written during the run)"

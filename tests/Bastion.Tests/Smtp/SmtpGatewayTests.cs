@@ -276,6 +276,72 @@ public class SmtpGatewayTests
     }
 
     [Fact]
+    public async Task Commands_pipelined_behind_the_end_of_data_are_read_in_order()
+    {
+        // A message is read off the socket in large pieces: what a piece holds past the end of data is the next
+        // commands, read from there in order, for one message after another.
+        await using var sink = await SmtpSink.StartAsync();
+        await using var gw = await Gateway(sink.Port);
+        await using var c = await RawSmtp.ConnectAsync(gw.Port("mail"));
+        await c.ReplyAsync();
+        await c.CommandAsync("EHLO raw.test");
+        await BeginMessageAsync(c);
+        await c.SendAsync("Subject: one\r\n\r\nfirst\r\n.\r\nMAIL FROM:<c@remote.example>\r\nRCPT TO:<bob@local.example>\r\nDATA\r\n");
+        Assert.StartsWith("250 2.0.0 stored", await c.ReplyAsync());
+        Assert.StartsWith("250", await c.ReplyAsync());
+        Assert.StartsWith("250", await c.ReplyAsync());
+        Assert.StartsWith("354", await c.ReplyAsync());
+        await c.SendAsync("Subject: two\r\n\r\nsecond\r\n.\r\nNOOP\r\n");
+        Assert.StartsWith("250 2.0.0 stored", await c.ReplyAsync());
+        Assert.StartsWith("250 2.0.0 OK", await c.ReplyAsync());
+        await BeginMessageAsync(c);
+        Assert.StartsWith("250 2.0.0 stored", await c.CommandAsync("Subject: three\r\n\r\nthird\r\n."));
+        Assert.StartsWith("221", await c.CommandAsync("QUIT"));
+        var all = await sink.WaitForAsync(3);
+        Assert.Equal(["a@remote.example", "c@remote.example", "a@remote.example"], all.Select(m => m.From));
+        Assert.Contains("first", all[0].Text);
+        Assert.Contains("second", all[1].Text);
+        Assert.Contains("third", all[2].Text);
+    }
+
+    [Fact]
+    public async Task Starttls_pipelined_behind_the_end_of_data_discards_what_follows_it()
+    {
+        await using var sink = await SmtpSink.StartAsync();
+        var dir = Scratch.NewDir("smtp-tls-pipelined");
+        var (cert, key) = TestCerts.WritePem(dir, "gw", TestCerts.Localhost());
+        await using var gw = await Gateway(sink.Port, smtp: $$"""
+                  tls: { cert: {{cert}}, key: {{key}} }
+                  upstream_tls: off
+                  extensions: [PIPELINING, SIZE, 8BITMIME, STARTTLS]
+            """);
+        await using var c = await RawSmtp.ConnectAsync(gw.Port("mail"));
+        await c.ReplyAsync();
+        await c.CommandAsync("EHLO raw.test");
+        await BeginMessageAsync(c);
+        // CVE-2011-0411 with the STARTTLS in the same read as the message's end: HELP, sent in the clear, is dropped.
+        await c.SendAsync("Subject: x\r\n\r\nbody\r\n.\r\nSTARTTLS\r\nHELP\r\n");
+        Assert.StartsWith("250 2.0.0 stored", await c.ReplyAsync());
+        Assert.StartsWith("220 2.0.0", await c.ReplyAsync());
+        await c.StartTlsAsync();
+        Assert.StartsWith("250 2.0.0 OK", await c.CommandAsync("NOOP"));
+        var log = await gw.WaitForLogAsync(l => l.Str("reason")?.Contains("CVE-2011-0411", StringComparison.Ordinal) == true);
+        Assert.StartsWith("6 bytes pipelined", log.Str("reason"));
+        Assert.Single(await sink.WaitForAsync(1));
+
+        // Inside TLS a message past 32 KiB is read off the TLS stream directly, and what follows its end still
+        // reaches the next command: 40 KiB is over the policy's 20 KiB (550), and the NOOP behind it is answered.
+        Assert.StartsWith("250", await c.CommandAsync("EHLO raw.test"));
+        await BeginMessageAsync(c);
+        var line = new string('x', 78) + "\r\n";
+        await c.SendAsync("Subject: big\r\n\r\n" + string.Concat(Enumerable.Repeat(line, 512)) + ".\r\nNOOP\r\n");
+        Assert.StartsWith("550 5.7.1", await c.ReplyAsync());
+        Assert.StartsWith("250 2.0.0 OK", await c.ReplyAsync());
+        Assert.StartsWith("221", await c.CommandAsync("QUIT"));
+        Assert.Single(sink.Messages());
+    }
+
+    [Fact]
     public async Task Upstream_down_is_a_421_greeting_and_a_group_fails_over()
     {
         var dead = Wait.FreePort();

@@ -90,7 +90,7 @@ sealed partial class SmtpSession
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     async ValueTask<bool> ReadChunkAsync(long size, ChunkEncoder? enc, Exchange? x)
     {
-        var input = Client.Input;
+        var input = _in;
         long left = size;
         while (left > 0)
         {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net.Security;
 using System.Text;
 using Bastion.Configuration;
@@ -27,6 +28,10 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     readonly SmtpCommand _cmd = new();
     readonly CancellationTokenSource _idle = new();
     Transport Client => conn.Transport;
+    /// <summary>Where commands are read: the transport's pipe, or, after a message's last large read ran past its end
+    /// of data (a pipelining client), a pipe that gives those bytes first (<see cref="_leftover"/>).</summary>
+    PipeReader _in = null!;
+    LeftoverStream? _leftover;
     LineReader _lines = null!;
     Exchange _connX = null!;
 
@@ -60,7 +65,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         _connX = conn.Record;   // the connection's own record: one closed line (the admission writes it if the session does not)
         _linked = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted, _idle.Token);
         _connX.Request = $"SMTP {_cfg.Upstream}";
-        _lines = new LineReader(Client.Input, _smtp.MaxLine - 2);
+        _in = Client.Input;
+        _lines = new LineReader(_in, _smtp.MaxLine - 2);
         _opts = PlainOptions;
         try
         {
@@ -201,13 +207,14 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         var cert = listener.ServerCertificate(ctx.Runtime.Config, _smtp)!;
         await ReplyAsync("220 2.0.0 Ready to start TLS", flush: true).ConfigureAwait(false);
         var options = new SslServerAuthenticationOptions { ServerCertificateContext = cert };
+        int leftover = DropLeftover();
         var up = await Client.UpgradeToServerTlsAsync(options, _cfg.Limits.HeaderTimeout, conn.Aborted).ConfigureAwait(false);
-        if (up.DiscardedBytes > 0)
+        if (up.DiscardedBytes + leftover > 0)
         {
             // CVE-2011-0411: commands sent in the clear after STARTTLS must never be read as if they came over TLS.
             var x = ctx.Open(conn, ExchangeKinds.Request);
             x.Request = "STARTTLS";
-            x.Deny(PseudoRules.Protocol, $"{up.DiscardedBytes} bytes pipelined after STARTTLS were discarded (CVE-2011-0411)");
+            x.Deny(PseudoRules.Protocol, $"{up.DiscardedBytes + leftover} bytes pipelined after STARTTLS were discarded (CVE-2011-0411)");
             x.Close();
         }
         if (!up.Ok)
@@ -215,7 +222,8 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             _connX.Reason = up.Error;
             return false;
         }
-        _lines = new LineReader(Client.Input, _smtp.MaxLine - 2);
+        _in = Client.Input;
+        _lines = new LineReader(_in, _smtp.MaxLine - 2);
         _clientTls = Client.Tls is { } tls ? SmtpUpstream.TlsName(tls.SslProtocol) : null;
         // RFC 3207 4.2: everything learnt before TLS is forgotten; the client says EHLO again.
         if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
@@ -419,38 +427,110 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     {
         var scanner = listener.Scanner(_smtp);
         scanner.Reset();
-        var input = Client.Input;
         IBufferWriter<byte> sink = up.Output;
         string? lost = null;
-        while (true)
+        byte[]? big = null;
+        long seen = 0;
+        try
         {
-            _idle.TryReset();
-            _idle.CancelAfter(_cfg.Limits.IdleTimeout);
-            var result = await input.ReadAsync(_linked.Token).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            long offset = 0;
-            bool end = false;
-            foreach (var segment in buffer)
+            while (true)
             {
-                var st = scanner.Feed(segment.Span, sink, out int used);
-                offset += used;
-                if (st == DataStatus.End) { end = true; break; }
+                _idle.TryReset();
+                _idle.CancelAfter(_cfg.Limits.IdleTimeout);
+                ReadOnlySequence<byte> buffer;
+                bool completed, direct = false;
+                if (_in.TryRead(out var ready))
+                {
+                    buffer = ready.Buffer;
+                    completed = ready.IsCompleted;
+                }
+                else if (seen >= SmtpListener.MessageBufferSize / 2 && Client.Socket is not null && TakeBackTransportPipe())
+                {
+                    // Past its first 32 KiB with nothing buffered, a message is read straight off the stream in large
+                    // pieces (a quarter of the receives of the pipe's 16 KiB reads, and of the window updates each
+                    // sends back to the client), into a buffer held for this message only. A small message stays on
+                    // the pipe: renting the large buffer cost it more than the reads it saves.
+                    big ??= ArrayPool<byte>.Shared.Rent(SmtpListener.MessageBufferSize);
+                    int n = await Client.Stream.ReadAsync(big, _linked.Token).ConfigureAwait(false);
+                    buffer = new ReadOnlySequence<byte>(big, 0, n);
+                    completed = n == 0;
+                    direct = true;
+                }
+                else
+                {
+                    var result = await _in.ReadAsync(_linked.Token).ConfigureAwait(false);
+                    buffer = result.Buffer;
+                    completed = result.IsCompleted;
+                }
+                long offset = 0;
+                bool end = false;
+                foreach (var segment in buffer)
+                {
+                    var st = scanner.Feed(segment.Span, sink, out int used);
+                    offset += used;
+                    if (st == DataStatus.End) { end = true; break; }
+                }
+                if (!direct) _in.AdvanceTo(end ? buffer.GetPosition(offset) : buffer.End);
+                else if (end && offset < buffer.Length) KeepLeftover(big.AsSpan((int)offset, (int)(buffer.Length - offset)));
+                x.AddIn(offset);
+                seen += offset;
+                // The last part of the message waits in the pipe and goes out with the end of data (one send, not two),
+                // or never, when the message is refused at its end. Before that, data goes out in sends of about
+                // MessageBufferSize, not one per read.
+                if (!end && lost is null && scanner.Refusal is null && up.Output is var o
+                    && (!o.CanGetUnflushedBytes || o.UnflushedBytes >= SmtpListener.MessageBufferSize / 2))
+                {
+                    lost = await up.FlushAsync(conn.Aborted).ConfigureAwait(false);
+                    if (lost is not null) sink = Discard.Instance;
+                }
+                if (end) return (true, scanner, lost);
+                if (completed) return (false, scanner, lost);
             }
-            var to = end ? buffer.GetPosition(offset) : buffer.End;
-            input.AdvanceTo(to);
-            x.AddIn(offset);
-            // The last part of the message waits in the pipe and goes out with the end of data (one send, not two),
-            // or never, when the message is refused at its end. Before that, data goes out in sends of about
-            // MessageBufferSize, not one per (16 KiB) read.
-            if (!end && lost is null && scanner.Refusal is null && up.Output is var o
-                && (!o.CanGetUnflushedBytes || o.UnflushedBytes >= SmtpListener.MessageBufferSize / 2))
-            {
-                lost = await up.FlushAsync(conn.Aborted).ConfigureAwait(false);
-                if (lost is not null) sink = Discard.Instance;
-            }
-            if (end) return (true, scanner, lost);
-            if (result.IsCompleted) return (false, scanner, lost);
         }
+        finally
+        {
+            if (big is not null) ArrayPool<byte>.Shared.Return(big);
+        }
+    }
+
+    /// <summary>
+    /// True when commands come straight from the transport's pipe again (nothing left over from an earlier message
+    /// is waiting), so that the stream may be read directly.
+    /// </summary>
+    bool TakeBackTransportPipe()
+    {
+        if (_leftover is null) return true;
+        if (_leftover.Remaining > 0) return false;
+        // Everything left over was read and consumed (TryRead found nothing): the stream is the transport's again.
+        _in.Complete();
+        _leftover = null;
+        _in = Client.Input;
+        _lines = new LineReader(_in, _smtp.MaxLine - 2);
+        return true;
+    }
+
+    /// <summary>Bytes a direct read took past the end of data: the next commands read them first.</summary>
+    void KeepLeftover(ReadOnlySpan<byte> rest)
+    {
+        _leftover = new LeftoverStream(rest.ToArray(), Client.Stream);
+        _in = PipeReader.Create(_leftover, new StreamPipeReaderOptions(bufferSize: Transport.DefaultPipeBufferSize, minimumReadSize: 4096, leaveOpen: true));
+        _lines = new LineReader(_in, _smtp.MaxLine - 2);
+    }
+
+    /// <summary>Bytes left over from a message and not yet consumed, dropped (STARTTLS: they came in the clear).</summary>
+    int DropLeftover()
+    {
+        if (_leftover is null) return 0;
+        int n = _leftover.Remaining;
+        if (_in.TryRead(out var r))
+        {
+            n += (int)r.Buffer.Length;
+            _in.AdvanceTo(r.Buffer.End);
+        }
+        _in.Complete();
+        _leftover = null;
+        _in = Client.Input;
+        return n;
     }
 
     void WriteReceived(SmtpUpstream up, Exchange x) =>
