@@ -42,35 +42,12 @@ waitport "$ORIGIN"
 gcc -O2 -pthread -o tlsbench "$HERE/tlsbench.c" -lssl -lcrypto
 dotnet "$A/bastion.dll" ca init "$DIR/ca" >/dev/null
 
-# The policy and limits of bench/tls.sh.
+# The configuration of bench/tls.sh.
+. "$HERE/tls-bastion.sh"
 for side in A B; do
   dll=${!side}/bastion.dll envvar=AB_ENV_$side accvar=AB_ACCESS_$side
   PORT[$side]=$(freeport)
-  cat >"$side.yaml" <<YAML
-logging: { access: ${!accvar:-$DIR/$side-access.log} }
-lists:
-  blocked: [ads.example, tracker.example, malware.example]
-listeners:
-  - name: web
-    type: http-proxy
-    listen: 127.0.0.1:${PORT[$side]}
-    policy: out
-    limits: { max_connections: 20000, max_request_body: 2GiB }
-    tls_inspection: { ca: $DIR/ca, upstream_ca: $DIR/origin-ca.pem, skip: [bank.example] }
-policies:
-  out:
-    default: deny
-    rules:
-      - deny: { host: "@blocked" }
-      - deny: { path: "/admin/**" }
-      - deny: { path: "~\\\\.(exe|msi)$" }
-      - deny: { header: { User-Agent: "~(?i)sqlmap" } }
-      - deny: { method: TRACE }
-      - deny: { content_type: "application/x-msdownload" }
-      - deny: { sni: evil.example }
-      - allow: { method: CONNECT, port: [443, 1024-65535] }
-      - allow: { source: 127.0.0.0/8, method: [GET, HEAD, POST] }
-YAML
+  bastion_tls_yaml "${PORT[$side]}" "$DIR/ca" "$DIR/origin-ca.pem" "${!accvar:-$DIR/$side-access.log}" >"$side.yaml"
   # shellcheck disable=SC2086
   setsid taskset -c 0 env ${!envvar:-} dotnet "$dll" run -c "$DIR/$side.yaml" --no-watch >"$side.out" 2>&1 </dev/null & PID[$side]=$!
   waitport "${PORT[$side]}" || { cat "$side.out" >&2; exit 1; }
