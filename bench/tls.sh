@@ -84,31 +84,8 @@ log "starting Bastion, Squid (ssl-bump), mitmproxy"
 dotnet "$DLL" ca init "$DIR/bastion-ca" >/dev/null
 CAFILE[bastion]=$DIR/bastion-ca/ca.crt
 PORT[bastion]=$(freeport)
-cat >"$DIR/bastion.yaml" <<YAML
-logging: { access: $DIR/bastion-access.log }
-lists:
-  blocked: [ads.example, tracker.example, malware.example]
-listeners:
-  - name: web
-    type: http-proxy
-    listen: 127.0.0.1:${PORT[bastion]}
-    policy: out
-    limits: { max_connections: 20000, max_request_body: 2GiB }
-    tls_inspection: { ca: $DIR/bastion-ca, upstream_ca: $DIR/origin-ca.pem, skip: [bank.example] }
-policies:
-  out:
-    default: deny
-    rules:
-      - deny: { host: "@blocked" }
-      - deny: { path: "/admin/**" }
-      - deny: { path: "~\\\\.(exe|msi)$" }
-      - deny: { header: { User-Agent: "~(?i)sqlmap" } }
-      - deny: { method: TRACE }
-      - deny: { content_type: "application/x-msdownload" }
-      - deny: { sni: evil.example }
-      - allow: { method: CONNECT, port: [443, 1024-65535] }
-      - allow: { source: 127.0.0.0/8, method: [GET, HEAD, POST] }
-YAML
+. "$HERE/tools/tls-bastion.sh"
+bastion_tls_yaml "${PORT[bastion]}" "$DIR/bastion-ca" "$DIR/origin-ca.pem" "$DIR/bastion-access.log" >"$DIR/bastion.yaml"
 start bastion dotnet "$DLL" run -c "$DIR/bastion.yaml" --no-watch
 waitport "${PORT[bastion]}" bastion || { cat "$DIR/bastion.out" >&2; exit 1; }
 
