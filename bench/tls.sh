@@ -8,6 +8,10 @@
 # session) and with a new connection per request (proxy connection, CONNECT, full handshake, one GET); the
 # server's CPU per request; 1 GiB downloaded through each (MiB/s, peak RSS); Bastion's cost of minting a
 # certificate (p50 of new connections each to a never-seen name, minus p50 to a known one).
+# Access logs (BENCH_TLS_LOG, default "both"): every contender writes one line per request to a file (Bastion its
+# JSON access log, Squid `access_log daemon:` with `buffered_logs on`, mitmdump its one line per flow), as a gateway
+# is run; "both" also measures keep-alive with the log off on both Bastion and Squid (bastion-nolog, squid-nolog),
+# so the ratio of the same work is there either way. "on": only the logging contenders; "off": no log anywhere.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
@@ -19,6 +23,8 @@ WARM=${BENCH_WARMUP:-$([ $QUICK = 1 ] && echo 3 || echo 30)}
 ROUNDS=${BENCH_ROUNDS:-$([ $QUICK = 1 ] && echo 1 || echo 2)}
 THREADS=${BENCH_THREADS:-16}
 GIB_MIB=${BENCH_TRANSFER_MIB:-$([ $QUICK = 1 ] && echo 128 || echo 1024)}
+LOGS=${BENCH_TLS_LOG:-both}
+case "$LOGS" in on|off|both) ;; *) echo "tls.sh: BENCH_TLS_LOG is on, off or both" >&2; exit 2 ;; esac
 log() { printf '[tls-bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 PKGS=(nginx squid-openssl mitmproxy gcc libssl-dev curl)
@@ -85,22 +91,30 @@ dotnet "$DLL" ca init "$DIR/bastion-ca" >/dev/null
 CAFILE[bastion]=$DIR/bastion-ca/ca.crt
 PORT[bastion]=$(freeport)
 . "$HERE/tools/tls-bastion.sh"
-bastion_tls_yaml "${PORT[bastion]}" "$DIR/bastion-ca" "$DIR/origin-ca.pem" "$DIR/bastion-access.log" >"$DIR/bastion.yaml"
+bastion_tls_yaml "${PORT[bastion]}" "$DIR/bastion-ca" "$DIR/origin-ca.pem" "$([ "$LOGS" = off ] && echo off || echo "$DIR/bastion-access.log")" >"$DIR/bastion.yaml"
 start bastion dotnet "$DLL" run -c "$DIR/bastion.yaml" --no-watch
 waitport "${PORT[bastion]}" bastion || { cat "$DIR/bastion.out" >&2; exit 1; }
+if [ "$LOGS" = both ]; then
+  CAFILE[bastion-nolog]=$DIR/bastion-ca/ca.crt
+  PORT[bastion-nolog]=$(freeport)
+  bastion_tls_yaml "${PORT[bastion-nolog]}" "$DIR/bastion-ca" "$DIR/origin-ca.pem" off >"$DIR/bastion-nolog.yaml"
+  start bastion-nolog dotnet "$DLL" run -c "$DIR/bastion-nolog.yaml" --no-watch
+  waitport "${PORT[bastion-nolog]}" bastion-nolog || { cat "$DIR/bastion-nolog.out" >&2; exit 1; }
+fi
 
 # Squid: the same kind of CA (ECDSA P-256), bumping every tunnel after peeking at the ClientHello.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=Bench Squid CA" \
   -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
   -keyout "$DIR/squid-ca.key" -out "$DIR/squid-ca.pem" 2>/dev/null
 cat "$DIR/squid-ca.pem" "$DIR/squid-ca.key" >"$DIR/squid-ca-bundle.pem"
-CAFILE[squid]=$DIR/squid-ca.pem
-/usr/lib/squid/security_file_certgen -c -s "$DIR/ssl_db" -M 16MB >/dev/null
-chown -R proxy:proxy "$DIR/ssl_db" 2>/dev/null || true
-PORT[squid]=$(freeport)
-cat >"$DIR/squid.conf" <<EOF
-http_port 127.0.0.1:${PORT[squid]} ssl-bump tls-cert=$DIR/squid-ca-bundle.pem generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
-sslcrtd_program /usr/lib/squid/security_file_certgen -s $DIR/ssl_db -M 16MB
+squid_conf() { # NAME ACCESS_LOG_LINES (PORT[NAME] set first)
+  local name=$1
+  /usr/lib/squid/security_file_certgen -c -s "$DIR/ssl_db-$name" -M 16MB >/dev/null
+  chown -R proxy:proxy "$DIR/ssl_db-$name" 2>/dev/null || true
+  mkdir -p "$DIR/$name-run" && chown proxy:proxy "$DIR/$name-run" 2>/dev/null || true
+  cat <<EOF
+http_port 127.0.0.1:${PORT[$name]} ssl-bump tls-cert=$DIR/squid-ca-bundle.pem generate-host-certificates=on dynamic_cert_mem_cache_size=16MB
+sslcrtd_program /usr/lib/squid/security_file_certgen -s $DIR/ssl_db-$name -M 16MB
 sslcrtd_children 5 startup=1 idle=1
 acl step1 at_step SslBump1
 ssl_bump peek step1
@@ -109,22 +123,38 @@ tls_outgoing_options cafile=$DIR/origin-ca.pem
 http_access allow localhost
 http_access deny all
 cache deny all
-access_log none
+$2
 cache_store_log none
-cache_log $DIR/squid-cache.log
-pid_filename $DIR/squid.pid
+cache_log $DIR/$name-cache.log
+pid_filename $DIR/$name-run/squid.pid
 coredump_dir $DIR
 netdb_filename none
 pinger_enable off
 workers 1
 shutdown_lifetime 1 seconds
 EOF
+}
+# Squid's own access log: its default module (a log_file_daemon helper, counted with Squid's CPU as its process
+# group is), native format, records buffered as Bastion's writer gathers lines.
+SQUID_LOG="access_log daemon:$DIR/squid-run/access.log squid
+buffered_logs on"
+PORT[squid]=$(freeport)
+CAFILE[squid]=$DIR/squid-ca.pem
+squid_conf squid "$([ "$LOGS" = off ] && echo 'access_log none' || echo "$SQUID_LOG")" >"$DIR/squid.conf"
 start squid squid -N -f "$DIR/squid.conf"
 waitport "${PORT[squid]}" squid || { cat "$DIR/squid.out" "$DIR/squid-cache.log" >&2; exit 1; }
+if [ "$LOGS" = both ]; then
+  PORT[squid-nolog]=$(freeport)
+  CAFILE[squid-nolog]=$DIR/squid-ca.pem
+  squid_conf squid-nolog 'access_log none' >"$DIR/squid-nolog.conf"
+  start squid-nolog squid -N -f "$DIR/squid-nolog.conf"
+  waitport "${PORT[squid-nolog]}" squid-nolog || { cat "$DIR/squid-nolog.out" "$DIR/squid-nolog-cache.log" >&2; exit 1; }
+fi
 
 PORT[mitmproxy]=$(freeport)
 mkdir -p "$DIR/mitm"
-start mitmproxy mitmdump -q --listen-host 127.0.0.1 --listen-port "${PORT[mitmproxy]}" --set confdir="$DIR/mitm" \
+# mitmdump's log of a flow is its one line per request on stdout (flow_detail 1), here to a file; -q: none.
+start mitmproxy mitmdump $([ "$LOGS" = off ] && echo -q || echo --set flow_detail=1) --listen-host 127.0.0.1 --listen-port "${PORT[mitmproxy]}" --set confdir="$DIR/mitm" \
   --set stream_large_bodies=1 --set ssl_verify_upstream_trusted_ca="$DIR/origin-ca.pem" --set connection_strategy=eager
 waitport "${PORT[mitmproxy]}" mitmproxy || { cat "$DIR/mitmproxy.out" >&2; exit 1; }
 CAFILE[mitmproxy]=$DIR/mitm/mitmproxy-ca-cert.pem
@@ -132,7 +162,9 @@ CAFILE[mitmproxy]=$DIR/mitm/mitmproxy-ca-cert.pem
 gcc -O2 -pthread -o "$DIR/tlsbench" "$HERE/tools/tlsbench.c" -lssl -lcrypto
 
 WHO=(bastion squid mitmproxy)
-for w in "${WHO[@]}"; do
+NOLOG=()
+[ "$LOGS" = both ] && NOLOG=(bastion-nolog squid-nolog)
+for w in "${WHO[@]}" "${NOLOG[@]}"; do
   r=$(curl -q -sS --max-time 20 -x "http://127.0.0.1:${PORT[$w]}" --cacert "${CAFILE[$w]}" -o /dev/null -w '%{http_code}' "https://localhost:$ORIGIN/100b" || true)
   [ "$r" = 200 ] || { log "$w does not answer 200 through inspection (got '$r')"; cat "$DIR/$w.out" >&2; exit 1; }
 done
@@ -150,10 +182,13 @@ bench() { # WHO MODE SECONDS [HOST] -> "ok err seconds p50 p99 cpu_us_per_req"
 
 log "warm-up ${WARM}s each (Bastion's JIT tiers up under load)"
 for w in "${WHO[@]}"; do bench "$w" keepalive "$WARM" >/dev/null; bench "$w" new "$((WARM / 3 + 1))" >/dev/null; done
+for w in "${NOLOG[@]}"; do bench "$w" keepalive "$WARM" >/dev/null; done
 
 for mode in keepalive new; do
   for ((r = 0; r < ROUNDS; r++)); do
     order=("${WHO[@]:r%3}" "${WHO[@]:0:r%3}")
+    # The log-off pair only in keep-alive (where the log weighs most), in the same round.
+    [ $mode = keepalive ] && [ ${#NOLOG[@]} -gt 0 ] && order+=("${NOLOG[@]:r%2}" "${NOLOG[@]:0:r%2}")
     for w in "${order[@]}"; do
       read -r ok err secs p50 p99 cpu < <(bench "$w" "$mode" "$DUR")
       rps=$(awk -v o="$ok" -v s="$secs" 'BEGIN { printf "%.0f", o / s }')
@@ -197,17 +232,25 @@ OUT="$HERE/results/$(date -u +%Y-%m-%d-%H%M)-tls$([ $QUICK = 1 ] && echo -quick 
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
   echo "- bastion $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?') (.NET $(dotnet --version)); $(squid -v | head -1 | sed 's/Version //'); mitmproxy $(mitmdump --version 2>/dev/null | awk '/Mitmproxy/ { print $2 }') (mitmdump, stream_large_bodies=1); nginx origin (HTTPS, one worker)"
   echo "- load: bench/tools/tlsbench.c, $THREADS threads on core 1, GET /100b (100 B), OpenSSL verifying each proxy's CA, no session resumption; servers and origin on core 0; ${WARM}s warm-up, $ROUNDS x ${DUR}s per mode, interleaved"
-  echo "- Bastion: 9-rule policy, access log on (file); Squid: peek at step 1, bump all, no cache, no access log; mitmproxy: defaults, no addons, quiet"
+  case "$LOGS" in
+    off) logtext="no access log on any" ;;
+    on) logtext="each logs every request to a file (Bastion its JSON access log; Squid access_log daemon: native format, buffered_logs on; mitmdump flow_detail=1 to a file)" ;;
+    both) logtext="bastion, squid, mitmproxy log every request to a file (Bastion its JSON access log; Squid access_log daemon: native format, buffered_logs on; mitmdump flow_detail=1 to a file); bastion-nolog and squid-nolog the same with no access log (keep-alive only, compared with each other)" ;;
+  esac
+  echo "- Bastion: 9-rule policy; Squid: peek at step 1, bump all, no cache; mitmproxy: defaults, no addons; access logs: $logtext"
   echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "| mode | proxy | req/s (mean) | runs | p50 ms | p99 ms | CPU µs/req | errors | vs mitmproxy | vs Squid |"
   echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
   for mode in keepalive new; do
-    for w in "${WHO[@]}"; do
+    rows=("${WHO[@]}")
+    [ $mode = keepalive ] && rows+=("${NOLOG[@]}")
+    for w in "${rows[@]}"; do
       k="$w/$mode"; n=${N[$k]}
       mean=$(( SUM[$k] / n ))
       vm=$(awk -v a="$mean" -v b="$(( SUM[mitmproxy/$mode] / N[mitmproxy/$mode] ))" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')
-      vs=$(awk -v a="$mean" -v b="$(( SUM[squid/$mode] / N[squid/$mode] ))" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')
+      [[ $w = *-nolog ]] && { ref=squid-nolog; vm=-; } || ref=squid
+      vs=$(awk -v a="$mean" -v b="$(( SUM[$ref/$mode] / N[$ref/$mode] ))" 'BEGIN { printf "%.2fx", b ? a / b : 0 }')
       printf '| %s | %s | %s | %s | %.2f | %.2f | %d | %d | %s | %s |\n' "$([ $mode = new ] && echo 'new connection per request' || echo 'keep-alive')" \
         "$w" "$mean" "${RUNS[$k]}" "$(awk -v s="${P50[$k]}" -v n="$n" 'BEGIN { print s / n / 1000 }')" \
         "$(awk -v s="${P99[$k]}" -v n="$n" 'BEGIN { print s / n / 1000 }')" "$(( CPU[$k] / n ))" "${ERR[$k]}" "$vm" "$vs"

@@ -182,24 +182,23 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
     {
         var host = Attrs.Host!;
         var port = Attrs.Port;
-        Socket? up = null;
+        Duplex? up = null;
         if (!provisional)
         {
-            var (socket, status, why) = await ConnectTunnelAsync(host, port, limits).ConfigureAwait(false);
+            var (io, status, why) = await ConnectTunnelAsync(host, port, limits).ConfigureAwait(false);
             // 403: every address the name resolved to is denied (ConnectTunnelAsync made that the decision).
-            if (socket is null)
+            if (io is null)
                 return await RejectAsync(status, why!, Decision.RuleName, close: true, verdict: status == 403 ? Verdict.Deny : Verdict.Allow).ConfigureAwait(false);
-            up = socket;
+            up = io;
         }
         var rule = Decision.RuleName;
-        using var upstream = up;
+        await using var upstream = up;
         Conn.Target = Conn.Record.Upstream = X!.Upstream = $"{HostName.ForUrl(host)}:{port}";
         if (!await SendToClientAsync("HTTP/1.1 200 Connection established\r\nVia: 1.1 bastion\r\n\r\n"u8.ToArray()).ConfigureAwait(false)) return false;
         X.Status = 200;
-        // The tunnel (spliced or inspected) uses the socket through .NET's own engine from here.
-        Client.Io.Detach();
 
-        // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel.
+        // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel (and which
+        // socket engine it runs on: TunnelInspection).
         if (inspection is not null && (provisional || Ctx.Runtime.Inspection.ContainsKey(Ctx.Name) || TunnelInspection.AsksSni(Ctx.Policy)))
         {
             var reason = await new TunnelInspection(Ctx, Conn, inspection, pools)
@@ -207,6 +206,9 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
             if (reason is not null) Conn.Record.Reason = reason;
             return false;
         }
+        // The spliced tunnel uses the socket through .NET's own engine from here.
+        Client.Io.Detach();
+        up!.Detach();
         X.Allow(rule, Decision.Reason);
         CloseExchange();
 
@@ -214,7 +216,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         // bytes count towards the connection (its closed line), not the CONNECT line.
         ReadOnlyMemory<byte> early = Client.Count > 0 ? Client.Data.ToArray() : default;
         Client.Clear();
-        await SocketRelay.RunAsync(Conn.Socket!, up!, limits.IdleTimeout, Conn.Record.Counter, early, default, Conn.Aborted).ConfigureAwait(false);
+        await SocketRelay.RunAsync(Conn.Socket!, up.Socket!, limits.IdleTimeout, Conn.Record.Counter, early, default, Conn.Aborted).ConfigureAwait(false);
         return false;
     }
 
@@ -240,9 +242,10 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 
     /// <summary>
     /// Resolves a CONNECT target, asks the address rules about every address (SPEC 2.1) and connects to the allowed
-    /// ones: the socket, or the status (403 with the denying rule as the decision, 502, 504) and why not.
+    /// ones: the connection (on the epoll engine when it is on: an inspected tunnel stays there, a spliced one is
+    /// detached to .NET's), or the status (403 with the denying rule as the decision, 502, 504) and why not.
     /// </summary>
-    async Task<(Socket? Socket, int Status, string? Reason)> ConnectTunnelAsync(string host, int port, Limits limits)
+    async Task<(Duplex? Io, int Status, string? Reason)> ConnectTunnelAsync(string host, int port, Limits limits)
     {
         var judged = await ResolveJudgedAsync(host, limits).ConfigureAwait(false);
         if (judged.Denied is { } denied)
@@ -253,8 +256,15 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         var addresses = judged.Allowed;
         if (addresses.Length == 0)
             return judged.Error == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
-        var connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
-        if (connected.Ok) return (connected.Socket, 200, null);
+        ConnectResult connected;
+        if (EpollEngine.Enabled)
+        {
+            var (epoll, error, message) = await EpollEngine.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+            if (epoll is not null) return (epoll, 200, null);
+            connected = new ConnectResult(null, error, message);
+        }
+        else connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        if (connected.Ok) return (Duplex.Over(connected.Socket!), 200, null);
         if (connected.Error == SocketError.TimedOut) return (null, 504, $"connecting to {host}:{port} timed out");
         var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
         return (null, 502, $"cannot connect to {host}:{port}: {why}");

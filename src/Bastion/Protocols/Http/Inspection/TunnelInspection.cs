@@ -29,16 +29,23 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
     static readonly SslApplicationProtocol[] Inspectable = [SslApplicationProtocol.Http2, SslApplicationProtocol.Http11];
 
     /// <summary>Runs the tunnel to its end; returns the reason to put on the connection line, if any.</summary>
-    /// <param name="upstream">The origin's socket; null when the CONNECT waits for the server name to be allowed.</param>
+    /// <param name="upstream">The origin's connection (owned from here); null when the CONNECT waits for the server name to be allowed.</param>
     /// <param name="connectLater">Connects to the origin once the policy allowed the server name.</param>
     /// <param name="client">The client's buffer: the bytes behind the CONNECT head, and where the peek reads to.</param>
-    public async Task<string?> RunAsync(Peer client, Socket? upstream,
-        Func<Task<(Socket? Socket, int Status, string? Reason)>> connectLater, RequestAttributes attrs, Decision decision,
+    public async Task<string?> RunAsync(Peer client, Duplex? upstream,
+        Func<Task<(Duplex? Io, int Status, string? Reason)>> connectLater, RequestAttributes attrs, Decision decision,
         Limits limits, ConnectLog log)
     {
         var settings = ctx.Runtime.Inspection.GetValueOrDefault(ctx.Name);
         var connectHost = Unbracket(attrs.Host!);
-        var (status, hello, peekError) = await PeekAsync(client, limits.HeaderTimeout).ConfigureAwait(false);
+        bool inspectTarget = settings is not null && settings.ShouldInspect(connectHost);
+        // A tunnel to an inspected host is inspected or refused, never spliced: its socket stays on the gateway's
+        // epoll engine (EngineStream). Any other goes back to .NET's engine, which the splice relay uses.
+        bool onEngine = inspectTarget && client.Io is EpollDuplex;
+        if (!onEngine) client.Io.Detach();
+        var (status, hello, peekError) = onEngine
+            ? await PeekOnEngineAsync(client, limits.HeaderTimeout).ConfigureAwait(false)
+            : await PeekAsync(client, limits.HeaderTimeout).ConfigureAwait(false);
         var sni = hello?.ServerName;
         var name = sni ?? connectHost;
 
@@ -66,9 +73,8 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             }
             upstream = connected;
         }
-        using var owned = upstream;
+        await using var owned = upstream;
 
-        bool inspectTarget = settings is not null && settings.ShouldInspect(connectHost);
         if (status != HelloStatus.Parsed)
         {
             if (inspectTarget)
@@ -89,7 +95,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             log(200, decision.RuleName, decision.Reason, Verdict.Allow, "spliced", sni);
             return await SpliceAsync(client, upstream, limits).ConfigureAwait(false);
         }
-        return await InspectAsync(settings!, hello!, name, sni, client, upstream, attrs, decision, limits, log).ConfigureAwait(false);
+        return await InspectAsync(settings!, hello!, name, sni, client, onEngine, upstream, attrs, decision, limits, log).ConfigureAwait(false);
     }
 
     static readonly System.Runtime.CompilerServices.ConditionalWeakTable<CompiledPolicy, StrongBox<(bool Asks, HashSet<string> SniRules, bool SniAllows)>> SniUse = new();
@@ -113,17 +119,19 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
     }
 
     /// <summary>Relays untouched, the peeked bytes first.</summary>
-    async Task<string?> SpliceAsync(Peer client, Socket upstream, Limits limits)
+    async Task<string?> SpliceAsync(Peer client, Duplex upstream, Limits limits)
     {
         state.Counted(ctx, "spliced");
+        client.Io.Detach();
+        upstream.Detach();
         ReadOnlyMemory<byte> early = client.Count > 0 ? client.Data.ToArray() : default;
         client.Clear();
-        await SocketRelay.RunAsync(conn.Socket!, upstream, limits.IdleTimeout, conn.Record.Counter, early, default, conn.Aborted).ConfigureAwait(false);
+        await SocketRelay.RunAsync(conn.Socket!, upstream.Socket!, limits.IdleTimeout, conn.Record.Counter, early, default, conn.Aborted).ConfigureAwait(false);
         return null;
     }
 
     async Task<string?> InspectAsync(InspectionSettings settings, ClientHello hello, string name, string? sni, Peer clientBuffer,
-        Socket upstream, RequestAttributes attrs, Decision decision, Limits limits, ConnectLog log)
+        bool onEngine, Duplex upstream, RequestAttributes attrs, Decision decision, Limits limits, ConnectLog log)
     {
         string? Refuse(string why)
         {
@@ -144,7 +152,11 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
         // The origin first: what it accepts is what the client is offered.
         var cache = state.Tls.CacheFor(settings.Ca);
         var minting = cache.GetAsync(name);
-        var origin = await OriginTls.HandshakeAsync(new TlsSocketStream(upstream), name, alpn, settings, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
+        // The origin's leg on the same engine as the client's (each record one receive, no EAGAIN tries first).
+        bool originOnEngine = onEngine && upstream is EpollDuplex;
+        if (!originOnEngine) upstream.Detach();
+        Stream transport = originOnEngine ? new EngineStream(upstream) : new TlsSocketStream(upstream.Socket!);
+        var origin = await OriginTls.HandshakeAsync(transport, name, alpn, settings, limits.ConnectTimeout, conn.Aborted).ConfigureAwait(false);
         SslApplicationProtocol chosen;
         if (origin.Ok) chosen = origin.Protocol;
         else chosen = alpn is null ? default : (alpn.Contains(SslApplicationProtocol.Http11) ? SslApplicationProtocol.Http11 : alpn[0]);
@@ -157,10 +169,16 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             return Refuse($"cannot mint a certificate for {name}: {e.Message}");
         }
 
-        // The ClientHello read to decide goes into the handshake first.
+        // The ClientHello read to decide goes into the handshake first. HTTP/2 inside runs on Kestrel, which closes
+        // the socket itself (no wake-up for a receive waiting on the epoll engine): it goes back to .NET's engine.
         var hello0 = clientBuffer.Data.ToArray();
         clientBuffer.Clear();
-        var client = new SslStream(new TlsSocketStream(conn.Socket!, hello0), leaveInnerStreamOpen: false);
+        if (onEngine && chosen == SslApplicationProtocol.Http2)
+        {
+            onEngine = false;
+            clientBuffer.Io.Detach();
+        }
+        var client = new SslStream(onEngine ? new EngineStream(clientBuffer.Io, hello0) : new TlsSocketStream(conn.Socket!, hello0), leaveInnerStreamOpen: false);
         var serverOptions = new SslServerAuthenticationOptions
         {
             ServerCertificateContext = certificate,
@@ -171,12 +189,12 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
         {
             hs.CancelAfter(limits.HeaderTimeout);
             try { await client.AuthenticateAsServerAsync(serverOptions, hs.Token).ConfigureAwait(false); }
-            catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException)
+            catch (Exception e) when (e is AuthenticationException or IOException or OperationCanceledException or SocketException)
             {
                 if (origin.Stream is { } s) await s.DisposeAsync().ConfigureAwait(false);
                 await client.DisposeAsync().ConfigureAwait(false);
-                if (e is OperationCanceledException && conn.Aborted.IsCancellationRequested) throw;
-                var why = e is OperationCanceledException
+                if (conn.Aborted.IsCancellationRequested) throw new OperationCanceledException(conn.Aborted);
+                var why = hs.IsCancellationRequested
                     ? $"the client did not finish the TLS handshake for {name} within {limits.HeaderTimeout.TotalSeconds:0.#}s"
                     : $"the client refused the minted certificate for {name}: {TlsAlerts.Describe(e)} (a client that pins certificates needs a tls_inspection.skip entry)";
                 log(200, decision.RuleName, why, Verdict.Allow, "inspected", sni);
@@ -187,7 +205,7 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
 
         log(200, decision.RuleName, origin.Ok ? decision.Reason : origin.Error, Verdict.Allow, "inspected", sni);
         state.Counted(ctx, "inspected");
-        var targetAddress = ((IPEndPoint)upstream.RemoteEndPoint!).Address;
+        var targetAddress = ((IPEndPoint)upstream.Socket!.RemoteEndPoint!).Address;
         using var target = new InspectedOrigin
         {
             Name = name,
@@ -208,13 +226,17 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             {
                 // HTTP/1.1 goes on the engine's own client: a pool for this tunnel, its first connection the verified one.
                 target.Pool = InspectedOrigin.Http1Pool(target, targetAddress, settings, limits);
-                target.Pool.Adopt(Duplex.Over(first, upstream));
+                target.Pool.Adopt(originOnEngine ? new EngineTlsDuplex(first, upstream, ownsInner: true) : Duplex.Over(first, upstream.Socket));
             }
         }
         await using (client.ConfigureAwait(false))
         {
             if (target.Http2) await state.Http2.ServeAsync(client, conn.Socket!, target, conn).ConfigureAwait(false);
-            else await new ForwardSession(ctx, conn, pools, state, target, Duplex.Over(client, conn.Socket)).RunAsync().ConfigureAwait(false);
+            else
+            {
+                var decrypted = onEngine ? new EngineTlsDuplex(client, clientBuffer.Io, ownsInner: false) : Duplex.Over(client, conn.Socket);
+                await new ForwardSession(ctx, conn, pools, state, target, decrypted).RunAsync().ConfigureAwait(false);
+            }
         }
         if (target.Pool is { } pool) await pool.RetireAsync().ConfigureAwait(false);
         return null;
@@ -249,6 +271,36 @@ sealed class TunnelInspection(ListenerContext ctx, ClientConnection conn, Forwar
             }
         }
         finally { ArrayPool<byte>.Shared.Return(buffer); }
+    }
+
+    /// <summary>
+    /// The same on the epoll engine, into the client's buffer: the header timeout shuts the socket's receiving side
+    /// (the tunnel is refused then anyway: an inspected host gets TLS or nothing).
+    /// </summary>
+    static async Task<(HelloStatus, ClientHello?, string?)> PeekOnEngineAsync(Peer client, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        using var expiry = cts.Token.UnsafeRegister(static io => ((Duplex)io!).ShutdownReceive(), client.Io);
+        while (true)
+        {
+            var status = ClientHelloParser.TryParse(new ReadOnlySequence<byte>(client.DataMemory(client.Count)), out var hello, out var error);
+            if (status != HelloStatus.NeedMore) return (status, hello, error);
+            int n;
+            try
+            {
+                n = await client.ReceiveAsync().ConfigureAwait(false);
+                // A hello longer than the buffer: room for the parser's bound, which then decides.
+                if (n < 0 && client.Capacity < ClientHelloParser.DefaultMaxSize + 4096)
+                {
+                    client.Grow(ClientHelloParser.DefaultMaxSize + 4096);
+                    continue;
+                }
+            }
+            catch (Exception e) when (Duplex.IsIoError(e)) { n = 0; }
+            if (cts.IsCancellationRequested) return (status, null, $"no ClientHello within {timeout.TotalSeconds:0.#}s");
+            if (n == 0) return (status, null, "the client closed before a whole ClientHello");
+            if (n < 0) return (HelloStatus.Malformed, null, "a ClientHello longer than the parser's bound");
+        }
     }
 
     static string Unbracket(string host) => host.Length > 2 && host[0] == '[' && host[^1] == ']' ? host[1..^1] : host;
