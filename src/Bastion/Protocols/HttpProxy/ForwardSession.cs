@@ -70,7 +70,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         if (targetStatus != TargetStatus.Ok)
             return await RejectAsync(400, targetError!, targetStatus == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol,
                 close: true).ConfigureAwait(false);
-        if (!h.IsConnect) X!.Request = $"{h.Method} {_canonical.Url}";
+        if (!h.IsConnect) X!.Request = _requestText.Get(h.Method, _canonical.Url);
         Attrs.Size = framing.Kind == BodyKind.Chunked ? -1 : framing.Length;
 
         // Identify.
