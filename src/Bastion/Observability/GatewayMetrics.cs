@@ -66,6 +66,9 @@ public sealed class GatewayMetrics
     public GatewayMetrics()
     {
         var f = Prometheus.Metrics.WithCustomRegistry(Registry);
+        // No exemplars: the default asks the trace context on every increment (several per request), and the gateway
+        // records no traces for an exemplar to point at.
+        f.ExemplarBehavior = new ExemplarBehavior { DefaultExemplarProvider = null };
         _decisions = f.CreateCounter("bastion_decisions_total", "Policy decisions on requests, commands and connections.",
             new CounterConfiguration { LabelNames = ["listener", "type", "verdict", "rule"] });
         _active = f.CreateGauge("bastion_connections_active", "Client connections open now.",

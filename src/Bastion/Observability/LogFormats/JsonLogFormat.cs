@@ -42,7 +42,8 @@ public sealed class JsonLogFormat : AccessLogFormat
         w.Raw("\",\"event\":"u8);
         w.String(e.Event);
         w.Raw(",\"id\":"u8);
-        w.String(e.Id);
+        if (e.IdText is { } idText) w.String(idText);
+        else w.Id(e.IdNumber);
         w.Raw(",\"conn\":"u8);
         w.String(e.Conn);
         w.Raw(",\"listener\":"u8);
@@ -131,21 +132,32 @@ public sealed class JsonLogFormat : AccessLogFormat
         /// </summary>
         public readonly void Millis(double ms)
         {
-            double r = Math.Round(ms, 3);
-            if (!(r >= 0 && r < 1e9) || double.IsNegative(r))
+            // Math.Round(ms, 3) is Math.Round(ms * 1000) / 1000: the integer is the thousandths.
+            double k = Math.Round(ms * 1000);
+            if (!(k >= 0 && k < 1e12) || double.IsNegative(k))
             {
                 var any = _output.GetSpan(64);
-                Utf8Formatter.TryFormat(r, any, out int n);
+                Utf8Formatter.TryFormat(Math.Round(ms, 3), any, out int n);
                 _output.Advance(n);
                 return;
             }
-            long thousandths = (long)Math.Round(r * 1000);
+            long thousandths = (long)k;
             Number(thousandths / 1000);
             int frac = (int)(thousandths % 1000);
             if (frac == 0) return;
             Span<byte> f = [(byte)'.', (byte)('0' + frac / 100), (byte)('0' + frac / 10 % 10), (byte)('0' + frac % 10)];
             int len = frac % 100 == 0 ? 2 : frac % 10 == 0 ? 3 : 4;
             Raw(f[..len]);
+        }
+
+        /// <summary>A request id that was never made into a string (its text is plain ASCII).</summary>
+        public readonly void Id(long n)
+        {
+            var span = _output.GetSpan(40);
+            span[0] = (byte)'"';
+            Gateway.Ids.TryFormat(n, span[1..], out int written);
+            span[written + 1] = (byte)'"';
+            _output.Advance(written + 2);
         }
 
         /// <summary>A JSON string (null for null), escaped as the relaxed encoder does.</summary>
