@@ -20,7 +20,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 waitport() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13, $12 }'; }
 
 cd "$DIR"
 mkdir -p www t/{b,p,f,u,s}
@@ -50,29 +50,30 @@ for side in A B; do
   waitport "${PORT[$side]}" || { cat "$side.out" >&2; exit 1; }
 done
 
-run() { # SIDE SECONDS -> "req_per_s cpu_us_per_req p99_ms"
-  local t0 t1 line path host
+run() { # SIDE SECONDS -> "req_per_s cpu_us_per_req p99_ms user_us_per_req"
+  local t0 t1 u0 u1 line path host
   if [ "$SUITE" = forward ]; then path=http://127.0.0.1:$ORIGIN/100b host=127.0.0.1:$ORIGIN
   else path=/100b host=127.0.0.1:${PORT[$1]}; fi
-  t0=$(ticks "${PID[$1]}")
+  read -r t0 u0 < <(ticks "${PID[$1]}")
   line=$(BENCH_PATH=$path BENCH_HOST=$host taskset -c 1 wrk -t1 -c"$CONNS" -d"$2s" --timeout 5s -s "$HERE/../lua/bench.lua" \
     "http://127.0.0.1:${PORT[$1]}/" 2>&1 | grep '^BENCH_RESULT')
-  t1=$(ticks "${PID[$1]}")
+  read -r t1 u1 < <(ticks "${PID[$1]}")
   eval "local $(sed 's/^BENCH_RESULT //; s/\([a-z0-9_]\+\)=/w_\1=/g' <<<"$line")"
-  awk -v r="$w_requests" -v s="$w_status" -v us="$w_duration_us" -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v p99="$w_p99_us" \
-    'BEGIN { ok = r - s; printf "%.0f %.2f %.2f\n", ok / (us / 1e6), (ok > 0 ? d * 1e6 / hz / ok : 0), p99 / 1000 }'
+  awk -v r="$w_requests" -v s="$w_status" -v us="$w_duration_us" -v d=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v p99="$w_p99_us" -v u=$((u1 - u0)) \
+    'BEGIN { ok = r - s; printf "%.0f %.2f %.2f %.2f\n", ok / (us / 1e6), (ok > 0 ? d * 1e6 / hz / ok : 0), p99 / 1000, (ok > 0 ? u * 1e6 / hz / ok : 0) }'
 }
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 run A "$WARM" >/dev/null; run B "$WARM" >/dev/null
 for ((i = 0; i < PAIRS; i++)); do
   order=(A B); [ $((i % 2)) = 1 ] && order=(B A)
-  for s in "${order[@]}"; do read -r rps cpu p99 < <(run "$s" "$SECS"); echo "$s $rps $cpu $p99" | tee -a runs; done
+  for s in "${order[@]}"; do read -r rps cpu p99 usr < <(run "$s" "$SECS"); echo "$s $rps $cpu $p99 $usr" | tee -a runs; done
 done
 for s in A B; do
   cpu=$(awk -v s=$s '$1 == s { print $3 }' runs | sort -n | tr '\n' ' ')
   rps=$(awk -v s=$s '$1 == s { print $2 }' runs | sort -n | tr '\n' ' ')
-  echo "$cpu|$rps" | awk -F'|' -v s=$s '{ n = split($1, c, " "); split($2, r, " ")
-    printf "%s: CPU µs/req median %.2f (%.2f-%.2f), req/s median %d, %d runs\n", s, c[int((n + 1) / 2)], c[1], c[n], r[int((n + 1) / 2)], n }'
+  usr=$(awk -v s=$s '$1 == s { print $5 }' runs | sort -n | tr '\n' ' ')
+  echo "$cpu|$rps|$usr" | awk -F'|' -v s=$s '{ n = split($1, c, " "); split($2, r, " "); split($3, u, " ")
+    printf "%s: CPU µs/req median %.2f (%.2f-%.2f), user %.2f, req/s median %d, %d runs\n", s, c[int((n + 1) / 2)], c[1], c[n], u[int((n + 1) / 2)], r[int((n + 1) / 2)], n }'
 done
 # System calls and context switches per request (load does not move these).
 if [ "${AB_PERF:-1}" = 1 ]; then
@@ -85,7 +86,7 @@ if [ "${AB_PERF:-1}" = 1 ]; then
 fi
 if [ -n "${AB_RECORD:-}" ]; then
   perf record -F 1999 -g -p "${PID[A]}" -o "$AB_RECORD" -- sleep "$SECS" 2>/dev/null & perf=$!
-  read -r rps cpu p99 < <(run A "$SECS"); wait "$perf"
+  read -r rps cpu _ < <(run A "$SECS"); wait "$perf"
   echo "recorded A: $rps req/s, $cpu µs/req into $AB_RECORD"
 fi
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
