@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Text;
 using Bastion.Identity;
@@ -66,16 +65,12 @@ public class IdentityTests
         {
             ["alice"] = Bcrypt("right", 'b', cost: 10),
         });
-        var sw = Stopwatch.StartNew();
         Assert.True(await store.VerifyAsync("alice", "right"));
-        var first = sw.Elapsed;
         Assert.Equal(1, store.HashChecks);
 
-        sw.Restart();
+        // Counted, not timed (a wall-clock comparison failed on a loaded machine): no bcrypt after the first check.
         for (int i = 0; i < 1000; i++) Assert.True(await store.VerifyAsync("alice", "right"));
-        var thousandCached = sw.Elapsed;
-        Assert.Equal(1, store.HashChecks);     // no bcrypt on the second and later checks
-        Assert.True(thousandCached < first, $"1000 cached checks took {thousandCached}, one bcrypt {first}");
+        Assert.Equal(1, store.HashChecks);
 
         // Wrong passwords are rejected, and the same wrong one is not re-hashed (negative cache).
         Assert.False(await store.VerifyAsync("alice", "wrong"));
