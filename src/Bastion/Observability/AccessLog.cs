@@ -13,7 +13,12 @@ public sealed record AccessEvent
     public DateTime Ts { get; set; } = DateTime.UtcNow;
     /// <summary>"request" for a decision, "connection" for a closed connection.</summary>
     public string Event { get; set; } = "request";
-    public required string Id { get; set; }
+    public string Id { get => _id ??= Gateway.Ids.Of(IdNumber); set => _id = value; }
+    string? _id;
+    /// <summary>The id as its number, when the event was made without its text (<see cref="IdText"/> is then null).</summary>
+    internal long IdNumber { get; private set; }
+    /// <summary>The id's text if it has been made.</summary>
+    internal string? IdText => _id;
     /// <summary>The connection the event belongs to (a connection line's own id).</summary>
     public string? Conn { get; set; }
     public required string Listener { get; set; }
@@ -54,15 +59,16 @@ public sealed record AccessEvent
     const int PoolMax = 8192;
 
     /// <summary>A cleared event to fill in (returned to the pool by the log writer).</summary>
-    internal static AccessEvent Rent(string id, string listener, string type)
+    internal static AccessEvent Rent(string? id, long idNumber, string listener, string type)
     {
         AccessEvent? e = null;
         lock (Pool)
         {
             if (Pool.Count > 0) e = Pool.Pop();
         }
-        e ??= new AccessEvent { Id = id, Listener = listener, Type = type };
-        e.Id = id;
+        e ??= new AccessEvent { Listener = listener, Type = type };
+        e._id = id;
+        e.IdNumber = idNumber;
         e.Listener = listener;
         e.Type = type;
         e.Ts = DateTime.UtcNow;

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using Prometheus;
 
 namespace Bastion.Observability;
@@ -36,11 +37,38 @@ public sealed class GatewayMetrics
     int _processMetrics;
 
     readonly ConcurrentDictionary<(string, string, string, string), Counter.Child> _decisionChildren = new();
-    readonly ConcurrentDictionary<string, (Gauge.Child Active, Counter.Child Total, Counter.Child In, Counter.Child Out, Histogram.Child Latency, Counter.Child Auth)> _perListener = new();
+    readonly ConcurrentDictionary<string, ListenerSet> _perListener = new();
+
+    /// <summary>A listener's children.</summary>
+    sealed class ListenerSet(Gauge.Child active, Counter.Child total, Counter.Child @in, Counter.Child @out, Histogram.Child latency, Counter.Child auth)
+    {
+        public readonly Gauge.Child Active = active;
+        public readonly Counter.Child Total = total, In = @in, Out = @out, Auth = auth;
+        public readonly Histogram.Child Latency = latency;
+    }
+
+    // The hot path's lookups skip the dictionaries: a listener passes the same name instance on every call, and its
+    // requests mostly the same rule instance, so a small table indexed by the strings' identity holds what the last
+    // call with them found (compared by reference; a miss looks up the dictionary as before and takes the slot).
+    sealed class Slot<T>(string listener, string type, Configuration.Verdict verdict, string rule, T value)
+    {
+        public readonly string Listener = listener, Type = type, Rule = rule;
+        public readonly Configuration.Verdict Verdict = verdict;
+        public readonly T Value = value;
+    }
+
+    readonly Slot<ListenerSet>?[] _listenerSlots = new Slot<ListenerSet>?[8];
+    readonly Slot<Counter.Child>?[] _decisionSlots = new Slot<Counter.Child>?[32];
+    readonly Slot<Counter.Child[]>?[] _responseSlots = new Slot<Counter.Child[]>?[8];
+
+    static int SlotOf(string s, int length) => RuntimeHelpers.GetHashCode(s) & (length - 1);
 
     public GatewayMetrics()
     {
         var f = Prometheus.Metrics.WithCustomRegistry(Registry);
+        // No exemplars: the default asks the trace context on every increment (several per request), and the gateway
+        // records no traces for an exemplar to point at.
+        f.ExemplarBehavior = new ExemplarBehavior { DefaultExemplarProvider = null };
         _decisions = f.CreateCounter("bastion_decisions_total", "Policy decisions on requests, commands and connections.",
             new CounterConfiguration { LabelNames = ["listener", "type", "verdict", "rule"] });
         _active = f.CreateGauge("bastion_connections_active", "Client connections open now.",
@@ -82,16 +110,30 @@ public sealed class GatewayMetrics
         LastReloadTimestamp.SetToCurrentTimeUtc();
     }
 
-    (Gauge.Child Active, Counter.Child Total, Counter.Child In, Counter.Child Out, Histogram.Child Latency, Counter.Child Auth) L(string listener) =>
+    ListenerSet L(string listener)
+    {
+        int i = SlotOf(listener, _listenerSlots.Length);
+        if (_listenerSlots[i] is { } hit && ReferenceEquals(hit.Listener, listener)) return hit.Value;
         // TryGetValue first: the factory lambda captures `this`, so GetOrAdd alone allocates a delegate per call (per relayed chunk).
-        _perListener.TryGetValue(listener, out var hit) ? hit : _perListener.GetOrAdd(listener, l => (_active.WithLabels(l), _connections.WithLabels(l), _bytes.WithLabels(l, "in"),
-            _bytes.WithLabels(l, "out"), _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l)));
+        var set = _perListener.TryGetValue(listener, out var found) ? found : _perListener.GetOrAdd(listener, l => new ListenerSet(_active.WithLabels(l),
+            _connections.WithLabels(l), _bytes.WithLabels(l, "in"), _bytes.WithLabels(l, "out"), _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l)));
+        _listenerSlots[i] = new Slot<ListenerSet>(listener, "", default, "", set);
+        return set;
+    }
 
     public void Decision(string listener, string type, Configuration.Verdict verdict, string rule)
     {
+        int i = (SlotOf(rule, _decisionSlots.Length) + SlotOf(listener, _decisionSlots.Length)) & (_decisionSlots.Length - 1);
+        if (_decisionSlots[i] is { } hit && ReferenceEquals(hit.Rule, rule) && ReferenceEquals(hit.Listener, listener) && ReferenceEquals(hit.Type, type)
+            && hit.Verdict == verdict)
+        {
+            hit.Value.Inc();
+            return;
+        }
         var key = (listener, type, verdict == Configuration.Verdict.Allow ? "allow" : "deny", rule);
         // TryGetValue first, as in L(): the factory captures `this` (a delegate per request otherwise).
         if (!_decisionChildren.TryGetValue(key, out var c)) c = _decisionChildren.GetOrAdd(key, k => _decisions.WithLabels(k.Item1, k.Item2, k.Item3, k.Item4));
+        _decisionSlots[i] = new Slot<Counter.Child>(listener, type, verdict, rule, c);
         c.Inc();
     }
 
@@ -119,8 +161,15 @@ public sealed class GatewayMetrics
     public void Response(string listener, int status)
     {
         if (status is < 100 or > 599) return;
-        if (!_responseClasses.TryGetValue(listener, out var c))
-            c = _responseClasses.GetOrAdd(listener, l => [.. new[] { "1xx", "2xx", "3xx", "4xx", "5xx" }.Select(k => _responses.WithLabels(l, k))]);
+        int i = SlotOf(listener, _responseSlots.Length);
+        Counter.Child[] c;
+        if (_responseSlots[i] is { } hit && ReferenceEquals(hit.Listener, listener)) c = hit.Value;
+        else
+        {
+            if (!_responseClasses.TryGetValue(listener, out c!))
+                c = _responseClasses.GetOrAdd(listener, l => [.. new[] { "1xx", "2xx", "3xx", "4xx", "5xx" }.Select(k => _responses.WithLabels(l, k))]);
+            _responseSlots[i] = new Slot<Counter.Child[]>(listener, "", default, "", c);
+        }
         c[status / 100 - 1].Inc();
     }
 

@@ -60,6 +60,8 @@ public sealed class StringPattern
 {
     readonly string? _exact;
     readonly Regex? _regex;
+    /// <summary>A glob's literal text, checked before its regex runs (<see cref="GlobFilter"/>).</summary>
+    readonly GlobFilter? _filter;
     readonly bool _ignoreCase;
     public string Text { get; }
 
@@ -68,7 +70,11 @@ public sealed class StringPattern
         Text = text;
         _ignoreCase = ignoreCase;
         if (text.StartsWith('~')) _regex = Patterns.CompileRegex(text[1..], ignoreCase);
-        else if (Patterns.IsGlob(text)) _regex = Patterns.CompileGlob(text, pathAware, ignoreCase);
+        else if (Patterns.IsGlob(text))
+        {
+            _regex = Patterns.CompileGlob(text, pathAware, ignoreCase);
+            _filter = GlobFilter.For(text, pathAware, ignoreCase);
+        }
         else _exact = text;
     }
 
@@ -76,6 +82,7 @@ public sealed class StringPattern
     {
         if (_exact is not null)
             return _ignoreCase ? value.Equals(_exact, StringComparison.OrdinalIgnoreCase) : value.SequenceEqual(_exact);
+        if (_filter?.Match(value) is { } decided) return decided;
         try { return _regex!.IsMatch(value); }
         catch (RegexMatchTimeoutException) { return false; }
     }

@@ -15,6 +15,10 @@ public static class Ids
     public static string Next() => $"{Prefix}-{NextNumber():x}";
 
     public static string Of(long n) => $"{Prefix}-{n:x}";
+
+    /// <summary>The id of number <paramref name="n"/> as UTF-8 (the access log writes it without making the string).</summary>
+    public static bool TryFormat(long n, Span<byte> destination, out int written) =>
+        System.Text.Unicode.Utf8.TryWrite(destination, $"{Prefix}-{n:x}", out written);
 }
 
 /// <summary>A client connection as the admin API sees it, whatever the protocol.</summary>

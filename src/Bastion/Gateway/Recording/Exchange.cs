@@ -25,14 +25,18 @@ public sealed class Exchange
         _ctx = ctx;
         Connection = conn;
         Kind = kind;
-        Id = id ?? (kind == ExchangeKinds.Connection && conn is not null ? conn.Id : Ids.Next());
+        _id = id ?? (kind == ExchangeKinds.Connection && conn is not null ? conn.Id : null);
+        if (_id is null) _idNumber = Ids.NextNumber();
         Client = client ?? conn?.ClientText;
     }
 
     /// <summary>"request", "connection" or "transfer" (<see cref="ExchangeKinds"/>).</summary>
     public string Kind { get; }
     /// <summary>The request id (a connection's own id for a connection record).</summary>
-    public string Id { get; private set; }
+    public string Id => _id ??= Ids.Of(_idNumber);
+    // A request's id is a number until someone asks for its text (an error page): the log line writes the number.
+    string? _id;
+    long _idNumber;
     /// <summary>The connection it belongs to; null for a connection refused before it was registered.</summary>
     public ClientConnection? Connection { get; }
     /// <summary>The connection id, for correlating requests with their connection.</summary>
@@ -147,7 +151,8 @@ public sealed class Exchange
     internal Exchange Reopen()
     {
         if (!IsClosed || Kind != ExchangeKinds.Request) throw new InvalidOperationException("only a closed request record is reopened");
-        Id = Ids.Next();
+        _id = null;
+        _idNumber = Ids.NextNumber();
         _start = Stopwatch.GetTimestamp();
         _in = _out = 0;
         _responseAt = _sentAt = 0;
@@ -173,7 +178,7 @@ public sealed class Exchange
             Target?.Meter?.Latency(latency);
         }
         if (Kind == ExchangeKinds.Request && _ctx.Type is ListenerType.HttpProxy or ListenerType.HttpReverse) _ctx.Metrics.Response(_ctx.Name, Status);
-        var e = AccessEvent.Rent(Id, _ctx.Name, _ctx.TypeName);
+        var e = AccessEvent.Rent(_id, _idNumber, _ctx.Name, _ctx.TypeName);
         e.UpstreamMs = upstream?.TotalMilliseconds;
         e.Protocol = Protocol;
         e.Referer = Referer;

@@ -39,8 +39,15 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 
     protected override string RequestText() => tunnel is null ? $"{Head.Method} {_target}" : $"{Head.Method} {tunnel.Url(_target!)}";
 
+    // The request's configuration and policy, read once (each read looks the listener and its policy up by name).
+    ListenerConfig _config = null!;
+    Bastion.Policy.CompiledPolicy _policy = null!;
+
     protected override ValueTask<bool> ServeAsync(Limits limits)
     {
+        var runtime = Ctx.Runtime;
+        _config = runtime.Listener(Ctx.Name) ?? Ctx.Config;
+        _policy = runtime.PolicyFor(_config);
         _target = _targetText.Get(Head.Target);
         BeginRequest();
         // Inside a tunnel the request goes straight to its own method: one async frame less per request.
@@ -66,15 +73,15 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
             return await RejectAsync(400, why, PseudoRules.Protocol, close: true).ConfigureAwait(false);
         }
         // The one canonical form (SPEC 2.1): ambiguous forms are refused unless the listener passes them.
-        var targetStatus = HttpAttributes.ProxyTarget(Attrs, h.Method, h.Target, Ctx.Config, _canonical, out var targetError);
+        var targetStatus = HttpAttributes.ProxyTarget(Attrs, h.Method, h.Target, _config, _canonical, out var targetError);
         if (targetStatus != TargetStatus.Ok)
             return await RejectAsync(400, targetError!, targetStatus == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol,
                 close: true).ConfigureAwait(false);
-        if (!h.IsConnect) X!.Request = $"{h.Method} {_canonical.Url}";
+        if (!h.IsConnect) X!.Request = _requestText.Get(h.Method, _canonical.Url);
         Attrs.Size = framing.Kind == BodyKind.Chunked ? -1 : framing.Length;
 
         // Identify.
-        var config = Ctx.Config;
+        var config = _config;
         if (config.Authenticate)
         {
             int pa = h.IndexOf(KnownHeader.ProxyAuthorization);
@@ -90,14 +97,14 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         X!.User = Attrs.User;
 
         // Decide.
-        if (config.RefuseConflictingHeaders && Ctx.Policy.ConflictingHeader(h) is { } conflict)
+        if (config.RefuseConflictingHeaders && _policy.ConflictingHeader(h) is { } conflict)
             return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", PseudoRules.ConflictingHeaders,
                 close: true).ConfigureAwait(false);
-        Decision = HttpDecisions.Decide(Ctx.Policy, Attrs);
+        Decision = HttpDecisions.Decide(_policy, Attrs);
         if (!Decision.Allowed)
         {
             // A rule on `sni` may still allow a CONNECT once its ClientHello is read.
-            if (h.IsConnect && inspection is not null && TunnelInspection.SniMayAllow(Ctx.Policy, Decision))
+            if (h.IsConnect && inspection is not null && TunnelInspection.SniMayAllow(_policy, Decision))
                 return await TunnelAsync(limits, provisional: true).ConfigureAwait(false);
             return await RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: hasBody || !KeepAlive).ConfigureAwait(false);
         }
@@ -143,8 +150,8 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         X.Upstream = c.Authority;
         // One pool per judged address: the connection goes where the policy looked, and nowhere else.
         var pool = pools.For(c.Host!, c.Port, c.Scheme == "https", judged.Allowed[0], limits.ConnectTimeout);
-        var (_, again) = await ForwardAsync(pool, limits, new RelayOptions(Ctx.Policy, ViaOnResponse: true)).ConfigureAwait(false);
-        return again;
+        var r = await SendUpstreamAsync(pool, limits).ConfigureAwait(false);
+        return await RespondAsync(r, limits, new RelayOptions(_policy, ViaOnResponse: true)).ConfigureAwait(false);
     }
 
     async ValueTask<bool> AnswerMaxForwardsAsync()
@@ -199,7 +206,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
 
         // With tls_inspection (or rules on `sni`), the ClientHello decides what becomes of the tunnel (and which
         // socket engine it runs on: TunnelInspection).
-        if (inspection is not null && (provisional || Ctx.Runtime.Inspection.ContainsKey(Ctx.Name) || TunnelInspection.AsksSni(Ctx.Policy)))
+        if (inspection is not null && (provisional || Ctx.Runtime.Inspection.ContainsKey(Ctx.Name) || TunnelInspection.AsksSni(_policy)))
         {
             var reason = await new TunnelInspection(Ctx, Conn, inspection, pools)
                 .RunAsync(Client, up, () => ConnectTunnelAsync(host, port, limits), Attrs, Decision, limits, LogConnect).ConfigureAwait(false);
@@ -233,11 +240,11 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         if (_literal is null || host != _literalHost)
         {
             if (!System.Net.IPAddress.TryParse(host, out var ip))
-                return Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, Ctx.Policy, Attrs, host, limits.ConnectTimeout, Conn.Aborted);
+                return Connector.ResolveJudgedAsync(Ctx.Runtime.Resolver, _policy, Attrs, host, limits.ConnectTimeout, Conn.Aborted);
             _literalHost = host;
             _literal = [ip];
         }
-        return new ValueTask<JudgedAddresses>(Connector.Judge(Ctx.Policy, Attrs, _literal));
+        return new ValueTask<JudgedAddresses>(Connector.Judge(_policy, Attrs, _literal));
     }
 
     /// <summary>
@@ -299,7 +306,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         Attrs.Headers = h;
         Attrs.User = x.User = Conn.User;
         int hi = h.IndexOf(KnownHeader.Host);
-        if (!TunnelTarget.TryRequest(Attrs, t, h.Method, h.Target, hi >= 0, hi < 0 ? default : h.Value(hi), _canonical, out var url, out var status, out var why, Ctx.Config))
+        if (!TunnelTarget.TryRequest(Attrs, t, h.Method, h.Target, hi >= 0, hi < 0 ? default : h.Value(hi), _canonical, out var url, out var status, out var why, _config))
             return await RejectAsync(status, why!, PseudoRules.Protocol, close: true).ConfigureAwait(false);
         x.Request = _requestText.Get(h.Method, url!);
         var framing = h.Framing;
@@ -308,11 +315,11 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         var upgrade = RequestedUpgrade();
         Attrs.Upgrade = upgrade;
 
-        if (Ctx.Config.RefuseConflictingHeaders && Ctx.Policy.ConflictingHeader(h) is { } conflict)
+        if (_config.RefuseConflictingHeaders && _policy.ConflictingHeader(h) is { } conflict)
             return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", PseudoRules.ConflictingHeaders,
                 close: true).ConfigureAwait(false);
-        Decision = HttpDecisions.Decide(Ctx.Policy, Attrs);
-        if (Decision.Allowed && upgrade is not null && !Ctx.Policy.AllowsUpgrade(Decision))
+        Decision = HttpDecisions.Decide(_policy, Attrs);
+        if (Decision.Allowed && upgrade is not null && !_policy.AllowsUpgrade(Decision))
             Decision = Bastion.Policy.Decision.Deny(Decision.RuleName, $"upgrade to {upgrade} needs a rule that allows it (upgrade: {upgrade})");
         if (!Decision.Allowed)
             return await RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: framing.HasBody || !KeepAlive).ConfigureAwait(false);
@@ -338,7 +345,7 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         if (upgrade is not null) WriteUpgrade(w, upgrade);
         w.Framing(framing).CrLf();
         x.Upstream = t.Authority;
-        var (_, again) = await ForwardAsync(t.Pool, limits, new RelayOptions(Ctx.Policy, ViaOnResponse: true)).ConfigureAwait(false);
-        return again;
+        var r = await SendUpstreamAsync(t.Pool, limits).ConfigureAwait(false);
+        return await RespondAsync(r, limits, new RelayOptions(_policy, ViaOnResponse: true)).ConfigureAwait(false);
     }
 }

@@ -277,41 +277,35 @@ public abstract class Http1Session : Expiring
     /// <summary>What the listener type wants of a relayed response.</summary>
     protected readonly record struct RelayOptions(CompiledPolicy Policy, bool ViaOnResponse, ulong DropFromResponse = 0);
 
-    /// <summary>
-    /// Sends the request head in <see cref="UpOut"/> (and the client's body) through <paramref name="pool"/> and relays
-    /// the response. Returns the upstream result (for health accounting) and whether the client connection may go on.
-    /// </summary>
-    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
-    protected async ValueTask<(UpstreamResult Result, bool Again)> ForwardAsync(UpstreamPool pool, Limits limits, RelayOptions o)
-    {
-        var r = await SendUpstreamAsync(pool, limits).ConfigureAwait(false);
-        return (r, await RespondAsync(r, limits, o).ConfigureAwait(false));
-    }
-
     /// <summary>The request to the upstream, up to its final response head (nothing is answered to the client yet).</summary>
-    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
-    protected async ValueTask<UpstreamResult> SendUpstreamAsync(UpstreamPool pool, Limits limits)
+    protected ValueTask<UpstreamResult> SendUpstreamAsync(UpstreamPool pool, Limits limits)
     {
-        var framing = Head.Framing;
-        if (framing.HasBody && Head.Expects100 && Head.MinorVersion == 1 && !_continued)
-        {
-            _continued = true;
-            await SendToClientAsync(Continue).ConfigureAwait(false);
-        }
+        // Not an async method itself unless a 100 Continue goes first: one state machine less to box per request.
+        if (Head.Framing.HasBody && Head.Expects100 && Head.MinorVersion == 1 && !_continued) return ContinueThenSendAsync(pool, limits);
         X!.UpstreamSent();
-        return await UpstreamExchange.SendAsync(pool, UpOut.WrittenMemory, Client, framing, limits.MaxRequestBody,
+        return UpstreamExchange.SendAsync(pool, UpOut.WrittenMemory, Client, Head.Framing, limits.MaxRequestBody,
             Head.IsHead, Head.IsConnect, new UpstreamTimeouts(limits.ResponseTimeout, limits.IdleTimeout),
-            Head.MinorVersion == 1 ? _interim ??= RelayInterimAsync : null, Math.Max(64 * 1024, limits.MaxHeaderSize), Conn.Aborted).ConfigureAwait(false);
+            Head.MinorVersion == 1 ? _interim ??= RelayInterimAsync : null, Math.Max(64 * 1024, limits.MaxHeaderSize), Conn.Aborted);
     }
 
-    /// <summary>Relays the response the upstream gave, or answers for the upstream that gave none.</summary>
     [AsyncMethodBuilder(typeof(PooledBuilder<>))]
-    protected async ValueTask<bool> RespondAsync(UpstreamResult r, Limits limits, RelayOptions o)
+    async ValueTask<UpstreamResult> ContinueThenSendAsync(UpstreamPool pool, Limits limits)
+    {
+        _continued = true;
+        await SendToClientAsync(Continue).ConfigureAwait(false);
+        return await SendUpstreamAsync(pool, limits).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Relays the response the upstream gave (<see cref="SendUpstreamAsync"/>), or answers for the upstream that gave
+    /// none. Returns whether the client connection may go on. Not an async frame of its own: it picks the one that runs.
+    /// </summary>
+    protected ValueTask<bool> RespondAsync(UpstreamResult r, Limits limits, RelayOptions o)
     {
         _continued = false;
-        if (r.End != UpstreamEnd.Response) return await UpstreamFailedAsync(r, limits).ConfigureAwait(false);
-        if (r.Connection!.Response.Status == 101) return await UpgradeAsync(r, limits).ConfigureAwait(false);
-        return await RelayResponseAsync(r, limits, o).ConfigureAwait(false);
+        if (r.End != UpstreamEnd.Response) return UpstreamFailedAsync(r, limits);
+        if (r.Connection!.Response.Status == 101) return UpgradeAsync(r, limits);
+        return RelayResponseAsync(r, limits, o);
     }
 
     bool _continued;
