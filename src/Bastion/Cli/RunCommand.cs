@@ -56,6 +56,7 @@ static class RunCommand
 
         using var watcher = file is null || !watch ? null : new ConfigWatcher(host);
         using var heapBudget = HeapBudget.Start(() => host.Connections.Count);
+        using var memoryReport = MemoryReport.Start();
         await stop.Task;
         var drain = host.Current.Config.Listeners.Select(l => l.Limits.DrainTimeout).DefaultIfEmpty(TimeSpan.FromSeconds(10)).Max();
         systemd.Stopping($"draining open connections for up to {drain.TotalSeconds:0.#}s");

@@ -1,16 +1,18 @@
+using System.Buffers;
 using System.Buffers.Text;
 using System.Text;
 
 namespace Bastion.Protocols.Http.Codec;
 
 /// <summary>
-/// Builds an outgoing head in a byte buffer that is reused from message to message (it grows when a head needs
-/// more, and keeps the size). Field lines are copied from the parsed head as received, in runs; only what the
-/// caller drops (hop-by-hop fields always, plus a mask of others) is left out, and what it adds is appended.
+/// Builds an outgoing head in a pooled byte buffer, rented on the first write and given back by <see cref="Release"/>
+/// when the exchange is done (so that a connection between requests holds none). Field lines are copied from the
+/// parsed head as received, in runs; only what the caller drops (hop-by-hop fields always, plus a mask of others) is
+/// left out, and what it adds is appended.
 /// </summary>
 public sealed class HeadWriter(int capacity = 4096)
 {
-    byte[] _buf = new byte[capacity];
+    byte[] _buf = [];
     int _pos;
 
     public int Length => _pos;
@@ -21,6 +23,16 @@ public sealed class HeadWriter(int capacity = 4096)
     public byte[] Buffer => _buf;
 
     public void Reset() => _pos = 0;
+
+    /// <summary>Gives the buffer back to the pool (what was written is gone); the next write rents one.</summary>
+    public void Release()
+    {
+        _pos = 0;
+        var b = _buf;
+        if (b.Length == 0) return;
+        _buf = [];
+        ArrayPool<byte>.Shared.Return(b);
+    }
 
     /// <summary>Bit mask of <see cref="KnownHeader"/> values.</summary>
     public static ulong Mask(params ReadOnlySpan<KnownHeader> ids)
@@ -43,7 +55,13 @@ public sealed class HeadWriter(int capacity = 4096)
 
     public void Advance(int n) => _pos += n;
 
-    void Grow(int size) => Array.Resize(ref _buf, Math.Max(_buf.Length * 2, _pos + size));
+    void Grow(int size)
+    {
+        var bigger = ArrayPool<byte>.Shared.Rent(Math.Max(Math.Max(_buf.Length * 2, _pos + size), capacity));
+        _buf.AsSpan(0, _pos).CopyTo(bigger);
+        if (_buf.Length > 0) ArrayPool<byte>.Shared.Return(_buf);
+        _buf = bigger;
+    }
 
     public HeadWriter Append(ReadOnlySpan<byte> bytes)
     {

@@ -87,7 +87,13 @@ public abstract class Http1Session : Expiring
                 NoDeadline();
                 bool again;
                 try { again = await ServeAsync(limits).ConfigureAwait(false); }
-                finally { CloseExchange(); }
+                finally
+                {
+                    CloseExchange();
+                    // Between requests the connection holds no buffer (Peer gives its own back when drained).
+                    Out.Release();
+                    UpOut.Release();
+                }
                 if (!again || !KeepAlive) break;
             }
         }
@@ -99,6 +105,8 @@ public abstract class Http1Session : Expiring
             await OnClosedAsync().ConfigureAwait(false);
             Client.Io.Detach();
             Client.Release();
+            Out.Release();
+            UpOut.Release();
             Conn.Record.Request = _exchanges == 1 && X?.Request is { } only ? only : $"{_exchanges} requests";
         }
     }

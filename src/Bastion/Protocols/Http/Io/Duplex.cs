@@ -23,10 +23,13 @@ public abstract class Duplex : IAsyncDisposable
 
     /// <summary>
     /// Receives for <paramref name="peer"/> (its counters move when the result is taken). A plain socket does it with
-    /// no async layer in between; others wait here.
+    /// no async layer in between; others wait here. An empty <paramref name="buffer"/> with a peer: the receive takes
+    /// the peer's buffer (<see cref="Peer.ReceiveMemory"/>) when it reads; the epoll engine waits for readiness
+    /// without one, the others rent it now.
     /// </summary>
     internal virtual ValueTask<int> ReceiveIntoAsync(Memory<byte> buffer, Peer? peer)
     {
+        if (buffer.IsEmpty && peer is not null) buffer = peer.ReceiveMemory();
         var t = ReceiveAsync(buffer);
         if (peer is null) return t;
         if (t.IsCompletedSuccessfully)
@@ -101,6 +104,7 @@ sealed class SocketDuplex(Socket socket) : Duplex
 
     internal override ValueTask<int> ReceiveIntoAsync(Memory<byte> buffer, Peer? peer)
     {
+        if (buffer.IsEmpty && peer is not null) buffer = peer.ReceiveMemory();
         if (_receive.TryBegin()) return _receive.ReceiveAsync(socket, buffer, peer);
         return base.ReceiveIntoAsync(buffer, peer);
     }

@@ -189,15 +189,23 @@ sealed class ReceiveSide(Socket socket) : Readiness(socket), IValueTaskSource<in
 
     Peer? _peer;
     Peer? _taking;
+    /// <summary>The peer whose buffer is taken only when the socket is readable (a receive started with none).</summary>
+    Peer? _lazy;
 
+    /// <summary>
+    /// Receives into <paramref name="buffer"/>, or, when it is empty, into <paramref name="peer"/>'s buffer taken at the
+    /// moment of the read (so that a connection waiting for bytes holds none).
+    /// </summary>
     public ValueTask<int> Start(Memory<byte> buffer, Peer? peer)
     {
         _buffer = buffer;
+        _lazy = buffer.IsEmpty ? peer : null;
         while (true)
         {
             if (Run(out int n, out var error))
             {
                 _buffer = default;
+                _lazy = null;
                 if (error is not null) return ValueTask.FromException<int>(error);
                 peer?.Received(n);
                 return new ValueTask<int>(n);
@@ -209,24 +217,32 @@ sealed class ReceiveSide(Socket socket) : Readiness(socket), IValueTaskSource<in
 
     protected override bool Attempt(out int result, out SocketException? error)
     {
-        int n = EpollNative.Transfer(Socket.SafeHandle, _buffer.Span, receive: true);
+        var lazy = _lazy;
+        var buffer = lazy is null ? _buffer.Span : lazy.ReceiveMemory().Span;
+        int n = EpollNative.Transfer(Socket.SafeHandle, buffer, receive: true);
         error = null;
         result = n;
-        if (n == -EpollNative.EAGAIN) return false;
+        if (n == -EpollNative.EAGAIN)
+        {
+            lazy?.ReceiveFailed();
+            return false;
+        }
         // Less than the buffer: the socket is drained and the next receive waits for an edge. A full buffer, an end,
         // an error or a hang-up seen: the next receive tries at once.
         if (n < 0)
         {
             error = Error(-n);
             result = 0;
+            lazy?.ReceiveFailed();
         }
-        if (n <= 0 || n == _buffer.Length || Volatile.Read(ref _hangup) != 0) StillReady();
+        if (n <= 0 || n == buffer.Length || Volatile.Read(ref _hangup) != 0) StillReady();
         return true;
     }
 
     protected override void Finish()
     {
         _buffer = default;
+        _lazy = null;
         _taking = _peer;
         _peer = null;
     }

@@ -4,16 +4,23 @@ namespace Bastion.Protocols.Http.Io;
 
 /// <summary>
 /// One end the gateway talks to (a client or an upstream server): its <see cref="Duplex"/> and the bytes received
-/// from it but not used yet, in one buffer owned for the connection's life (pooled, returned on <see cref="Release"/>).
-/// Parsers read <see cref="Data"/>; what they take is <see cref="Consume"/>d; the rest (a body, the next request)
-/// stays for the next step.
+/// from it but not used yet. Parsers read <see cref="Data"/>; what they take is <see cref="Consume"/>d; the rest (a
+/// body, the next request) stays for the next step. The buffer is held only while bytes are in it: it is rented
+/// (pooled) when a receive is about to take bytes and given back as soon as everything is consumed, so a keep-alive
+/// connection waiting for its next request, or an idle pooled upstream connection, holds none (as nginx frees its
+/// buffers on idle keep-alive connections). On the epoll engine the receive waits for the socket's readiness with no
+/// buffer and takes one only for the read itself.
 /// </summary>
 public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
 {
     public const int DefaultBufferSize = 16 * 1024;
 
-    byte[] _buf = ArrayPool<byte>.Shared.Rent(bufferSize);
+    byte[] _buf = [];
     int _start, _end;
+    static long _held;
+
+    /// <summary>Receive buffers held by all peers now (a measure of memory in flight; tests check that idle connections hold none).</summary>
+    internal static long BuffersHeld => Interlocked.Read(ref _held);
 
     public Duplex Io { get; } = io;
 
@@ -27,7 +34,11 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
 
     public ReadOnlyMemory<byte> DataMemory(int length) => _buf.AsMemory(_start, length);
 
-    public int Capacity => _buf.Length;
+    /// <summary>The buffer's size (the size it will have when none is held now).</summary>
+    public int Capacity => _buf.Length == 0 ? bufferSize : _buf.Length;
+
+    /// <summary>Whether a buffer is held now (bytes are in it, or a receive is taking some).</summary>
+    public bool HoldsBuffer => _buf.Length > 0;
 
     /// <summary>Total bytes received over the connection's life.</summary>
     public long Total { get; private set; }
@@ -35,12 +46,13 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     public void Consume(int n)
     {
         _start += n;
-        if (_start == _end) _start = _end = 0;
+        if (_start == _end) Park();
     }
 
     /// <summary>Adds bytes read elsewhere (what a PROXY header reader left in a pipe) after what is buffered.</summary>
     public void Append(ReadOnlySpan<byte> bytes)
     {
+        if (bytes.IsEmpty) return;
         if (_buf.Length - _end < bytes.Length)
         {
             Compact();
@@ -50,8 +62,8 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
         _end += bytes.Length;
     }
 
-    /// <summary>Drops everything buffered.</summary>
-    public void Clear() => _start = _end = 0;
+    /// <summary>Drops everything buffered (and gives the buffer back).</summary>
+    public void Clear() => Park();
 
     /// <summary>
     /// Receives more after what is buffered (moving it to the front first when the buffer's end is reached).
@@ -59,6 +71,8 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     /// </summary>
     public ValueTask<int> ReceiveAsync()
     {
+        // Nothing buffered: the duplex takes a buffer (ReceiveMemory) only when bytes are there to read.
+        if (_buf.Length == 0) return Io.ReceiveIntoAsync(Memory<byte>.Empty, this);
         if (_end == _buf.Length)
         {
             if (_start == 0) return new ValueTask<int>(-1);
@@ -72,6 +86,42 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     {
         _end += n;
         Total += n;
+        if (_start == _end) Park();
+    }
+
+    /// <summary>
+    /// Where a receive that was started with no buffer puts its bytes: a buffer is rented now (the duplex calls this
+    /// when the socket is readable). A receive that then finds nothing gives it back through <see cref="Received"/>
+    /// (0 bytes) or <see cref="ReceiveFailed"/>.
+    /// </summary>
+    internal Memory<byte> ReceiveMemory()
+    {
+        if (_buf.Length == 0) Take(bufferSize);
+        return _buf.AsMemory(_end);
+    }
+
+    /// <summary>A receive into <see cref="ReceiveMemory"/> got nothing (would block, or failed): the buffer goes back if empty.</summary>
+    internal void ReceiveFailed()
+    {
+        if (_start == _end) Park();
+    }
+
+    void Take(int size)
+    {
+        _buf = ArrayPool<byte>.Shared.Rent(size);
+        _start = _end = 0;
+        Interlocked.Increment(ref _held);
+    }
+
+    /// <summary>Nothing is buffered: the buffer goes back to the pool (the next receive rents one).</summary>
+    void Park()
+    {
+        _start = _end = 0;
+        var b = _buf;
+        if (b.Length == 0) return;
+        _buf = [];
+        ArrayPool<byte>.Shared.Return(b);
+        Interlocked.Decrement(ref _held);
     }
 
     void Compact()
@@ -86,6 +136,11 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     public void Grow(int size)
     {
         if (_buf.Length >= size) return;
+        if (_buf.Length == 0)
+        {
+            Take(Math.Max(size, bufferSize));
+            return;
+        }
         var bigger = ArrayPool<byte>.Shared.Rent(size);
         Buffer.BlockCopy(_buf, _start, bigger, 0, _end - _start);
         _end -= _start;
@@ -110,6 +165,7 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     /// <summary>Receives into the buffer after <paramref name="before"/> bytes of room, keeping <paramref name="after"/> free at its end.</summary>
     public ValueTask<int> ReceiveFramedAsync(int before, int after)
     {
+        if (_buf.Length == 0) Take(bufferSize);
         if (_start == _end) _start = _end = before;
         int room = _buf.Length - after - _end;
         if (room <= 0) return new ValueTask<int>(-1);
@@ -120,10 +176,13 @@ public sealed class Peer(Duplex io, int bufferSize = Peer.DefaultBufferSize)
     public byte[] Array => _buf;
     public int Start => _start;
 
+    /// <summary>The connection is done: the buffer, if one is held, goes back.</summary>
     public void Release()
     {
         var b = Interlocked.Exchange(ref _buf, []);
-        if (b.Length > 0) ArrayPool<byte>.Shared.Return(b);
         _start = _end = 0;
+        if (b.Length == 0) return;
+        ArrayPool<byte>.Shared.Return(b);
+        Interlocked.Decrement(ref _held);
     }
 }
