@@ -1,4 +1,4 @@
-using System.Security.Cryptography;
+using System.IO.Hashing;
 using Bastion.Configuration;
 
 namespace Bastion.Hosting;
@@ -155,24 +155,30 @@ public sealed class ConfigWatcher : IDisposable
         lock (_gate) return [.. _files.Order(StringComparer.Ordinal)];
     }
 
-    /// <summary>Content hashes: a save that changes nothing (touch, an editor's backup dance) reloads nothing.</summary>
+    /// <summary>
+    /// Content hashes: a save that changes nothing (touch, an editor's backup dance) reloads nothing. XxHash128, not a
+    /// cryptographic hash: this only tells a change from none, and it keeps the crypto library (OpenSSL, ~5 MiB
+    /// resident) out of a gateway that has no other use for it.
+    /// </summary>
     string Fingerprint()
     {
-        using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var all = new XxHash128();
+        var one = new XxHash128();
         foreach (var f in Snapshot())
         {
-            sha.AppendData(System.Text.Encoding.UTF8.GetBytes(f + "\0"));
+            all.Append(System.Text.Encoding.UTF8.GetBytes(f + "\0"));
             try
             {
                 using var s = new FileStream(f, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-                sha.AppendData(SHA256.HashData(s));
+                one.Append(s);
+                all.Append(one.GetHashAndReset());
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                sha.AppendData("missing"u8);
+                all.Append("missing"u8);
             }
         }
-        return Convert.ToHexString(sha.GetHashAndReset());
+        return Convert.ToHexString(all.GetHashAndReset());
     }
 
     /// <summary>What the poll compares: size and modification time, no reading.</summary>

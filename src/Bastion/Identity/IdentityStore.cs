@@ -28,7 +28,8 @@ public sealed class IdentityStore
     readonly ConcurrentDictionary<Key, long> _verified = new();
     readonly ConcurrentDictionary<Key, long> _rejected = new();
     readonly SemaphoreSlim _bcryptGate = new(Math.Max(1, Environment.ProcessorCount / 2));
-    readonly byte[] _salt = RandomNumberGenerator.GetBytes(16);
+    // Made on the first password check: a gateway without users never loads the crypto library (OpenSSL: ~5 MiB resident).
+    byte[]? _salt;
     static readonly long TtlTicks = TimeSpan.FromMinutes(5).Ticks;
     static readonly long NegativeTtlTicks = TimeSpan.FromSeconds(10).Ticks;
     const int MaxEntries = 10_000;
@@ -41,14 +42,18 @@ public sealed class IdentityStore
     public long HashChecks => Interlocked.Read(ref _hashChecks);
     long _hashChecks;
 
-    readonly string _dummyHash;
+    string? _dummyHash;
     readonly LoginThrottle _throttle = new();
 
     public IdentityStore(Dictionary<string, string> hashes)
     {
         _hashes = hashes;
-        _dummyHash = Htpasswd.DummyLike(hashes.Values.FirstOrDefault());
     }
+
+    byte[] Salt => Volatile.Read(ref _salt) ?? Interlocked.CompareExchange(ref _salt, RandomNumberGenerator.GetBytes(16), null) ?? _salt!;
+
+    string DummyHash => Volatile.Read(ref _dummyHash)
+        ?? Interlocked.CompareExchange(ref _dummyHash, Htpasswd.DummyLike(_hashes.Values.FirstOrDefault()), null) ?? _dummyHash!;
 
     public static readonly IdentityStore Empty = new([]);
 
@@ -60,7 +65,7 @@ public sealed class IdentityStore
     {
         Span<byte> digest = stackalloc byte[32];
         var bytes = Encoding.UTF8.GetBytes($"{user}\0{password}");
-        using var h = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, _salt);
+        using var h = IncrementalHash.CreateHMAC(HashAlgorithmName.SHA256, Salt);
         h.AppendData(bytes);
         h.GetHashAndReset(digest);
         CryptographicOperations.ZeroMemory(bytes);
@@ -88,7 +93,7 @@ public sealed class IdentityStore
         if (Cached(key) is { } settled) return settled ? LoginResult.Ok : Failed(client);
 
         bool known = _hashes.TryGetValue(user, out var hash);
-        hash ??= _dummyHash;
+        hash ??= DummyHash;
         await _bcryptGate.WaitAsync(ct).ConfigureAwait(false);
         bool ok;
         Interlocked.Increment(ref _hashChecks);

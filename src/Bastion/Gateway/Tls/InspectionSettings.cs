@@ -42,6 +42,15 @@ public sealed class InspectionSettings
     /// <summary>Loads every listener's settings; problems go to <paramref name="errors"/> as FILE:LINE:COL lines.</summary>
     public static ImmutableDictionary<string, InspectionSettings> Load(BastionConfig config, PolicyCompiler hosts, List<ConfigError> errors)
     {
+        // Most configurations inspect nothing: they must not load the crypto assemblies (compiling a method loads
+        // every type it names), so the work is in a method of its own.
+        if (!config.Listeners.Any(l => l.TlsInspection is not null)) return ImmutableDictionary<string, InspectionSettings>.Empty;
+        return LoadSome(config, hosts, errors);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    static ImmutableDictionary<string, InspectionSettings> LoadSome(BastionConfig config, PolicyCompiler hosts, List<ConfigError> errors)
+    {
         var result = ImmutableDictionary.CreateBuilder<string, InspectionSettings>(StringComparer.Ordinal);
         foreach (var l in config.Listeners)
         {

@@ -27,7 +27,16 @@ public sealed class UpstreamSet : IDisposable
         Targets = [.. prefixes.Select(p => new UpstreamTarget(p))];
         _balancer = Balancers.Create(cfg?.Balance);
         _passiveDown = passiveDown;
-        if (cfg?.Health is { } h && probe is not null && Targets.Length > 0) _ = HealthLoop(h, probe, _stop.Token);
+        if (probe is not null) StartHealthChecks(probe);
+    }
+
+    /// <summary>
+    /// Starts the active checks (when configured). An owner whose probe needs its own fields passes no probe to the
+    /// constructor and calls this once it is built: the first probe runs before the constructor would return.
+    /// </summary>
+    public void StartHealthChecks(Func<UpstreamTarget, HealthConfig, CancellationToken, Task<bool>> probe)
+    {
+        if (Config?.Health is { } h && Targets.Length > 0) _ = HealthLoop(h, probe, _stop.Token);
     }
 
     public string Name { get; }
@@ -104,8 +113,9 @@ public sealed class UpstreamSet : IDisposable
             cts.CancelAfter(h.Timeout);
             ok = await probe(t, h, cts.Token).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException or System.Net.Sockets.SocketException)
+        catch (Exception)
         {
+            // Any failure of a probe is a failed check: an exception that ended the loop would freeze the target's state.
             if (stop.IsCancellationRequested) return;
             ok = false;
         }

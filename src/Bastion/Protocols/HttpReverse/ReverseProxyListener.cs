@@ -34,14 +34,21 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
         var cfg = Ctx.Config;
         _states = new ReverseStates(Ctx);
         Ctx.Host.ReloadFinished += OnReloaded;
-        if (!cfg.Tls.IsEmpty)
-        {
-            _certsFor = Ctx.Runtime;
-            _certs = new ServerCertificates(_certsFor.Config, cfg.Tls);
-            _h2 = await Http2Handoff.StartAsync(Ctx, cfg.Limits,
-                sp => new ReverseHandler(Ctx, _states, sp.GetRequiredService<IHttpForwarder>()).HandleAsync, ct).ConfigureAwait(false);
-        }
+        if (!cfg.Tls.IsEmpty) await StartTlsAsync(cfg, ct).ConfigureAwait(false);
         await base.StartAsync(ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Certificates and the HTTP/2 side (Kestrel, YARP): only for a TLS listener. A method of its own, so that a plain
+    /// listener never loads those assemblies (compiling a method resolves every type it names).
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    async Task StartTlsAsync(Configuration.ListenerConfig cfg, CancellationToken ct)
+    {
+        _certsFor = Ctx.Runtime;
+        _certs = new ServerCertificates(_certsFor.Config, cfg.Tls);
+        _h2 = await Http2Handoff.StartAsync(Ctx, cfg.Limits,
+            sp => new ReverseHandler(Ctx, _states!, sp.GetRequiredService<IHttpForwarder>()).HandleAsync, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -71,6 +78,13 @@ public sealed class ReverseProxyListener(ListenerContext ctx) : StreamListener(c
             await new ReverseSession(Ctx, conn, _states!, Duplex.Over(socket), tls: false).RunAsync().ConfigureAwait(false);
             return;
         }
+        await ServeTlsAsync(conn, socket).ConfigureAwait(false);
+    }
+
+    /// <summary>TLS, then HTTP/2 or HTTP/1.1 by ALPN. Its own method: a plain listener never loads the TLS assemblies.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    async Task ServeTlsAsync(ClientConnection conn, Socket socket)
+    {
         var certs = Certificates();
         // What a PROXY header reader buffered past the header is the start of the TLS handshake.
         Stream raw = new NetworkStream(socket, ownsSocket: false);

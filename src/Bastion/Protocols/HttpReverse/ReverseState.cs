@@ -21,9 +21,11 @@ sealed record ReverseState
     public required Dictionary<string, UpstreamGroup> Groups { get; init; }
     public required CidrSet TrustedProxies { get; init; }
     public RateLimiter? Rate { get; init; }
-    public required ForwarderRequestConfig RequestConfig { get; init; }
+    /// <summary>YARP's settings for the HTTP/2 path, made on its first request (a plain listener never loads YARP).</summary>
+    public ForwarderRequestConfig RequestConfig => _requestConfig ??= new ForwarderRequestConfig { ActivityTimeout = Config.Limits.ResponseTimeout };
     /// <summary>Upgraded connections (WebSockets) live as long as they are not idle past idle_timeout.</summary>
-    public required ForwarderRequestConfig UpgradeConfig { get; init; }
+    public ForwarderRequestConfig UpgradeConfig => _upgradeConfig ??= new ForwarderRequestConfig { ActivityTimeout = Config.Limits.IdleTimeout };
+    ForwarderRequestConfig? _requestConfig, _upgradeConfig;
 
     public static ReverseState Build(ListenerContext ctx, Runtime rt, ReverseState? previous)
     {
@@ -67,8 +69,6 @@ sealed record ReverseState
             Groups = groups,
             TrustedProxies = Trusted(cfg, rt),
             Rate = rate,
-            RequestConfig = new ForwarderRequestConfig { ActivityTimeout = limits.ResponseTimeout },
-            UpgradeConfig = new ForwarderRequestConfig { ActivityTimeout = limits.IdleTimeout },
         };
     }
 

@@ -3,6 +3,7 @@ using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using Bastion.Configuration;
 using Bastion.Gateway;
+using Bastion.Protocols.Http.Codec;
 using Bastion.Protocols.Http.Upstream;
 
 namespace Bastion.Protocols.HttpReverse;
@@ -22,22 +23,48 @@ public sealed class UpstreamGroup : IDisposable
     /// <summary>Targets, balancing and health: the gateway's shared upstream set.</summary>
     public UpstreamSet Set { get; }
     public UpstreamTarget[] Targets => Set.Targets;
-    public HttpMessageInvoker Invoker { get; }
     readonly TimeSpan _connectTimeout;
     readonly UpstreamPool[] _pools;
     readonly string[] _basePaths;
     readonly string[] _authorities;
+    HttpMessageInvoker? _invoker;
 
     public UpstreamGroup(string name, UpstreamConfig? cfg, IEnumerable<string> targets, BastionConfig root, TimeSpan connectTimeout)
     {
         _connectTimeout = connectTimeout;
-        var validate = Validation(cfg, root);
-        Invoker = new HttpMessageInvoker(CreateHandler(validate, connectTimeout), disposeHandler: true);
-        Set = new UpstreamSet(name, cfg, targets.Select(NormalizeTarget), PassiveDownTime, ProbeAsync);
-        var tls = new UpstreamTls(validate);
-        _pools = [.. Set.Targets.Select(t => new UpstreamPool(t.Uri.IdnHost, t.Port, t.Uri.Scheme == "https" ? tls : null, connectTimeout))];
+        Set = new UpstreamSet(name, cfg, targets.Select(NormalizeTarget), PassiveDownTime, probe: null);
+        if (cfg?.CaFile is not null || cfg?.InsecureTls == true || Set.Targets.Any(t => t.Uri.Scheme == "https")) MakeTls(cfg, root);
+        _pools = [.. Set.Targets.Select(t => new UpstreamPool(t.Uri.IdnHost, t.Port, t.Uri.Scheme == "https" ? _tls : null, connectTimeout))];
         _basePaths = [.. Set.Targets.Select(t => t.Uri.AbsolutePath.TrimEnd('/'))];
         _authorities = [.. Set.Targets.Select(t => t.Uri.Authority)];
+        // The probe uses the pools: checks start once they exist.
+        Set.StartHealthChecks(ProbeAsync);
+    }
+
+    UpstreamTls? _tls;
+
+    /// <summary>
+    /// The TLS trust of the group's https targets (and of its HTTP/2 client), made only for a group with TLS: a plain
+    /// group loads no TLS or crypto assemblies (compiling a method loads every type it names, hence a method of its own).
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void MakeTls(UpstreamConfig? cfg, BastionConfig root) => _tls = new UpstreamTls(Validation(cfg, root));
+
+    /// <summary>
+    /// The client YARP's forwarder sends HTTP/2 requests through, made on first use: HTTP/1.1 goes through the engine's
+    /// pools, so a listener without HTTP/2 never builds (nor loads) .NET's HTTP client.
+    /// </summary>
+    public HttpMessageInvoker Invoker
+    {
+        get
+        {
+            if (Volatile.Read(ref _invoker) is { } made) return made;
+            var fresh = new HttpMessageInvoker(CreateHandler(_tls?.Validate, _connectTimeout), disposeHandler: true);
+            var won = Interlocked.CompareExchange(ref _invoker, fresh, null);
+            if (won is null) return fresh;
+            fresh.Dispose();
+            return won;
+        }
     }
 
     /// <summary>The HTTP/1.1 keep-alive pool of a target of this group.</summary>
@@ -49,14 +76,23 @@ public sealed class UpstreamGroup : IDisposable
     /// <summary>The target's `host[:port]` for the Host field (Uri.Authority builds a new string on every call).</summary>
     public string Authority(UpstreamTarget t) => _authorities[Array.IndexOf(Set.Targets, t)];
 
-    /// <summary>The active check: GET the health path; 2xx and 3xx are healthy.</summary>
+    /// <summary>
+    /// The active check: GET the health path through the target's keep-alive pool (the engine's client, as traffic
+    /// goes); 2xx and 3xx are healthy. The response's body is not wanted: its connection is closed, not read.
+    /// </summary>
     async Task<bool> ProbeAsync(UpstreamTarget t, HealthConfig h, CancellationToken ct)
     {
         var path = h.Path.StartsWith('/') ? h.Path : "/" + h.Path;
-        using var req = new HttpRequestMessage(HttpMethod.Get, t.Prefix + path);
-        req.Headers.TryAddWithoutValidation("User-Agent", "bastion-health-check");
-        using var resp = await Invoker.SendAsync(req, ct).ConfigureAwait(false);
-        return (int)resp.StatusCode is >= 200 and < 400;
+        var head = new HeadWriter(256);
+        head.Append("GET "u8).Append(BasePath(t)).Append(path).Append(" HTTP/1.1\r\nHost: "u8).Append(Authority(t))
+            .Append("\r\nUser-Agent: bastion-health-check\r\n\r\n"u8);
+        var r = await UpstreamExchange.SendAsync(PoolFor(t), head.WrittenMemory, null, BodyFraming.Empty, 0, headRequest: false,
+            connectRequest: false, new UpstreamTimeouts(h.Timeout, h.Timeout), null, 64 * 1024, ct).ConfigureAwait(false);
+        head.Release();
+        if (r.Connection is not { } c) return false;
+        int status = c.Response.Status;
+        await c.CloseAsync().ConfigureAwait(false);
+        return r.End == UpstreamEnd.Response && status is >= 200 and < 400;
     }
 
     /// <summary>`host:port` means plain HTTP; a URL keeps its scheme and base path (without a trailing slash).</summary>
@@ -132,7 +168,7 @@ public sealed class UpstreamGroup : IDisposable
         Set.Dispose();
         foreach (var p in _pools) _ = p.RetireAsync().AsTask();
         // Requests in flight may still use the pool: let it go once they have had time to finish.
-        var invoker = Invoker;
-        _ = Task.Delay(TimeSpan.FromMinutes(2)).ContinueWith(_ => invoker.Dispose(), TaskScheduler.Default);
+        if (Volatile.Read(ref _invoker) is { } invoker)
+            _ = Task.Delay(TimeSpan.FromMinutes(2)).ContinueWith(_ => invoker.Dispose(), TaskScheduler.Default);
     }
 }

@@ -162,28 +162,40 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
         if (Tls is null) io = plain ?? Duplex.Over(socket);
         else
         {
-            var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
-            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            cts.CancelAfter(ConnectTimeout);
-            var problem = new StrongBox<string?>();
-            try
-            {
-                await ssl.AuthenticateAsClientAsync(Tls.Options(Host, problem), cts.Token).ConfigureAwait(false);
-            }
-            catch (Exception e) when (Duplex.IsIoError(e))
-            {
-                await ssl.DisposeAsync().ConfigureAwait(false);
-                var inner = e;
-                while (inner.InnerException is not null) inner = inner.InnerException;
-                return new ConnectOutcome(null, problem.Value ?? (e is OperationCanceledException && !ct.IsCancellationRequested
-                    ? $"upstream {Label} failed: TLS handshake timed out"
-                    : $"upstream {Label} failed: TLS handshake: {inner.Message}"), e is OperationCanceledException);
-            }
-            io = Duplex.Over(ssl, socket);
+            var (tlsIo, failed) = await HandshakeAsync(socket, Tls, ct).ConfigureAwait(false);
+            if (tlsIo is null) return failed;
+            io = tlsIo;
         }
         Interlocked.Increment(ref _open);
         Interlocked.Increment(ref _opened);
         return new ConnectOutcome(new UpstreamConnection(this, io), null, false);
+    }
+
+    /// <summary>
+    /// TLS over a connected socket. A method of its own: compiling one loads every type it names, and a gateway with
+    /// plain upstreams only must not load the TLS and crypto assemblies.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    async Task<(Duplex? Io, ConnectOutcome Failed)> HandshakeAsync(Socket socket, UpstreamTls tls, CancellationToken ct)
+    {
+        var ssl = new SslStream(new NetworkStream(socket, ownsSocket: true), leaveInnerStreamOpen: false);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        cts.CancelAfter(ConnectTimeout);
+        var problem = new StrongBox<string?>();
+        try
+        {
+            await ssl.AuthenticateAsClientAsync(tls.Options(Host, problem), cts.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (Duplex.IsIoError(e))
+        {
+            await ssl.DisposeAsync().ConfigureAwait(false);
+            var inner = e;
+            while (inner.InnerException is not null) inner = inner.InnerException;
+            return (null, new ConnectOutcome(null, problem.Value ?? (e is OperationCanceledException && !ct.IsCancellationRequested
+                ? $"upstream {Label} failed: TLS handshake timed out"
+                : $"upstream {Label} failed: TLS handshake: {inner.Message}"), e is OperationCanceledException));
+        }
+        return (Duplex.Over(ssl, socket), default);
     }
 
     /// <summary>Takes a connection opened elsewhere (an inspected tunnel's first, already verified) as an idle one.</summary>
