@@ -8,6 +8,7 @@
 # DIR_x: a folder with bastion.dll (copy src/Bastion/bin/Release/net10.0 away before rebuilding).
 # AB_ENV_A / AB_ENV_B: runtime variables for one side only. AB_WARMUP (s, 10). AB_CONNS (50). AB_PERF=0 skips perf stat.
 # AB_ALLOC=1: each side also reports managed bytes allocated per request (BASTION_MEMORY_REPORT; load does not move it).
+#   Where they come from: bench/tools/alloctrace (an EventPipe allocation trace of one side, grouped by stack).
 # AB_RECORD=FILE: then `perf record -g` of side A over one more run into FILE (give A DOTNET_PerfMapEnabled=1 for symbols).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
