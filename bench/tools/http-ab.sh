@@ -7,6 +7,8 @@
 #   bench/tools/http-ab.sh forward|reverse DIR_A DIR_B [PAIRS=6] [SECONDS=5]
 # DIR_x: a folder with bastion.dll (copy src/Bastion/bin/Release/net10.0 away before rebuilding).
 # AB_ENV_A / AB_ENV_B: runtime variables for one side only. AB_WARMUP (s, 10). AB_CONNS (50). AB_PERF=0 skips perf stat.
+# AB_ALLOC=1: each side also reports managed bytes allocated per request (BASTION_MEMORY_REPORT; load does not move it).
+#   Where they come from: bench/tools/alloctrace (an EventPipe allocation trace of one side, grouped by stack).
 # AB_RECORD=FILE: then `perf record -g` of side A over one more run into FILE (give A DOTNET_PerfMapEnabled=1 for symbols).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -46,7 +48,8 @@ for side in A B; do
   BENCH_DIR=$DIR/$side BASTION_PORT=${PORT[$side]} ORIGIN_PORT=$ORIGIN \
     envsubst '${BENCH_DIR} ${BASTION_PORT} ${ORIGIN_PORT}' <"$HERE/../configs/$SUITE.yaml" >"$side.yaml"
   # shellcheck disable=SC2086
-  setsid taskset -c 0 env ${!envvar:-} dotnet "${!side}/bastion.dll" run -c "$DIR/$side.yaml" >"$side.out" 2>&1 </dev/null & PID[$side]=$!
+  alloc=; [ "${AB_ALLOC:-0}" = 1 ] && alloc=BASTION_MEMORY_REPORT=$DIR/mem-$side.txt
+  setsid taskset -c 0 env $alloc ${!envvar:-} dotnet "${!side}/bastion.dll" run -c "$DIR/$side.yaml" >"$side.out" 2>&1 </dev/null & PID[$side]=$!
   waitport "${PORT[$side]}" || { cat "$side.out" >&2; exit 1; }
 done
 
@@ -82,6 +85,16 @@ if [ "${AB_PERF:-1}" = 1 ]; then
       -p "${PID[$s]}" -o "perf-$s.txt" -- sleep "$SECS" & perf=$!
     read -r rps _ < <(run "$s" "$SECS"); wait "$perf"
     echo "$s per request: $(awk -F, -v o=$((rps * SECS)) '/^[0-9]/ { sub(/^(raw_)?syscalls:sys_enter_?/, "", $3); printf "%s %.2f  ", ($3 == "" ? "syscalls" : $3), $1 / o }' "perf-$s.txt")"
+  done
+fi
+# Managed allocation per request: the report's allocated_kib (one line a second) before and after a run.
+if [ "${AB_ALLOC:-0}" = 1 ]; then
+  lastalloc() { tail -n1 "$DIR/mem-$1.txt" | sed 's/.*allocated_kib=\([0-9]*\).*/\1/'; }
+  for s in A B; do
+    sleep 1.2; a0=$(lastalloc "$s")
+    read -r rps _ < <(run "$s" "$SECS")
+    sleep 1.2; a1=$(lastalloc "$s")
+    echo "$s allocated per request: $(awk -v a="$a0" -v b="$a1" -v n=$((rps * SECS)) 'BEGIN { printf "%.0f bytes", (b - a) * 1024 / n }')"
   done
 fi
 if [ -n "${AB_RECORD:-}" ]; then

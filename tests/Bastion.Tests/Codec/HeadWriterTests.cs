@@ -38,4 +38,32 @@ public sealed class HeadWriterTests
         w.CopyFields(h, 0);
         Assert.Equal("A: 1\r\nB: 2\r\nC: 3\r\n", Encoding.Latin1.GetString(w.Written));
     }
+
+    [Fact]
+    public void Buffers_come_back_to_the_pool_when_many_exchanges_hold_one_at_once()
+    {
+        // More writers in flight than the shared pool keeps per size (32 a core): their buffers must still be reused.
+        var writers = Enumerable.Range(0, 100).Select(_ => new HeadWriter()).ToArray();
+        void Round()
+        {
+            foreach (var w in writers) w.Append("GET / HTTP/1.1\r\n"u8);
+            foreach (var w in writers) w.Release();
+        }
+        Round();
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Round();
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.True(allocated < 64 * 1024, $"{allocated} bytes allocated by the second round");
+
+        // A head past the pooled sizes grows into a larger buffer and goes back without mixing the pools.
+        var big = new HeadWriter();
+        var line = Encoding.Latin1.GetBytes("X-Long: " + new string('a', 990) + "\r\n");
+        for (int i = 0; i < 20; i++) big.Append(line);
+        Assert.Equal(20 * line.Length, big.Length);
+        Assert.True(big.Written[^line.Length..].SequenceEqual(line));
+        big.Release();
+        big.Append("A"u8);
+        Assert.Equal("A", Encoding.Latin1.GetString(big.Written));
+        big.Release();
+    }
 }
