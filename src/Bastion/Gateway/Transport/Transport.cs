@@ -2,7 +2,6 @@ using System.IO.Pipelines;
 using System.Net;
 using System.Net.Security;
 using System.Net.Sockets;
-using Bastion.Protocols.Http.Io;
 
 namespace Bastion.Gateway;
 
@@ -28,8 +27,6 @@ public sealed class Transport : IAsyncDisposable
     public const int DefaultPipeBufferSize = 16 * 1024;
     Stream? _stream;
     readonly IDuplexPipe? _pipe;
-    /// <summary>The socket on the gateway's epoll engine (<see cref="MoveToEngine"/>), when it is there.</summary>
-    Duplex? _io;
     PipeReader? _input;
     PipeWriter? _output;
     int _disposed;
@@ -68,10 +65,7 @@ public sealed class Transport : IAsyncDisposable
     public bool IsTls => Tls is not null;
 
     /// <summary>True while nothing but the socket itself was used: the relay may pump socket to socket.</summary>
-    internal bool IsPlainSocket => Socket is not null && Tls is null && _pipe is null && _io is null;
-
-    /// <summary>True when the socket is on the gateway's epoll engine (<see cref="MoveToEngine"/>).</summary>
-    public bool OnEngine => _io is not null;
+    internal bool IsPlainSocket => Socket is not null && Tls is null && _pipe is null;
 
     /// <summary>True when <see cref="Input"/> was created (protocol code has read through the pipe).</summary>
     internal bool HasInputPipe => _input is not null;
@@ -90,24 +84,6 @@ public sealed class Transport : IAsyncDisposable
 
     /// <summary>A transport over pipes someone else reads the socket into (Kestrel's connection).</summary>
     public static Transport FromPipe(IDuplexPipe pipe) => new(null, null, pipe);
-
-    /// <summary>
-    /// Puts the socket on the gateway's own epoll engine (<see cref="EpollEngine"/>) before anything used it: the
-    /// stream becomes an <see cref="EngineStream"/>, so a receive that drained the socket waits for the next edge
-    /// instead of trying again (.NET's engine tries first and gets EAGAIN), and continuations run on the engine's
-    /// loop thread. For protocol code that only reads and writes through <see cref="Stream"/>/<see cref="Input"/>/
-    /// <see cref="Output"/> and never hands the socket to <see cref="StreamRelay"/>. False, and nothing changed,
-    /// when the engine is off or the transport was already used (a PROXY header read through <see cref="Input"/>).
-    /// </summary>
-    public bool MoveToEngine()
-    {
-        if (!EpollEngine.Enabled || Socket is null || _io is not null || _stream is not null || _pipe is not null
-            || _input is not null || _output is not null)
-            return false;
-        _io = Duplex.Over(Socket);
-        _stream = new EngineStream(_io);
-        return true;
-    }
 
     /// <summary>
     /// Bytes already read into <see cref="Input"/> and not consumed. Nothing is read from the network for this.
@@ -233,24 +209,11 @@ public sealed class Transport : IAsyncDisposable
     }
 
     /// <summary>Resolves (an IP literal or localhost needs no DNS) and connects, trying each address in turn.</summary>
-    /// <remarks>
-    /// <paramref name="onEngine"/>: the connection is made on, and stays on, the gateway's epoll engine (as after
-    /// <see cref="MoveToEngine"/>) when the engine is on; for protocol code that never relays the socket. On the loop
-    /// of <paramref name="near"/> when that is on the engine too: one thread then runs the whole session, instead of
-    /// each step waking the other socket's.
-    /// </remarks>
-    public static async Task<TransportConnect> ConnectAsync(string host, int port, TimeSpan timeout, CancellationToken ct,
-        bool onEngine = false, Transport? near = null)
+    public static async Task<TransportConnect> ConnectAsync(string host, int port, TimeSpan timeout, CancellationToken ct)
     {
         var (addresses, error) = await Connector.ResolveAsync(host, timeout, ct).ConfigureAwait(false);
         if (error != SocketError.Success)
             return new TransportConnect(null, error, error == SocketError.TimedOut ? $"resolving {host} timed out" : $"cannot resolve {host}: {error}");
-        if (onEngine && EpollEngine.Enabled)
-        {
-            var (io, e, message) = await EpollEngine.ConnectAsync(addresses, port, timeout, ct, (near?._io as EpollDuplex)?.Loop).ConfigureAwait(false);
-            if (io is null) return new TransportConnect(null, e, message);
-            return new TransportConnect(new Transport(io.Socket, null, null) { _io = io, _stream = new EngineStream(io) }, SocketError.Success, null);
-        }
         return await ConnectAsync(addresses, port, timeout, ct).ConfigureAwait(false);
     }
 
@@ -263,9 +226,7 @@ public sealed class Transport : IAsyncDisposable
     /// <summary>Closes at once (a reset if data is unsent): for refusals.</summary>
     public void Abort()
     {
-        // The engine's abort also wakes what waits there (a closed socket sends no edge).
-        if (_io is not null) _io.Abort();
-        else try { Socket?.Close(0); } catch (ObjectDisposedException) { }
+        try { Socket?.Close(0); } catch (ObjectDisposedException) { }
     }
 
     public async ValueTask DisposeAsync()
@@ -285,8 +246,7 @@ public sealed class Transport : IAsyncDisposable
                 catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException) { }
             }
         }
-        if (_io is not null) await _io.DisposeAsync().ConfigureAwait(false);
-        else try { Socket?.Dispose(); } catch (ObjectDisposedException) { }
+        try { Socket?.Dispose(); } catch (ObjectDisposedException) { }
     }
 }
 

@@ -65,8 +65,6 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         _connX = conn.Record;   // the connection's own record: one closed line (the admission writes it if the session does not)
         _linked = CancellationTokenSource.CreateLinkedTokenSource(conn.Aborted, _idle.Token);
         _connX.Request = $"SMTP {_cfg.Upstream}";
-        // The session only reads and writes its sockets (no relay takes them): both go on the gateway's epoll engine.
-        Client.MoveToEngine();
         _in = Client.Input;
         _lines = new LineReader(_in, _smtp.MaxLine - 2);
         _opts = PlainOptions;
@@ -588,7 +586,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     {
         var targets = listener.Targets(ctx.Runtime.Config, _cfg);
         var opened = await SmtpUpstream.OpenAsync(targets, listener.NextStart(targets.Count), _cfg.Limits.ConnectTimeout,
-            _cfg.Limits.ResponseTimeout, conn.Aborted, Client).ConfigureAwait(false);
+            _cfg.Limits.ResponseTimeout, conn.Aborted).ConfigureAwait(false);
         if (opened.Upstream is null)
         {
             _lastUpstreamError = opened.Error;

@@ -52,13 +52,13 @@ public sealed class SmtpUpstream : IAsyncDisposable
     /// <summary>Connects to the first target that answers with a 220 greeting.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<Opened> OpenAsync(IReadOnlyList<HostPort> targets, int start, TimeSpan connectTimeout,
-        TimeSpan replyTimeout, CancellationToken ct, Transport? client = null)
+        TimeSpan replyTimeout, CancellationToken ct)
     {
         string error = "no upstream";
         for (int i = 0; i < targets.Count; i++)
         {
             var target = targets[(start + i) % targets.Count];
-            var c = await Transport.ConnectAsync(target.Host, target.Port, connectTimeout, ct, onEngine: true, near: client).ConfigureAwait(false);
+            var c = await Transport.ConnectAsync(target.Host, target.Port, connectTimeout, ct).ConfigureAwait(false);
             if (!c.Ok)
             {
                 error = $"upstream {target}: {c.Message ?? c.Error.ToString()}";

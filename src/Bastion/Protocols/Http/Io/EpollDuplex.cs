@@ -17,23 +17,17 @@ sealed class EpollDuplex : Duplex
     internal readonly ReceiveSide Receiving;
     internal readonly SendSide Sending;
 
-    /// <param name="socket">The socket, made non-blocking here.</param>
-    /// <param name="loop">The loop to register on (a connection's other socket's, so that one thread runs both); the
-    /// next one round-robin when null.</param>
-    public EpollDuplex(Socket socket, EpollLoop? loop = null)
+    public EpollDuplex(Socket socket)
     {
         _socket = socket;
         socket.Blocking = false;
         Receiving = new ReceiveSide(socket);
         Sending = new SendSide(socket);
-        _loop = loop ?? EpollEngine.Next();
+        _loop = EpollEngine.Next();
         _loop.Add(this, socket);
     }
 
     public override Socket Socket => _socket;
-
-    /// <summary>The loop whose thread runs this socket's continuations.</summary>
-    internal EpollLoop Loop => _loop;
 
     public override ValueTask<int> ReceiveAsync(Memory<byte> buffer) => Receiving.Start(buffer, null);
 
@@ -89,8 +83,7 @@ sealed class EpollDuplex : Duplex
 
     public override ValueTask DisposeAsync()
     {
-        // Closing the socket takes it out of the epoll set: no EPOLL_CTL_DEL first, only the slot is freed.
-        if (Slot >= 0) _loop.Remove(this, _socket, closing: true);
+        if (Slot >= 0) _loop.Remove(this, _socket);
         try { _socket.Dispose(); }
         catch (ObjectDisposedException) { }
         Woken();

@@ -37,7 +37,7 @@ static class EpollEngine
     /// address in turn, within <paramref name="timeout"/> overall. The same outcomes as <c>Gateway.Connector</c>.
     /// </summary>
     public static async Task<(EpollDuplex? Io, SocketError Error, string? Message)> ConnectAsync(IReadOnlyList<IPAddress> addresses, int port,
-        TimeSpan timeout, CancellationToken ct, EpollLoop? loop = null)
+        TimeSpan timeout, CancellationToken ct)
     {
         if (addresses.Count == 0) return (null, SocketError.HostNotFound, "no address");
         using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -47,7 +47,7 @@ static class EpollEngine
         foreach (var ip in addresses)
         {
             var s = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, Blocking = false };
-            var io = new EpollDuplex(s, loop);
+            var io = new EpollDuplex(s);
             var error = SocketError.Success;
             try { s.Connect(new IPEndPoint(ip, port)); }
             catch (SocketException e) { error = e.SocketErrorCode; }
@@ -114,11 +114,9 @@ sealed class EpollLoop
     }
 
     /// <summary>Takes a socket out (before another engine uses it, or at its end); edges still queued for it are ignored.</summary>
-    /// <param name="closing">The socket is closed next (its only descriptor): the close removes it from the set, so
-    /// no EPOLL_CTL_DEL is made; an edge already queued finds the slot freed or another generation in it.</param>
-    public void Remove(EpollDuplex d, Socket s, bool closing = false)
+    public void Remove(EpollDuplex d, Socket s)
     {
-        if (!closing) EpollNative.Control(_epfd, EpollNative.EPOLL_CTL_DEL, s.SafeHandle, 0, 0);
+        EpollNative.Control(_epfd, EpollNative.EPOLL_CTL_DEL, s.SafeHandle, 0, 0);
         lock (_lock)
         {
             if (d.Slot >= 0 && ReferenceEquals(_slots[d.Slot], d))

@@ -2,21 +2,20 @@ using System.Runtime.CompilerServices;
 using Bastion.Gateway.Tls;
 using Bastion.Protocols.Http.Io;
 
-namespace Bastion.Gateway;
+namespace Bastion.Protocols.Http.Inspection;
 
 /// <summary>
-/// A stream over a socket on the gateway's own epoll engine (<see cref="EpollEngine"/>) instead of .NET's: under an
-/// inspected tunnel's SslStream, and an SMTP session's <see cref="Transport"/> (plain, or under STARTTLS's SslStream).
-/// A receive that drained the socket waits for the next edge rather than trying again and getting EAGAIN, and no
-/// second engine watches the socket. SslStream's zero-byte reads (before each record it has not buffered) return at
-/// once, as in <see cref="TlsSocketStream"/>. Continuations run on the engine's loop thread, like the plain-socket
-/// HTTP path's. The stream does not own the duplex.
+/// The transport under an inspected tunnel's SslStream when the socket stays on the gateway's own epoll engine
+/// (<see cref="EpollEngine"/>) instead of going back to .NET's: a receive that drained the socket waits for the next
+/// edge rather than trying again and getting EAGAIN, and no second engine watches the socket. SslStream's zero-byte
+/// reads (before each record it has not buffered) return at once, as in <see cref="TlsSocketStream"/>. Continuations
+/// run on the engine's loop thread, like the plain-socket HTTP path's. The stream does not own the duplex.
 /// </summary>
 /// <remarks>
-/// The engine's operations take no token: a cancellable read or write (timeouts) that has to wait shuts the socket's
-/// receiving side or closes it when the token fires, and then reports the cancellation: a cancelled read ends the
-/// connection. A read or write that completes at once costs nothing for its token. Socket errors come out as
-/// SocketException, which SslStream wraps in IOException for its callers.
+/// The engine's operations take no token: a cancellable read or write (the handshakes' timeouts) that has to wait
+/// shuts the socket's receiving side or closes it when the token fires, and then reports the cancellation. Reads and
+/// writes of the data phase pass no token and cost nothing for it. Socket errors come out as SocketException, which
+/// SslStream wraps in IOException for its callers.
 /// </remarks>
 sealed class EngineStream(Duplex io, ReadOnlyMemory<byte> prefix = default) : PrefixedStream(prefix)
 {
