@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Text;
+using Bastion.Protocols.Http.Io;
 using Bastion.Configuration;
 using Bastion.Gateway;
 using Bastion.Hosting;
@@ -99,7 +100,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>Reads, parses and answers one command; false when the session is over.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> NextCommandAsync()
     {
         // Replies to pipelined commands go out together, once the client has nothing more queued.
@@ -149,7 +150,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>One line from the client within the idle timeout; null when the client left or timed out (421 sent).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<LineRead?> ReadLineAsync()
     {
         LineRead read;
@@ -171,7 +172,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- session commands -------------------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> HelloAsync(bool esmtp, string name)
     {
         if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
@@ -199,7 +200,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> StartTlsAsync()
     {
         if (Client.IsTls) { await ReplyAsync("503 5.5.1 TLS already active").ConfigureAwait(false); return true; }
@@ -236,7 +237,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- the transaction --------------------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> MailAsync()
     {
         if (_helo is null) { await ReplyAsync("503 5.5.1 send HELO/EHLO first").ConfigureAwait(false); return true; }
@@ -285,7 +286,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         finally { x.Close(); }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> RcptAsync()
     {
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before RCPT").ConfigureAwait(false); return true; }
@@ -317,7 +318,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         finally { x.Close(); }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> DataAsync()
     {
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before DATA").ConfigureAwait(false); return true; }
@@ -370,7 +371,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     /// (`command: DATA`, the real size). Refused, the server's session is dropped without an end of data, so it
     /// discards the partial message; allowed, the server gets the end of data and its reply decides the client's.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> EndMessageAsync(Exchange x, MessageFilter check, string? lost)
     {
         if (check.Refusal is { } refusal)
@@ -408,7 +409,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>The server went away while the message streamed: nothing was accepted, the client may try again.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> LostInDataAsync(Exchange x, string lost)
     {
         DropUpstream(abort: true);
@@ -422,7 +423,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     /// client's end of data. False when the client closed first; a server that fails mid-way is noted and the rest
     /// is read and dropped, so that the session stays in step with the client.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<(bool Ended, DataScanner Scanner, string? Lost)> StreamDataAsync(SmtpUpstream up, Exchange x)
     {
         var scanner = listener.Scanner(_smtp);
@@ -534,11 +535,11 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     void WriteReceived(SmtpUpstream up, Exchange x) =>
-        up.Output.Write(ReceivedHeader.Build(_helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, _authUser is not null, x.Id,
-            _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now));
+        ReceivedHeader.Write(up.Output, _helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, _authUser is not null, x.Id,
+            _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now);
 
     /// <summary>RSET towards the server when it has a transaction open; false when the server is gone.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ResetTransactionAsync()
     {
         // Between BDAT chunks the server is inside DATA: RSET would be message text. Dropping it discards the message.
@@ -581,7 +582,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- the upstream -----------------------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ConnectUpstreamAsync()
     {
         var targets = listener.Targets(ctx.Runtime.Config, _cfg);
@@ -600,7 +601,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>An upstream session that has said EHLO: the one open, or a new one after a message was aborted.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> EnsureUpstreamAsync(string name)
     {
         if (_up is null && !await ConnectUpstreamAsync().ConfigureAwait(false)) return false;
@@ -617,7 +618,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<SmtpReply?> UpstreamCommandAsync(string line, Exchange x)
     {
         x.Upstream = _up!.TargetText;
@@ -627,7 +628,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>The server went away or sent garbage: the client gets 421 and the session ends (nothing was accepted).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> UpstreamLostAsync(Exchange? x = null)
     {
         DropUpstream(abort: true);
@@ -654,7 +655,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     // ---- replies ----------------------------------------------------------------------------------------------
 
     /// <summary>The server's reply, relayed to the client; a 421 from the server ends the session too.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> RelayAsync(Exchange x, SmtpReply reply)
     {
         x.Status = reply.Code;
@@ -668,7 +669,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> Answer(Exchange x, int code, string enhanced, string text)
     {
         x.Status = code;
@@ -676,7 +677,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledBuilder))]
     async ValueTask Refuse(int code, string enhanced, string text)
     {
         var x = ctx.Open(conn, ExchangeKinds.Request);
