@@ -36,7 +36,7 @@ sealed partial class SmtpSession
             return true;
         }
         if (mech == SaslMechanism.Unknown) { await ReplyAsync("504 5.5.4 unrecognized authentication type (PLAIN, LOGIN)").ConfigureAwait(false); return true; }
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = mech == SaslMechanism.Plain ? "AUTH PLAIN" : "AUTH LOGIN";
         try
         {

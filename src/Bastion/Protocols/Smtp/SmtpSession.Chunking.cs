@@ -36,7 +36,7 @@ sealed partial class SmtpSession
         }
         if (_chunkX is null)
         {
-            var x = ctx.Open(conn, ExchangeKinds.Request);
+            var x = OpenRequest();
             x.Request = MessageText("BDAT");
             var go = await UpstreamCommandAsync("DATA", x).ConfigureAwait(false);
             if (go is null || go.Code != 354)

@@ -59,7 +59,14 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     int _denied;
     int _tried;
 
-    string Host => listener.HostName(_smtp);
+    SmtpListener.Names? _names;
+    SmtpListener.Names Names => _names ??= listener.NamesFor(_smtp);
+    string Host => Names.Host;
+
+    /// <summary>The last request record, reopened when it is closed: a message's MAIL, RCPT and DATA records are one object.</summary>
+    Exchange? _spare;
+
+    Exchange OpenRequest() => _spare is { IsClosed: true } x ? x.Reopen() : (_spare = ctx.Open(conn, ExchangeKinds.Request));
 
     public async Task RunAsync()
     {
@@ -78,7 +85,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
                 _connX.Reason = _lastUpstreamError;
                 return;
             }
-            await ReplyAsync($"220 {listener.Banner(_smtp)}", flush: true).ConfigureAwait(false);
+            await ReplyAsync(Names.Greeting, flush: true).ConfigureAwait(false);
             while (await NextCommandAsync().ConfigureAwait(false)) { }
         }
         finally
@@ -141,7 +148,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             case SmtpVerb.Auth: return await AuthAsync().ConfigureAwait(false);
             case SmtpVerb.StartTls: return await StartTlsAsync().ConfigureAwait(false);
             case SmtpVerb.Quit:
-                await ReplyAsync($"221 2.0.0 {Host} closing connection", flush: true).ConfigureAwait(false);
+                await ReplyAsync(Names.Closing, flush: true).ConfigureAwait(false);
                 return false;
             default:
                 await ReplyAsync("502 5.5.1 command not implemented").ConfigureAwait(false);
@@ -213,7 +220,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         if (up.DiscardedBytes + leftover > 0)
         {
             // CVE-2011-0411: commands sent in the clear after STARTTLS must never be read as if they came over TLS.
-            var x = ctx.Open(conn, ExchangeKinds.Request);
+            var x = OpenRequest();
             x.Request = "STARTTLS";
             x.Deny(PseudoRules.Protocol, $"{up.DiscardedBytes + leftover} bytes pipelined after STARTTLS were discarded (CVE-2011-0411)");
             x.Close();
@@ -243,7 +250,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         if (_helo is null) { await ReplyAsync("503 5.5.1 send HELO/EHLO first").ConfigureAwait(false); return true; }
         if (_from is not null) { await ReplyAsync("503 5.5.1 nested MAIL command").ConfigureAwait(false); return true; }
         var path = _cmd.Path!;
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = $"MAIL FROM:{path.Wire}";
         try
         {
@@ -292,7 +299,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before RCPT").ConfigureAwait(false); return true; }
         var path = _cmd.Path!;
         _tried++;
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         var line = $"RCPT TO:{path.Wire}";   // the log's request and the server's command alike
         x.Request = line;
         try
@@ -328,7 +335,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             await ReplyAsync(_tried > 0 ? "554 5.5.1 no valid recipients" : "503 5.5.1 need RCPT before DATA").ConfigureAwait(false);
             return true;
         }
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = MessageText("DATA");
         try
         {
@@ -680,7 +687,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     [AsyncMethodBuilder(typeof(PooledBuilder))]
     async ValueTask Refuse(int code, string enhanced, string text)
     {
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = "(command)";
         x.Deny(PseudoRules.Protocol, text);
         x.Status = code;
