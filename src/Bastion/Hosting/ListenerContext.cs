@@ -60,7 +60,8 @@ public sealed class ListenerContext(GatewayHost host, string name, ListenerType 
     internal void Record(AccessEvent e)
     {
         // Last line of defence: a URL's `user:password@` never reaches a log line, whichever gateway wrote it.
-        if (e.Request is { } r && r.Contains('@')) e = e with { Request = Redact.RequestLine(r) };
+        // Only a line that changes is copied: SMTP's `MAIL FROM:<a@b>` has an '@' and nothing to redact.
+        if (e.Request is { } r && Redact.RequestLine(r) is var redacted && !ReferenceEquals(redacted, r)) e = e with { Request = redacted };
         // The log writer may reuse the event as soon as it has it: everything else comes first.
         if (e.Event != ExchangeKinds.Connection && e.Verdict is { } v)
         {

@@ -19,10 +19,11 @@ public static class Redact
         if (line.IndexOf('@') < 0) return line;
         int sp = line.IndexOf(' ');
         if (sp < 0) return line;
-        var target = line[(sp + 1)..];
+        // The line itself when there is nothing to redact (no copy of its target just to look).
+        var target = line.AsSpan(sp + 1);
         bool url = target.Contains("://", StringComparison.Ordinal);
-        bool authority = line.AsSpan(0, sp).Equals("CONNECT", StringComparison.OrdinalIgnoreCase) && !target.StartsWith('/');
-        return url || authority ? string.Concat(line.AsSpan(0, sp + 1), RequestTarget.Redact(target)) : line;
+        bool authority = line.AsSpan(0, sp).Equals("CONNECT", StringComparison.OrdinalIgnoreCase) && !(target.Length > 0 && target[0] == '/');
+        return url || authority ? string.Concat(line.AsSpan(0, sp + 1), RequestTarget.Redact(line[(sp + 1)..])) : line;
     }
 
     /// <summary>A URL or host:port from the configuration without userinfo.</summary>

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using Bastion.Protocols.Http.Io;
 
 namespace Bastion.Gateway;
 
@@ -47,7 +48,7 @@ public sealed class LineReader(PipeReader input, int maxLine)
     }
 
     // Pooled: a read that waits for the network would otherwise allocate its state machine box, once per line.
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public async ValueTask<LineRead> ReadAsync(CancellationToken ct)
     {
         long skipped = 0;

@@ -38,6 +38,20 @@ public sealed class SmtpListener(ListenerContext ctx) : StreamListener(ctx)
 
     public IReadOnlyCollection<string> AllowedExtensions(SmtpConfig c) => c.ExtensionsGiven ? c.Extensions : Extensions.Default;
 
+    /// <summary>The gateway's name and the fixed replies that carry it, made once per configuration, not per session.</summary>
+    public sealed record Names(SmtpConfig Config, string Host, string Greeting, string Closing);
+    Names? _names;
+
+    public Names NamesFor(SmtpConfig c)
+    {
+        var cached = Volatile.Read(ref _names);
+        if (cached is not null && ReferenceEquals(cached.Config, c)) return cached;
+        var host = HostName(c);
+        var names = new Names(c, host, $"220 {Banner(c)}", $"221 2.0.0 {host} closing connection");
+        Volatile.Write(ref _names, names);
+        return names;
+    }
+
     sealed record CertCache(SmtpConfig Config, SslStreamCertificateContext Cert);
     sealed record TargetCache(ListenerConfig Config, IReadOnlyList<HostPort> Targets);
     CertCache? _cert;

@@ -1,3 +1,4 @@
+using Bastion.Protocols.Http.Io;
 using Bastion.Gateway;
 using Bastion.Identity;
 using System.Runtime.CompilerServices;
@@ -13,7 +14,7 @@ sealed partial class SmtpSession
 {
     string? _authUser;
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> AuthAsync()
     {
         if (_helo is null) { await ReplyAsync("503 5.5.1 send EHLO first").ConfigureAwait(false); return true; }
@@ -35,7 +36,7 @@ sealed partial class SmtpSession
             return true;
         }
         if (mech == SaslMechanism.Unknown) { await ReplyAsync("504 5.5.4 unrecognized authentication type (PLAIN, LOGIN)").ConfigureAwait(false); return true; }
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = mech == SaslMechanism.Plain ? "AUTH PLAIN" : "AUTH LOGIN";
         try
         {
@@ -93,7 +94,7 @@ sealed partial class SmtpSession
     }
 
     /// <summary>Sends a 334 challenge and reads the client's response line; null when the session ends meanwhile.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<byte[]?> ChallengeAsync(string challenge)
     {
         await ReplyAsync("334 " + challenge, flush: true).ConfigureAwait(false);

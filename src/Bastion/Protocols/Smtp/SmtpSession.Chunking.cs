@@ -1,4 +1,5 @@
 using System.Buffers;
+using Bastion.Protocols.Http.Io;
 using Bastion.Gateway;
 using System.Runtime.CompilerServices;
 
@@ -19,7 +20,7 @@ sealed partial class SmtpSession
     /// <summary>The server failed while chunks were relayed: the rest is read and dropped, the client told at the next reply.</summary>
     string? _chunkLost;
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> BdatAsync()
     {
         long size = _cmd.ChunkSize;
@@ -35,7 +36,7 @@ sealed partial class SmtpSession
         }
         if (_chunkX is null)
         {
-            var x = ctx.Open(conn, ExchangeKinds.Request);
+            var x = OpenRequest();
             x.Request = MessageText("BDAT");
             var go = await UpstreamCommandAsync("DATA", x).ConfigureAwait(false);
             if (go is null || go.Code != 354)
@@ -87,7 +88,7 @@ sealed partial class SmtpSession
     /// Reads exactly <paramref name="size"/> octets off the client's pipe: through the encoder to the server, or
     /// dropped (<paramref name="enc"/> null). False when the client closed first.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ReadChunkAsync(long size, ChunkEncoder? enc, Exchange? x)
     {
         var input = _in;

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Text;
+using Bastion.Protocols.Http.Io;
 using Bastion.Configuration;
 using Bastion.Gateway;
 using Bastion.Hosting;
@@ -58,7 +59,14 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     int _denied;
     int _tried;
 
-    string Host => listener.HostName(_smtp);
+    SmtpListener.Names? _names;
+    SmtpListener.Names Names => _names ??= listener.NamesFor(_smtp);
+    string Host => Names.Host;
+
+    /// <summary>The last request record, reopened when it is closed: a message's MAIL, RCPT and DATA records are one object.</summary>
+    Exchange? _spare;
+
+    Exchange OpenRequest() => _spare is { IsClosed: true } x ? x.Reopen() : (_spare = ctx.Open(conn, ExchangeKinds.Request));
 
     public async Task RunAsync()
     {
@@ -77,7 +85,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
                 _connX.Reason = _lastUpstreamError;
                 return;
             }
-            await ReplyAsync($"220 {listener.Banner(_smtp)}", flush: true).ConfigureAwait(false);
+            await ReplyAsync(Names.Greeting, flush: true).ConfigureAwait(false);
             while (await NextCommandAsync().ConfigureAwait(false)) { }
         }
         finally
@@ -99,7 +107,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>Reads, parses and answers one command; false when the session is over.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> NextCommandAsync()
     {
         // Replies to pipelined commands go out together, once the client has nothing more queued.
@@ -140,7 +148,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             case SmtpVerb.Auth: return await AuthAsync().ConfigureAwait(false);
             case SmtpVerb.StartTls: return await StartTlsAsync().ConfigureAwait(false);
             case SmtpVerb.Quit:
-                await ReplyAsync($"221 2.0.0 {Host} closing connection", flush: true).ConfigureAwait(false);
+                await ReplyAsync(Names.Closing, flush: true).ConfigureAwait(false);
                 return false;
             default:
                 await ReplyAsync("502 5.5.1 command not implemented").ConfigureAwait(false);
@@ -149,7 +157,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>One line from the client within the idle timeout; null when the client left or timed out (421 sent).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<LineRead?> ReadLineAsync()
     {
         LineRead read;
@@ -171,7 +179,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- session commands -------------------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> HelloAsync(bool esmtp, string name)
     {
         if (!await ResetTransactionAsync().ConfigureAwait(false)) return await UpstreamLostAsync().ConfigureAwait(false);
@@ -199,7 +207,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> StartTlsAsync()
     {
         if (Client.IsTls) { await ReplyAsync("503 5.5.1 TLS already active").ConfigureAwait(false); return true; }
@@ -212,7 +220,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         if (up.DiscardedBytes + leftover > 0)
         {
             // CVE-2011-0411: commands sent in the clear after STARTTLS must never be read as if they came over TLS.
-            var x = ctx.Open(conn, ExchangeKinds.Request);
+            var x = OpenRequest();
             x.Request = "STARTTLS";
             x.Deny(PseudoRules.Protocol, $"{up.DiscardedBytes + leftover} bytes pipelined after STARTTLS were discarded (CVE-2011-0411)");
             x.Close();
@@ -236,13 +244,13 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- the transaction --------------------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> MailAsync()
     {
         if (_helo is null) { await ReplyAsync("503 5.5.1 send HELO/EHLO first").ConfigureAwait(false); return true; }
         if (_from is not null) { await ReplyAsync("503 5.5.1 nested MAIL command").ConfigureAwait(false); return true; }
         var path = _cmd.Path!;
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = $"MAIL FROM:{path.Wire}";
         try
         {
@@ -285,13 +293,13 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         finally { x.Close(); }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> RcptAsync()
     {
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before RCPT").ConfigureAwait(false); return true; }
         var path = _cmd.Path!;
         _tried++;
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         var line = $"RCPT TO:{path.Wire}";   // the log's request and the server's command alike
         x.Request = line;
         try
@@ -317,7 +325,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         finally { x.Close(); }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> DataAsync()
     {
         if (_from is null) { await ReplyAsync("503 5.5.1 need MAIL before DATA").ConfigureAwait(false); return true; }
@@ -327,7 +335,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
             await ReplyAsync(_tried > 0 ? "554 5.5.1 no valid recipients" : "503 5.5.1 need RCPT before DATA").ConfigureAwait(false);
             return true;
         }
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = MessageText("DATA");
         try
         {
@@ -370,7 +378,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     /// (`command: DATA`, the real size). Refused, the server's session is dropped without an end of data, so it
     /// discards the partial message; allowed, the server gets the end of data and its reply decides the client's.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> EndMessageAsync(Exchange x, MessageFilter check, string? lost)
     {
         if (check.Refusal is { } refusal)
@@ -408,7 +416,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>The server went away while the message streamed: nothing was accepted, the client may try again.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> LostInDataAsync(Exchange x, string lost)
     {
         DropUpstream(abort: true);
@@ -422,7 +430,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     /// client's end of data. False when the client closed first; a server that fails mid-way is noted and the rest
     /// is read and dropped, so that the session stays in step with the client.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<(bool Ended, DataScanner Scanner, string? Lost)> StreamDataAsync(SmtpUpstream up, Exchange x)
     {
         var scanner = listener.Scanner(_smtp);
@@ -534,11 +542,11 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     void WriteReceived(SmtpUpstream up, Exchange x) =>
-        up.Output.Write(ReceivedHeader.Build(_helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, _authUser is not null, x.Id,
-            _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now));
+        ReceivedHeader.Write(up.Output, _helo!, conn.Client.Address, Host, _esmtp, Client.IsTls, _authUser is not null, x.Id,
+            _rcpts.Count == 1 ? _rcpts[0] : null, DateTimeOffset.Now);
 
     /// <summary>RSET towards the server when it has a transaction open; false when the server is gone.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ResetTransactionAsync()
     {
         // Between BDAT chunks the server is inside DATA: RSET would be message text. Dropping it discards the message.
@@ -581,7 +589,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
 
     // ---- the upstream -----------------------------------------------------------------------------------------
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> ConnectUpstreamAsync()
     {
         var targets = listener.Targets(ctx.Runtime.Config, _cfg);
@@ -600,7 +608,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>An upstream session that has said EHLO: the one open, or a new one after a message was aborted.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> EnsureUpstreamAsync(string name)
     {
         if (_up is null && !await ConnectUpstreamAsync().ConfigureAwait(false)) return false;
@@ -617,7 +625,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<SmtpReply?> UpstreamCommandAsync(string line, Exchange x)
     {
         x.Upstream = _up!.TargetText;
@@ -627,7 +635,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     }
 
     /// <summary>The server went away or sent garbage: the client gets 421 and the session ends (nothing was accepted).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> UpstreamLostAsync(Exchange? x = null)
     {
         DropUpstream(abort: true);
@@ -654,7 +662,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
     // ---- replies ----------------------------------------------------------------------------------------------
 
     /// <summary>The server's reply, relayed to the client; a 421 from the server ends the session too.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> RelayAsync(Exchange x, SmtpReply reply)
     {
         x.Status = reply.Code;
@@ -668,7 +676,7 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     async ValueTask<bool> Answer(Exchange x, int code, string enhanced, string text)
     {
         x.Status = code;
@@ -676,10 +684,10 @@ sealed partial class SmtpSession(SmtpListener listener, ListenerContext ctx, Cli
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledBuilder))]
     async ValueTask Refuse(int code, string enhanced, string text)
     {
-        var x = ctx.Open(conn, ExchangeKinds.Request);
+        var x = OpenRequest();
         x.Request = "(command)";
         x.Deny(PseudoRules.Protocol, text);
         x.Status = code;

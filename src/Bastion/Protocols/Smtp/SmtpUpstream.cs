@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Net.Security;
 using System.Security.Cryptography.X509Certificates;
 using System.Text;
+using Bastion.Protocols.Http.Io;
 using Bastion.Configuration;
 using Bastion.Gateway;
 using System.Runtime.CompilerServices;
@@ -50,7 +51,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
     public readonly record struct Opened(SmtpUpstream? Upstream, string? Error);
 
     /// <summary>Connects to the first target that answers with a 220 greeting.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public static async ValueTask<Opened> OpenAsync(IReadOnlyList<HostPort> targets, int start, TimeSpan connectTimeout,
         TimeSpan replyTimeout, CancellationToken ct)
     {
@@ -74,7 +75,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>EHLO (or HELO when EHLO is refused), then STARTTLS when offered and wanted, and EHLO again over TLS.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public async ValueTask<string?> HelloAsync(string name, string tlsMode, BastionConfig root, SmtpConfig cfg, CancellationToken ct)
     {
         var (r, err) = await CommandAsync($"EHLO {name}", ct).ConfigureAwait(false);
@@ -128,7 +129,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>Sends one command line and reads its reply; a null reply comes with why (closed, timeout, garbage).</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public async ValueTask<(SmtpReply? Reply, string? Error)> CommandAsync(string line, CancellationToken ct)
     {
         try
@@ -154,7 +155,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
         output.Advance(n + 2);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public async ValueTask<string?> FlushAsync(CancellationToken ct)
     {
         try
@@ -169,7 +170,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
     }
 
     /// <summary>Reads one whole reply within the reply timeout. Garbage from the server is an error, not a reply.</summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
     public async ValueTask<(SmtpReply? Reply, string? Error)> ReadReplyAsync(CancellationToken ct)
     {
         // The session's own token (every reply but QUIT's): the timer made once is re-armed. Another token, or a
@@ -212,7 +213,7 @@ public sealed class SmtpUpstream : IAsyncDisposable
     /// the server has nothing left to say that would change anything). A server that does not take even those six
     /// bytes at once is dropped.
     /// </summary>
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    [AsyncMethodBuilder(typeof(PooledBuilder))]
     public async ValueTask QuitAsync()
     {
         WriteLine("QUIT");
