@@ -17,7 +17,13 @@ case $SUITE in forward | reverse) ;; *) echo "suite: forward or reverse" >&2; ex
 DIR=$(mktemp -d /tmp/bastion-http-ab.XXXXXX)
 chmod 755 "$DIR"
 declare -A PID=() PORT=()
-cleanup() { for n in "${!PID[@]}"; do kill -TERM -- "-${PID[$n]}" 2>/dev/null || true; done; sleep 0.5; rm -rf "$DIR"; }
+cleanup() {
+  local n i
+  for n in "${!PID[@]}"; do kill -TERM -- "-${PID[$n]}" 2>/dev/null || true; done
+  # Gone before their folder is: wait for each (5 s at most), not a fixed pause.
+  for n in "${!PID[@]}"; do for ((i = 0; i < 100; i++)); do kill -0 "${PID[$n]}" 2>/dev/null || break; sleep 0.05; done; done
+  rm -rf "$DIR"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -89,11 +95,17 @@ if [ "${AB_PERF:-1}" = 1 ]; then
 fi
 # Managed allocation per request: the report's allocated_kib (one line a second) before and after a run.
 if [ "${AB_ALLOC:-0}" = 1 ]; then
-  lastalloc() { tail -n1 "$DIR/mem-$1.txt" | sed 's/.*allocated_kib=\([0-9]*\).*/\1/'; }
+  # The allocated total from the report's next line (written once a second), waited for with a 5 s deadline.
+  nextalloc() {
+    local f="$DIR/mem-$1.txt" n i
+    n=$(wc -l <"$f")
+    for ((i = 0; i < 100; i++)); do [ "$(wc -l <"$f")" -gt "$n" ] && break; sleep 0.05; done
+    tail -n1 "$f" | sed 's/.*allocated_kib=\([0-9]*\).*/\1/'
+  }
   for s in A B; do
-    sleep 1.2; a0=$(lastalloc "$s")
+    a0=$(nextalloc "$s")
     read -r rps _ < <(run "$s" "$SECS")
-    sleep 1.2; a1=$(lastalloc "$s")
+    a1=$(nextalloc "$s")
     echo "$s allocated per request: $(awk -v a="$a0" -v b="$a1" -v n=$((rps * SECS)) 'BEGIN { printf "%.0f bytes", (b - a) * 1024 / n }')"
   done
 fi
