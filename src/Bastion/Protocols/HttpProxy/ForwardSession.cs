@@ -263,15 +263,8 @@ sealed class ForwardSession(ListenerContext ctx, ClientConnection conn, ForwardP
         var addresses = judged.Allowed;
         if (addresses.Length == 0)
             return judged.Error == SocketError.TimedOut ? (null, 504, $"resolving {host} timed out") : (null, 502, $"cannot connect to {host}:{port}: host not found");
-        ConnectResult connected;
-        if (EpollEngine.Enabled)
-        {
-            var (epoll, error, message) = await EpollEngine.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
-            if (epoll is not null) return (epoll, 200, null);
-            connected = new ConnectResult(null, error, message);
-        }
-        else connected = await Connector.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
-        if (connected.Ok) return (Duplex.Over(connected.Socket!), 200, null);
+        var (io, connected) = await Duplex.ConnectAsync(addresses, port, limits.ConnectTimeout, Conn.Aborted).ConfigureAwait(false);
+        if (io is not null) return (io, 200, null);
         if (connected.Error == SocketError.TimedOut) return (null, 504, $"connecting to {host}:{port} timed out");
         var why = connected.Error == SocketError.ConnectionRefused ? "connection refused" : connected.Message ?? connected.Error.ToString();
         return (null, 502, $"cannot connect to {host}:{port}: {why}");

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Net.Security;
 using System.Net.Sockets;
+using Bastion.Gateway;
 
 namespace Bastion.Protocols.Http.Io;
 
@@ -89,6 +90,22 @@ public abstract class Duplex : IAsyncDisposable
 
     /// <summary>A plain socket: on the epoll engine unless it is switched off (<see cref="EpollEngine"/>).</summary>
     public static Duplex Over(Socket s) => EpollEngine.Enabled ? new EpollDuplex(s) : new SocketDuplex(s);
+
+    /// <summary>
+    /// A plain connection to the first of <paramref name="addresses"/> that answers, on the engine <see cref="Over(Socket)"/>
+    /// picks: the epoll engine connects without blocking and registers the socket once; .NET's otherwise.
+    /// </summary>
+    public static async Task<(Duplex? Io, ConnectResult Result)> ConnectAsync(IReadOnlyList<System.Net.IPAddress> addresses, int port,
+        TimeSpan timeout, CancellationToken ct)
+    {
+        if (EpollEngine.Enabled)
+        {
+            var (epoll, error, message) = await EpollEngine.ConnectAsync(addresses, port, timeout, ct).ConfigureAwait(false);
+            return (epoll, new ConnectResult(epoll?.Socket, error, message));
+        }
+        var r = await Connector.ConnectAsync(addresses, port, timeout, ct).ConfigureAwait(false);
+        return (r.Ok ? new SocketDuplex(r.Socket!) : null, r);
+    }
 
     public static Duplex Over(Stream s, Socket? socket) => new StreamDuplex(s, socket);
 }

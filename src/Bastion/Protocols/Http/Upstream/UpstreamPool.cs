@@ -137,14 +137,10 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
                 return new ConnectOutcome(null, dnsError == SocketError.TimedOut ? $"upstream {Label} failed: resolving {Host} timed out" : $"upstream {Label} failed: cannot resolve {Host}", dnsError == SocketError.TimedOut);
             targets = resolved;
         }
+        // TLS runs over .NET's engine (SslStream on a NetworkStream); a plain connection on the gateway's.
         ConnectResult r;
         Duplex? plain = null;
-        if (Tls is null && EpollEngine.Enabled)
-        {
-            var (epoll, error, message) = await EpollEngine.ConnectAsync(targets, Port, ConnectTimeout, ct).ConfigureAwait(false);
-            plain = epoll;
-            r = new ConnectResult(epoll?.Socket, error, message);
-        }
+        if (Tls is null) (plain, r) = await Duplex.ConnectAsync(targets, Port, ConnectTimeout, ct).ConfigureAwait(false);
         else r = await Connector.ConnectAsync(targets, Port, ConnectTimeout, ct).ConfigureAwait(false);
         if (!r.Ok)
         {
@@ -159,7 +155,7 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
         }
         var socket = r.Socket!;
         Duplex io;
-        if (Tls is null) io = plain ?? Duplex.Over(socket);
+        if (Tls is null) io = plain!;
         else
         {
             var (tlsIo, failed) = await HandshakeAsync(socket, Tls, ct).ConfigureAwait(false);
