@@ -282,29 +282,13 @@ public abstract class Http1Session : Expiring
     }
 
     /// <summary>Sends to the client and counts it; a client that is gone turns keep-alive off.</summary>
-    /// <remarks>Not an async method: a send the socket takes at once (the common case) needs no state machine.</remarks>
-    protected ValueTask<bool> SendToClientAsync(ReadOnlyMemory<byte> bytes)
-    {
-        ValueTask sent;
-        try { sent = Client.Io.SendAsync(bytes); }
-        catch (Exception e) when (Duplex.IsIoError(e))
-        {
-            KeepAlive = false;
-            return new ValueTask<bool>(false);
-        }
-        if (!sent.IsCompletedSuccessfully) return SendToClientSlowAsync(sent, bytes.Length);
-        sent.GetAwaiter().GetResult();
-        X?.AddOut(bytes.Length);
-        return new ValueTask<bool>(true);
-    }
-
     [AsyncMethodBuilder(typeof(PooledBuilder<>))]
-    async ValueTask<bool> SendToClientSlowAsync(ValueTask sent, int length)
+    protected async ValueTask<bool> SendToClientAsync(ReadOnlyMemory<byte> bytes)
     {
         try
         {
-            await sent.ConfigureAwait(false);
-            X?.AddOut(length);
+            await Client.Io.SendAsync(bytes).ConfigureAwait(false);
+            X?.AddOut(bytes.Length);
             return true;
         }
         catch (Exception e) when (Duplex.IsIoError(e))

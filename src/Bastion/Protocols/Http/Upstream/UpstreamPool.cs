@@ -94,24 +94,23 @@ public sealed class UpstreamPool(string host, int port, UpstreamTls? tls, TimeSp
     }
 
     /// <summary>An idle connection if a good one waits, else a new one. <paramref name="fresh"/>: always a new one.</summary>
-    /// <remarks>Not an async method: an idle connection (the common case) is handed back without a state machine.</remarks>
-    public ValueTask<ConnectOutcome> RentAsync(bool fresh, CancellationToken ct)
-    {
-        if (!fresh && TakeIdle() is { } c)
-        {
-            if (Environment.TickCount64 - c.IdleSince > CheckAfterIdleMs && !StillGood(c)) return CloseThenRentAsync(c, ct);
-            c.Reused = true;
-            return new ValueTask<ConnectOutcome>(new ConnectOutcome(c, null, false));
-        }
-        return ConnectAsync(ct);
-    }
-
-    /// <summary>An idle connection the server closed (or sent stray bytes on) is closed, and the next one tried.</summary>
     [AsyncMethodBuilder(typeof(PooledBuilder<>))]
-    async ValueTask<ConnectOutcome> CloseThenRentAsync(UpstreamConnection stale, CancellationToken ct)
+    public async ValueTask<ConnectOutcome> RentAsync(bool fresh, CancellationToken ct)
     {
-        await stale.CloseAsync().ConfigureAwait(false);
-        return await RentAsync(fresh: false, ct).ConfigureAwait(false);
+        if (!fresh)
+        {
+            while (TakeIdle() is { } c)
+            {
+                if (Environment.TickCount64 - c.IdleSince > CheckAfterIdleMs && !StillGood(c))
+                {
+                    await c.CloseAsync().ConfigureAwait(false);
+                    continue;
+                }
+                c.Reused = true;
+                return new ConnectOutcome(c, null, false);
+            }
+        }
+        return await ConnectAsync(ct).ConfigureAwait(false);
     }
 
     UpstreamConnection? TakeIdle()
