@@ -16,17 +16,17 @@ public struct PooledBuilder<TResult>
     /// <summary>Boxes kept per async method (beyond a few per thread).</summary>
     internal const int PoolSize = 1024;
 
-    PooledBoxBase<TResult>? _box;
+    IPooledBox? _box;
     TResult _result;
     Exception? _error;
 
-    internal readonly PooledBoxBase<TResult>? Box => _box;
+    internal readonly IPooledBox? Box => _box;
     internal readonly Exception? Error => _error;
 
     public static PooledBuilder<TResult> Create() => default;
 
     public readonly ValueTask<TResult> Task =>
-        _box is { } b ? new ValueTask<TResult>(b, b.Version)
+        _box is { } b ? new ValueTask<TResult>((IValueTaskSource<TResult>)b, b.Version)
         : _error is not null ? ValueTask.FromException<TResult>(_error)
         : new ValueTask<TResult>(_result);
 
@@ -38,7 +38,7 @@ public struct PooledBuilder<TResult>
     public void SetResult(TResult result)
     {
         if (_box is null) _result = result;
-        else _box.SetResult(result);
+        else ((IResultBox<TResult>)_box).SetResult(result);
     }
 
     public void SetException(Exception exception)
@@ -97,37 +97,18 @@ public struct PooledBuilder
         _inner.AwaitUnsafeOnCompleted(ref awaiter, ref stateMachine);
 }
 
-/// <summary>
-/// What the builder and awaiters see of a box: a class, not interfaces, so that setting a result and handing the
-/// box to a <see cref="ValueTask{TResult}"/> need no interface cast (generic interface casts cost a helper call).
-/// </summary>
-abstract class PooledBoxBase<TResult> : IValueTaskSource<TResult>, IValueTaskSource
+interface IPooledBox : IValueTaskSource
 {
-    protected ManualResetValueTaskSourceCore<TResult> Core;
-
-    public short Version => Core.Version;
-
-    public void SetResult(TResult result) => Core.SetResult(result);
-    public void SetException(Exception e) => Core.SetException(e);
-
-    /// <summary>Back to its pool once its result is taken.</summary>
-    protected abstract void Return();
-
-    public TResult GetResult(short token)
-    {
-        try { return Core.GetResult(token); }
-        finally { Return(); }
-    }
-
-    void IValueTaskSource.GetResult(short token) => GetResult(token);
-
-    public ValueTaskSourceStatus GetStatus(short token) => Core.GetStatus(token);
-
-    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
-        Core.OnCompleted(continuation, state, token, flags);
+    short Version { get; }
+    void SetException(Exception e);
 }
 
-sealed class PooledBox<TStateMachine, TResult> : PooledBoxBase<TResult>
+interface IResultBox<TResult> : IPooledBox
+{
+    void SetResult(TResult result);
+}
+
+sealed class PooledBox<TStateMachine, TResult> : IResultBox<TResult>, IValueTaskSource<TResult>, IValueTaskSource
     where TStateMachine : IAsyncStateMachine
 {
     // Each thread keeps a few boxes; the rest go to a shared stack, so that boxes returned on one thread (where a
@@ -140,6 +121,7 @@ sealed class PooledBox<TStateMachine, TResult> : PooledBoxBase<TResult>
     static readonly Lock SharedLock = new();
 
     public TStateMachine StateMachine = default!;
+    ManualResetValueTaskSourceCore<TResult> _core;
     public readonly Action MoveNextAction;
 
     PooledBox() => MoveNextAction = MoveNext;
@@ -168,9 +150,9 @@ sealed class PooledBox<TStateMachine, TResult> : PooledBoxBase<TResult>
         return new PooledBox<TStateMachine, TResult>();
     }
 
-    protected override void Return()
+    void Return()
     {
-        Core.Reset();
+        _core.Reset();
         StateMachine = default!;
         var pool = t_pool ??= new PooledBox<TStateMachine, TResult>?[LocalSize];
         if (t_count < pool.Length)
@@ -184,7 +166,25 @@ sealed class PooledBox<TStateMachine, TResult> : PooledBoxBase<TResult>
         }
     }
 
+    public short Version => _core.Version;
+
     // No execution context is captured or restored (unlike .NET's builders): nothing on the request path sets an
     // AsyncLocal, and the socket engine's threads run in the default context. Code that needs one must not use this builder.
     void MoveNext() => StateMachine.MoveNext();
+
+    public void SetResult(TResult result) => _core.SetResult(result);
+    public void SetException(Exception e) => _core.SetException(e);
+
+    public TResult GetResult(short token)
+    {
+        try { return _core.GetResult(token); }
+        finally { Return(); }
+    }
+
+    void IValueTaskSource.GetResult(short token) => GetResult(token);
+
+    public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+    public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+        _core.OnCompleted(continuation, state, token, flags);
 }
