@@ -66,8 +66,11 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
 
     protected override string RequestText() => $"{Head.Method} {_scheme}://{_hostHeader}{HttpHead.Latin1(Head.PathAndQuery)}";
 
-    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
-    protected override async ValueTask<bool> ServeAsync(Limits _)
+    /// <summary>
+    /// Not an async method: every step up to forwarding is synchronous unless the listener authenticates, so the
+    /// common request hands its <see cref="ForwardAsync"/> (or a rejection) straight back: one async frame less.
+    /// </summary>
+    protected override ValueTask<bool> ServeAsync(Limits _)
     {
         var st = _states.Current();
         var cfg = st.Config;
@@ -79,7 +82,7 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         _hostHeader = h.Authority.IsEmpty ? "" : _hostText.Get(h.Authority);
         BeginRequest();
         if (h.Form is TargetForm.Asterisk or TargetForm.Authority)
-            return await RejectAsync(400, "a reverse proxy serves origin-form and absolute-form targets", PseudoRules.Protocol, close: true).ConfigureAwait(false);
+            return RejectAsync(400, "a reverse proxy serves origin-form and absolute-form targets", PseudoRules.Protocol, close: true);
 
         a.ResetRequest();
         a.Source = _source;
@@ -87,8 +90,8 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         var targetStatus = HttpAttributes.OriginTarget(a, h.Method, _scheme, h.Host.IsEmpty ? null : _hostName.Get(h.Host), h.Port < 0 ? null : h.Port,
             h.PathAndQuery, _localPort, cfg, _canonical, st.NeedsUrl, out var targetError);
         if (targetStatus != TargetStatus.Ok)
-            return await RejectAsync(400, targetError!, targetStatus == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol,
-                close: true).ConfigureAwait(false);
+            return RejectAsync(400, targetError!, targetStatus == TargetStatus.Ambiguous ? PseudoRules.AmbiguousPaths : PseudoRules.Protocol,
+                close: true);
         X!.Request = LogText(h.Method);
         // An upgrade (less h2c, never forwarded) is asked for before the rules, so that `upgrade:` can name it.
         var upgrade = RequestedUpgrade();
@@ -96,44 +99,58 @@ sealed class ReverseSession : Http1Session, IRouteHeaders
         var framing = h.Framing;
 
         if (st.Rate is { } rate && !rate.TryTake(a.Source, out var retryAfter))
-            return await RejectAsync(429, "request rate limit exceeded", PseudoRules.Rate, close: framing.HasBody,
-                extraName: "Retry-After", extraValue: retryAfter.ToString(CultureInfo.InvariantCulture)).ConfigureAwait(false);
+            return RejectAsync(429, "request rate limit exceeded", PseudoRules.Rate, close: framing.HasBody,
+                extraName: "Retry-After", extraValue: retryAfter.ToString(CultureInfo.InvariantCulture));
         if (framing.Kind == BodyKind.Length && framing.Length > limits.MaxRequestBody)
-            return await RejectAsync(413, $"request body over {limits.MaxRequestBody} bytes", PseudoRules.MaxRequestBody, close: true).ConfigureAwait(false);
+            return RejectAsync(413, $"request body over {limits.MaxRequestBody} bytes", PseudoRules.MaxRequestBody, close: true);
 
-        bool stripAuthorization = false;
-        if (cfg.Authenticate)
-        {
-            int ai = h.IndexOf(KnownHeader.Authorization);
-            var auth = await HttpDecisions.AuthenticateAsync(Ctx, ai < 0 ? null : HttpHead.Latin1(h.Value(ai)), a.Source, Conn.Aborted).ConfigureAwait(false);
-            // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
-            if (!auth.Ok && auth.Tried is { } tried) X!.User = tried;
-            if (!auth.Ok)
-                return await RejectAsync(401, auth.Failure!, PseudoRules.Authenticate, close: framing.HasBody,
-                    extraName: "WWW-Authenticate", extraValue: "Basic realm=\"bastion\", charset=\"UTF-8\"").ConfigureAwait(false);
-            a.User = auth.User;
-            Conn.User = auth.User;
-            stripAuthorization = true;
-        }
-        else if (Conn.User is { } fromFront) a.User = fromFront;   // a verified client certificate name from a trusted PROXY v2 front
+        if (cfg.Authenticate) return AuthenticateThenDecideAsync(st, limits, upgrade);
+        if (Conn.User is { } fromFront) a.User = fromFront;   // a verified client certificate name from a trusted PROXY v2 front
+        return DecideAndForward(st, limits, upgrade, stripAuthorization: false);
+    }
+
+    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
+    async ValueTask<bool> AuthenticateThenDecideAsync(ReverseState st, Limits limits, string? upgrade)
+    {
+        var h = Head;
+        var a = Attrs;
+        int ai = h.IndexOf(KnownHeader.Authorization);
+        var auth = await HttpDecisions.AuthenticateAsync(Ctx, ai < 0 ? null : HttpHead.Latin1(h.Value(ai)), a.Source, Conn.Aborted).ConfigureAwait(false);
+        // A failed login is logged with the name it tried (as Apache's %u and nginx's $remote_user are).
+        if (!auth.Ok && auth.Tried is { } tried) X!.User = tried;
+        if (!auth.Ok)
+            return await RejectAsync(401, auth.Failure!, PseudoRules.Authenticate, close: h.Framing.HasBody,
+                extraName: "WWW-Authenticate", extraValue: "Basic realm=\"bastion\", charset=\"UTF-8\"").ConfigureAwait(false);
+        a.User = auth.User;
+        Conn.User = auth.User;
+        return await DecideAndForward(st, limits, upgrade, stripAuthorization: true).ConfigureAwait(false);
+    }
+
+    /// <summary>The rules, then the route, then <see cref="ForwardAsync"/>; the caller has set who the user is.</summary>
+    ValueTask<bool> DecideAndForward(ReverseState st, Limits limits, string? upgrade, bool stripAuthorization)
+    {
+        var cfg = st.Config;
+        var h = Head;
+        var a = Attrs;
+        var framing = h.Framing;
         X!.User = a.User;
 
         if (cfg.RefuseConflictingHeaders && st.Policy.ConflictingHeader(h) is { } conflict)
-            return await RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", PseudoRules.ConflictingHeaders,
-                close: true).ConfigureAwait(false);
+            return RejectAsync(400, $"conflicting values of header '{conflict}', which a rule judges", PseudoRules.ConflictingHeaders,
+                close: true);
         Decision = HttpDecisions.Decide(st.Policy, a);
         // An upgrade turns the connection into a tunnel the policy no longer sees: only a rule that names it allows it.
         if (Decision.Allowed && upgrade is not null && !st.Policy.AllowsUpgrade(Decision))
             Decision = Bastion.Policy.Decision.Deny(Decision.RuleName, $"upgrade to {upgrade} needs a rule that allows it (upgrade: {upgrade})");
         if (!Decision.Allowed)
-            return await RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: framing.HasBody).ConfigureAwait(false);
+            return RejectAsync(403, Decision.Reason ?? "denied by policy", Decision.RuleName, close: framing.HasBody);
 
         // Routes see the path the rules judged, in the same case mode.
         var route = st.Routes.Match(a.Host, h.Method, a.Path!, this);
         if (route is null)
-            return await RejectAsync(404, $"no route for {_hostHeader}{_canonical.Path}", Decision.RuleName, close: framing.HasBody, verdict: Verdict.Allow,
-                logReason: "no route").ConfigureAwait(false);
-        return await ForwardAsync(st, route, limits, stripAuthorization, upgrade).ConfigureAwait(false);
+            return RejectAsync(404, $"no route for {_hostHeader}{_canonical.Path}", Decision.RuleName, close: framing.HasBody, verdict: Verdict.Allow,
+                logReason: "no route");
+        return ForwardAsync(st, route, limits, stripAuthorization, upgrade);
     }
 
     /// <summary>`METHOD url` for the log, from the canonical target; a keep-alive client asking for the same URL again gets the same string.</summary>

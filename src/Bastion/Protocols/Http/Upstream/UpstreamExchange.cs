@@ -63,7 +63,37 @@ public static class UpstreamExchange
             }
             Task<PumpResult>? body = hasBody ? SendBodyAsync(client!, conn, framing, maxBody, timeouts) : null;
 
-            var r = await ReadHeadAsync(conn, headRequest, connectRequest, interim, maxResponseHead).ConfigureAwait(false);
+            // The response head is read here, not in a method of its own: one async frame less per request.
+            var peer = conn.Peer;
+            UpstreamResult r;
+            while (true)
+            {
+                var step = TryHead(conn, headRequest, connectRequest, interim is not null, maxResponseHead, out r);
+                if (step == HeadStep.Done) break;
+                if (step == HeadStep.Interim)
+                {
+                    await interim!(conn.Response).ConfigureAwait(false);
+                    continue;
+                }
+                if (peer.Count >= peer.Capacity) peer.Grow(Math.Min(maxResponseHead + 1, peer.Capacity * 2));
+                int n;
+                try { n = await peer.ReceiveAsync().ConfigureAwait(false); }
+                catch (Exception e) when (Duplex.IsIoError(e))
+                {
+                    r = conn.TimedOut
+                        ? new UpstreamResult(UpstreamEnd.TimedOut, conn, $"{conn.Pool.Label} did not answer in time")
+                        : new UpstreamResult(UpstreamEnd.NoResponse, conn, $"{conn.Pool.Label} closed the connection: {e.Message}");
+                    break;
+                }
+                if (n == 0)
+                {
+                    r = conn.TimedOut
+                        ? new UpstreamResult(UpstreamEnd.TimedOut, conn, $"{conn.Pool.Label} did not answer in time")
+                        : new UpstreamResult(peer.Count > 0 ? UpstreamEnd.InvalidResponse : UpstreamEnd.NoResponse, conn,
+                            peer.Count > 0 ? $"{conn.Pool.Label} closed the connection in the middle of a response head" : $"{conn.Pool.Label} closed the connection without a response");
+                    break;
+                }
+            }
             if (r.End == UpstreamEnd.Response) return r with { RequestBody = body, Attempts = attempt };
 
             // No usable response. A body that failed first is the reason (the pump aborted the connection).
@@ -92,52 +122,50 @@ public static class UpstreamExchange
         return r;
     }
 
-    /// <summary>Reads response heads until a final one (1xx other than 101 are interim).</summary>
-    [AsyncMethodBuilder(typeof(PooledBuilder<>))]
-    static async ValueTask<UpstreamResult> ReadHeadAsync(UpstreamConnection conn, bool headRequest, bool connectRequest,
-        Func<ResponseHead, ValueTask>? interim, int maxHead)
+    enum HeadStep : byte { NeedBytes, Interim, Done }
+
+    /// <summary>
+    /// One look at what the upstream sent: a final response head (or a verdict on it) in <paramref name="result"/>,
+    /// an interim one to pass on (100 Continue is dropped here: the gateway's own business with the client), or
+    /// more bytes needed.
+    /// </summary>
+    static HeadStep TryHead(UpstreamConnection conn, bool headRequest, bool connectRequest, bool relayInterim, int maxHead, out UpstreamResult result)
     {
         var peer = conn.Peer;
         var h = conn.Response;
-        while (true)
+        result = default;
+        while (peer.Count > 0)
         {
-            if (peer.Count > 0)
+            var p = ResponseParser.TryParse(peer.Data, h, maxHead, headRequest, connectRequest, out int consumed, out var error);
+            if (p == ParseResult.Invalid)
             {
-                var p = ResponseParser.TryParse(peer.Data, h, maxHead, headRequest, connectRequest, out int consumed, out var error);
-                if (p == ParseResult.Invalid) return new UpstreamResult(UpstreamEnd.InvalidResponse, conn, $"invalid response from {conn.Pool.Label}: {error.Reason}");
-                if (p == ParseResult.Complete)
+                result = new UpstreamResult(UpstreamEnd.InvalidResponse, conn, $"invalid response from {conn.Pool.Label}: {error.Reason}");
+                return HeadStep.Done;
+            }
+            if (p == ParseResult.Complete)
+            {
+                peer.Consume(consumed);
+                if (!h.IsInterim)
                 {
-                    peer.Consume(consumed);
-                    if (!h.IsInterim)
-                    {
-                        // Nothing may follow a response without a body (we never pipeline): bytes there are a body
-                        // on a 204/304/HEAD response, or a second response nobody asked for.
-                        if (h.Framing.Kind == BodyKind.None && h.Status != 101 && !(connectRequest && h.Status is >= 200 and < 300)
-                            && peer.Data.IndexOfAnyExcept("\r\n"u8) >= 0)
-                            return new UpstreamResult(UpstreamEnd.InvalidResponse, conn, $"invalid response from {conn.Pool.Label}: bytes after a response that has no body ({h.Status}{(headRequest ? " to HEAD" : "")})");
-                        return new UpstreamResult(UpstreamEnd.Response, conn, null);
-                    }
-                    // 100 Continue is the gateway's own business with the client; 103 and others go on.
-                    if (h.Status != 100 && interim is not null) await interim(h).ConfigureAwait(false);
-                    continue;
+                    // Nothing may follow a response without a body (we never pipeline): bytes there are a body
+                    // on a 204/304/HEAD response, or a second response nobody asked for.
+                    if (h.Framing.Kind == BodyKind.None && h.Status != 101 && !(connectRequest && h.Status is >= 200 and < 300)
+                        && peer.Data.IndexOfAnyExcept("\r\n"u8) >= 0)
+                        result = new UpstreamResult(UpstreamEnd.InvalidResponse, conn, $"invalid response from {conn.Pool.Label}: bytes after a response that has no body ({h.Status}{(headRequest ? " to HEAD" : "")})");
+                    else result = new UpstreamResult(UpstreamEnd.Response, conn, null);
+                    return HeadStep.Done;
                 }
-                if (peer.Count >= maxHead) return new UpstreamResult(UpstreamEnd.InvalidResponse, conn, $"response head from {conn.Pool.Label} too large");
+                // 103 and others go on to the client; 100 Continue does not.
+                if (h.Status != 100 && relayInterim) return HeadStep.Interim;
+                continue;
             }
-            if (peer.Count >= peer.Capacity) peer.Grow(Math.Min(maxHead + 1, peer.Capacity * 2));
-            int n;
-            try { n = await peer.ReceiveAsync().ConfigureAwait(false); }
-            catch (Exception e) when (Duplex.IsIoError(e))
+            if (peer.Count >= maxHead)
             {
-                return conn.TimedOut
-                    ? new UpstreamResult(UpstreamEnd.TimedOut, conn, $"{conn.Pool.Label} did not answer in time")
-                    : new UpstreamResult(UpstreamEnd.NoResponse, conn, $"{conn.Pool.Label} closed the connection: {e.Message}");
+                result = new UpstreamResult(UpstreamEnd.InvalidResponse, conn, $"response head from {conn.Pool.Label} too large");
+                return HeadStep.Done;
             }
-            if (n == 0)
-            {
-                if (conn.TimedOut) return new UpstreamResult(UpstreamEnd.TimedOut, conn, $"{conn.Pool.Label} did not answer in time");
-                return new UpstreamResult(peer.Count > 0 ? UpstreamEnd.InvalidResponse : UpstreamEnd.NoResponse, conn,
-                    peer.Count > 0 ? $"{conn.Pool.Label} closed the connection in the middle of a response head" : $"{conn.Pool.Label} closed the connection without a response");
-            }
+            break;
         }
+        return HeadStep.NeedBytes;
     }
 }
