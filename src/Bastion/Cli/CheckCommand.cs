@@ -25,7 +25,7 @@ static class CheckCommand
         var (rt, errors) = Runtime.Build(text, file);
         if (rt is not null)
         {
-            if (SanityChecks.NothingToRun(rt.Config) is { } none) errors.Add(none);
+            if (SanityChecks.NothingToRun(rt.Config, errors) is { } none) errors.Add(none);
             errors.AddRange(EnvironmentChecks.Check(rt.Config));
         }
         foreach (var e in errors.OrderBy(e => e.Pos.Line).ThenBy(e => e.Pos.Col)) Console.WriteLine(e);

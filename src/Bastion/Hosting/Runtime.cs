@@ -42,7 +42,7 @@ public sealed class Runtime
     {
         var text = path is null ? ConfigLoader.DefaultYaml() : ReadText(path);
         var (rt, errors) = Build(text, path, generation);
-        if (rt is not null && SanityChecks.NothingToRun(rt.Config) is { } none) errors.Add(none);
+        if (rt is not null && SanityChecks.NothingToRun(rt.Config, errors) is { } none) errors.Add(none);
         var fatal = errors.Where(e => !e.IsWarning).ToList();
         if (rt is null || fatal.Count > 0) throw new ConfigException(fatal);
         return rt;
