@@ -50,6 +50,22 @@ public sealed class WalkthroughTests
     }
 
     [Fact]
+    public async Task A_flow_mapping_left_open_is_a_syntax_error_not_a_crash()
+    {
+        // YamlDotNet throws InvalidOperationException (not YamlException) here: `run` died with a stack trace, exit 134.
+        var path = Path.Combine(Scratch.NewDir("walk"), "bastion.yaml");
+        await File.WriteAllTextAsync(path, "listeners:\n  - { name: web, type: http-proxy\n  listen: [\n");
+        var check = await Proc.BastionAsync(["check", "-c", path]);
+        Assert.True(check.ExitCode == 2, check.ToString());
+        Assert.Equal([$"{path}:2:3: YAML syntax: cannot parse past here (an unclosed '{{', '[' or quote?)"],
+            check.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        var run = await Proc.BastionAsync(["run", "--no-watch", "-c", path]);
+        Assert.True(run.ExitCode == 2, run.ToString());
+        Assert.DoesNotContain("   at ", run.Stderr);
+        Assert.StartsWith($"{path}:2:3: YAML syntax: ", run.Stderr);
+    }
+
+    [Fact]
     public async Task Run_with_no_watch_does_not_claim_that_a_change_to_the_file_reloads()
     {
         var dir = Scratch.NewDir("walk");
