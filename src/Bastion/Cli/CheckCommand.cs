@@ -18,7 +18,7 @@ static class CheckCommand
             try { text = File.ReadAllText(file); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                Console.WriteLine($"{file}:1:1: cannot read configuration: {e.Message}");
+                Console.WriteLine($"{file}:1:1: cannot read configuration: {Runtime.WhyUnreadable(file, e)}");
                 return Commands.ExitUsage;
             }
         }

@@ -66,6 +66,19 @@ public sealed class WalkthroughTests
     }
 
     [Fact]
+    public async Task A_folder_given_as_the_config_is_named_a_folder_not_a_permission_problem()
+    {
+        var path = Scratch.NewDir("walk");
+        foreach (var command in new[] { "check", "run" })
+        {
+            var r = await Proc.BastionAsync([command, "-c", path]);
+            Assert.True(r.ExitCode == 2, r.ToString());
+            Assert.Contains($"{path}:1:1: cannot read configuration: it is a folder, not a file", r.Stdout + r.Stderr);
+            Assert.DoesNotContain("denied", r.Stdout + r.Stderr);
+        }
+    }
+
+    [Fact]
     public async Task Run_with_no_watch_does_not_claim_that_a_change_to_the_file_reloads()
     {
         var dir = Scratch.NewDir("walk");
