@@ -18,14 +18,14 @@ static class CheckCommand
             try { text = File.ReadAllText(file); }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                Console.WriteLine($"{file}:1:1: cannot read configuration: {e.Message}");
+                Console.WriteLine($"{file}:1:1: cannot read configuration: {Runtime.WhyUnreadable(file, e)}");
                 return Commands.ExitUsage;
             }
         }
         var (rt, errors) = Runtime.Build(text, file);
         if (rt is not null)
         {
-            if (SanityChecks.NothingToRun(rt.Config) is { } none) errors.Add(none);
+            if (SanityChecks.NothingToRun(rt.Config, errors) is { } none) errors.Add(none);
             errors.AddRange(EnvironmentChecks.Check(rt.Config));
         }
         foreach (var e in errors.OrderBy(e => e.Pos.Line).ThenBy(e => e.Pos.Col)) Console.WriteLine(e);

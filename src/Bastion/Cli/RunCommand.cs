@@ -50,7 +50,8 @@ static class RunCommand
             Console.Error.WriteLine($"bastion: listener '{name}' ({ListenerTypes.Name(l.Type)}) listening on {l.BoundEndPoint}");
         Console.Error.WriteLine(file is null
             ? $"bastion {Commands.Version} running (embedded default configuration); SIGTERM stops"
-            : $"bastion {Commands.Version} running ({file}); SIGHUP or a change to the file reloads, SIGTERM stops");
+            : watch ? $"bastion {Commands.Version} running ({file}); SIGHUP or a change to the file reloads, SIGTERM stops"
+            : $"bastion {Commands.Version} running ({file}); SIGHUP reloads (--no-watch), SIGTERM stops");
         started.TrySetResult();
         systemd.Ready(Status(host));
 

@@ -30,6 +30,14 @@ public static class ConfigLoader
             w.Error(new SourcePos(w.File, (int)e.Start.Line, (int)e.Start.Column), $"YAML syntax: {msg}");
             return (null, w.Errors);
         }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException or OverflowException)
+        {
+            // YamlDotNet's scanner throws these (not YamlException) on some malformed input, e.g. a flow mapping left
+            // open: report where parsing stopped instead of letting a stack trace kill `run` (exit 134).
+            var at = LastParsed(text);
+            w.Error(new SourcePos(w.File, (int)at.Line, (int)at.Column), "YAML syntax: cannot parse past here (an unclosed '{', '[' or quote?)");
+            return (null, w.Errors);
+        }
         if (stream.Documents.Count == 0)
         {
             w.Error(new SourcePos(w.File, 1, 1), "configuration is empty");
@@ -49,6 +57,20 @@ public static class ConfigLoader
         if (root.TryGetValue("policies", out var policies)) cfg = cfg with { Policies = ParsePolicies(w, policies.Value) };
         if (root.TryGetValue("resolver", out var resolver)) cfg = cfg with { Resolver = ParseResolver(w, resolver.Value) };
         return (cfg, w.Errors);
+    }
+
+    /// <summary>Where the last YAML event that parsed ended (the error path only).</summary>
+    static YamlDotNet.Core.Mark LastParsed(string text)
+    {
+        var parser = new Parser(new StringReader(text));
+        var at = new YamlDotNet.Core.Mark(1, 1, 1);
+        try
+        {
+            while (parser.MoveNext())
+                if (parser.Current is { } ev) at = ev.End;
+        }
+        catch (Exception e) when (e is YamlException or InvalidOperationException or ArgumentException or FormatException or OverflowException) { }
+        return at;
     }
 
     static AdminConfig? ParseAdmin(YamlWalker w, YamlNode n)

@@ -11,9 +11,11 @@ public static class SanityChecks
 
     /// <summary>
     /// For what is run or checked as a whole (`run`, reload, `check`): a configuration with no listener is an error.
-    /// Not part of <see cref="Validate"/>, so that policies can be built and tested on their own.
+    /// Not part of <see cref="Validate"/>, so that policies can be built and tested on their own. Said only when nothing
+    /// else is wrong: a listener with an error (an unknown type) is left out of the model, and "no listeners" after
+    /// "unknown listener type" sends the reader looking for the wrong mistake.
     /// </summary>
-    public static ConfigError? NothingToRun(BastionConfig c) => c.Listeners.IsEmpty
+    public static ConfigError? NothingToRun(BastionConfig c, IEnumerable<ConfigError> errorsSoFar) => c.Listeners.IsEmpty && errorsSoFar.All(e => e.IsWarning)
         ? new ConfigError(new SourcePos(c.Path ?? ConfigLoader.DefaultName, 1, 1), "no listeners: nothing to run (add one under 'listeners:', see examples/)")
         : null;
 

@@ -27,6 +27,14 @@ public sealed class ConfigWatcher : IDisposable
     public int Reloads => Volatile.Read(ref _reloadCount);
     int _reloadCount;
 
+    /// <summary>Events and polls that armed the debounce timer (for tests: a sibling file's writes arm nothing).</summary>
+    internal int Pokes => Volatile.Read(ref _pokes);
+    int _pokes;
+
+    /// <summary>File-system events that reached this watcher (for tests: the name filters keep a sibling file's out).</summary>
+    internal int Events => Volatile.Read(ref _events);
+    int _events;
+
     public ConfigWatcher(GatewayHost host, TimeSpan? debounce = null, TimeSpan? poll = null)
     {
         if (host.ConfigPath is null) throw new InvalidOperationException("the embedded default configuration has no file to watch");
@@ -68,8 +76,9 @@ public sealed class ConfigWatcher : IDisposable
             foreach (var w in _watchers) w.Dispose();
             _watchers.Clear();
             _files = new HashSet<string>(files, StringComparer.Ordinal);
-            foreach (var dir in _files.Select(Path.GetDirectoryName).Distinct())
+            foreach (var group in _files.GroupBy(Path.GetDirectoryName, StringComparer.Ordinal))
             {
+                var dir = group.Key;
                 if (dir is null || !Directory.Exists(dir)) continue;
                 try
                 {
@@ -78,10 +87,18 @@ public sealed class ConfigWatcher : IDisposable
                         NotifyFilter = NotifyFilters.FileName | NotifyFilters.LastWrite | NotifyFilters.Size | NotifyFilters.CreationTime,
                         IncludeSubdirectories = false,
                     };
+                    // The access log often lives beside the config, and every flush of it is an event in this directory:
+                    // name filters drop those before an event object is made (a name with * or ? matches a superset,
+                    // which Watched still narrows).
+                    foreach (var f in group) w.Filters.Add(Path.GetFileName(f));
                     w.Changed += OnEvent;
                     w.Created += OnEvent;
                     w.Deleted += OnEvent;
-                    w.Renamed += (s, e) => { if (Watched(e.OldFullPath) || Watched(e.FullPath)) Poke(); };
+                    w.Renamed += (s, e) =>
+                    {
+                        Interlocked.Increment(ref _events);
+                        if (Watched(e.OldFullPath) || Watched(e.FullPath)) Poke();
+                    };
                     w.Error += (_, _) => Poke();
                     w.EnableRaisingEvents = true;
                     _watchers.Add(w);
@@ -102,11 +119,13 @@ public sealed class ConfigWatcher : IDisposable
 
     void OnEvent(object sender, FileSystemEventArgs e)
     {
+        Interlocked.Increment(ref _events);
         if (Watched(e.FullPath)) Poke();
     }
 
     void Poke()
     {
+        Interlocked.Increment(ref _pokes);
         lock (_gate)
             if (!_disposed) _debounceTimer.Change(_debounce, Timeout.InfiniteTimeSpan);
     }

@@ -42,7 +42,7 @@ public sealed class Runtime
     {
         var text = path is null ? ConfigLoader.DefaultYaml() : ReadText(path);
         var (rt, errors) = Build(text, path, generation);
-        if (rt is not null && SanityChecks.NothingToRun(rt.Config) is { } none) errors.Add(none);
+        if (rt is not null && SanityChecks.NothingToRun(rt.Config, errors) is { } none) errors.Add(none);
         var fatal = errors.Where(e => !e.IsWarning).ToList();
         if (rt is null || fatal.Count > 0) throw new ConfigException(fatal);
         return rt;
@@ -53,9 +53,12 @@ public sealed class Runtime
         try { return File.ReadAllText(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new ConfigException([new ConfigError(new SourcePos(path, 1, 1), $"cannot read configuration: {e.Message}")]);
+            throw new ConfigException([new ConfigError(new SourcePos(path, 1, 1), $"cannot read configuration: {WhyUnreadable(path, e)}")]);
         }
     }
+
+    /// <summary>.NET says "Access to the path is denied" for a folder, which sends the reader to the permissions.</summary>
+    public static string WhyUnreadable(string path, Exception e) => Directory.Exists(path) ? "it is a folder, not a file" : e.Message;
 
     /// <summary>Everything `check` reports: errors and warnings. The runtime is null when the text could not be parsed.</summary>
     public static (Runtime? Runtime, List<ConfigError> Errors) Build(string text, string? path, long generation = 1)

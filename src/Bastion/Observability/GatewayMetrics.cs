@@ -33,11 +33,11 @@ public sealed class GatewayMetrics
     /// <summary>Per-target metrics of the configured upstreams.</summary>
     public UpstreamMetrics Upstreams { get; }
     readonly Counter _responses;
-    readonly ConcurrentDictionary<string, Counter.Child[]> _responseClasses = new();
+    readonly ConcurrentDictionary<string, Slot<Counter.Child[]>> _responseClasses = new();
     int _processMetrics;
 
-    readonly ConcurrentDictionary<(string, string, string, string), Counter.Child> _decisionChildren = new();
-    readonly ConcurrentDictionary<string, ListenerSet> _perListener = new();
+    readonly ConcurrentDictionary<(string, string, string, string), Slot<Counter.Child>> _decisionChildren = new();
+    readonly ConcurrentDictionary<string, Slot<ListenerSet>> _perListener = new();
 
     /// <summary>A listener's children.</summary>
     sealed class ListenerSet(Gauge.Child active, Counter.Child total, Counter.Child @in, Counter.Child @out, Histogram.Child latency, Counter.Child auth)
@@ -49,7 +49,9 @@ public sealed class GatewayMetrics
 
     // The hot path's lookups skip the dictionaries: a listener passes the same name instance on every call, and its
     // requests mostly the same rule instance, so a small table indexed by the strings' identity holds what the last
-    // call with them found (compared by reference; a miss looks up the dictionary as before and takes the slot).
+    // call with them found (compared by reference; a miss looks up the dictionary as before and takes the slot). The
+    // dictionaries hold the slot objects themselves, made once per name: two names that share a table entry evict
+    // each other on every call, and a miss must then cost a probe, not an allocation.
     sealed class Slot<T>(string listener, string type, Configuration.Verdict verdict, string rule, T value)
     {
         public readonly string Listener = listener, Type = type, Rule = rule;
@@ -115,10 +117,11 @@ public sealed class GatewayMetrics
         int i = SlotOf(listener, _listenerSlots.Length);
         if (_listenerSlots[i] is { } hit && ReferenceEquals(hit.Listener, listener)) return hit.Value;
         // TryGetValue first: the factory lambda captures `this`, so GetOrAdd alone allocates a delegate per call (per relayed chunk).
-        var set = _perListener.TryGetValue(listener, out var found) ? found : _perListener.GetOrAdd(listener, l => new ListenerSet(_active.WithLabels(l),
-            _connections.WithLabels(l), _bytes.WithLabels(l, "in"), _bytes.WithLabels(l, "out"), _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l)));
-        _listenerSlots[i] = new Slot<ListenerSet>(listener, "", default, "", set);
-        return set;
+        var slot = _perListener.TryGetValue(listener, out var found) ? found : _perListener.GetOrAdd(listener, l => new Slot<ListenerSet>(l, "", default, "",
+            new ListenerSet(_active.WithLabels(l), _connections.WithLabels(l), _bytes.WithLabels(l, "in"), _bytes.WithLabels(l, "out"),
+                _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l))));
+        _listenerSlots[i] = slot;
+        return slot.Value;
     }
 
     public void Decision(string listener, string type, Configuration.Verdict verdict, string rule)
@@ -132,9 +135,11 @@ public sealed class GatewayMetrics
         }
         var key = (listener, type, verdict == Configuration.Verdict.Allow ? "allow" : "deny", rule);
         // TryGetValue first, as in L(): the factory captures `this` (a delegate per request otherwise).
-        if (!_decisionChildren.TryGetValue(key, out var c)) c = _decisionChildren.GetOrAdd(key, k => _decisions.WithLabels(k.Item1, k.Item2, k.Item3, k.Item4));
-        _decisionSlots[i] = new Slot<Counter.Child>(listener, type, verdict, rule, c);
-        c.Inc();
+        if (!_decisionChildren.TryGetValue(key, out var slot))
+            slot = _decisionChildren.GetOrAdd(key, k => new Slot<Counter.Child>(k.Item1, k.Item2,
+                k.Item3 == "allow" ? Configuration.Verdict.Allow : Configuration.Verdict.Deny, k.Item4, _decisions.WithLabels(k.Item1, k.Item2, k.Item3, k.Item4)));
+        _decisionSlots[i] = slot;
+        slot.Value.Inc();
     }
 
     public void ConnectionOpened(string listener)
@@ -166,16 +171,18 @@ public sealed class GatewayMetrics
         if (_responseSlots[i] is { } hit && ReferenceEquals(hit.Listener, listener)) c = hit.Value;
         else
         {
-            if (!_responseClasses.TryGetValue(listener, out c!))
-                c = _responseClasses.GetOrAdd(listener, l => [.. new[] { "1xx", "2xx", "3xx", "4xx", "5xx" }.Select(k => _responses.WithLabels(l, k))]);
-            _responseSlots[i] = new Slot<Counter.Child[]>(listener, "", default, "", c);
+            if (!_responseClasses.TryGetValue(listener, out var slot))
+                slot = _responseClasses.GetOrAdd(listener, l => new Slot<Counter.Child[]>(l, "", default, "",
+                    [.. new[] { "1xx", "2xx", "3xx", "4xx", "5xx" }.Select(k => _responses.WithLabels(l, k))]));
+            _responseSlots[i] = slot;
+            c = slot.Value;
         }
         c[status / 100 - 1].Inc();
     }
 
     /// <summary>A listener's responses by class (index 0 = 1xx), for /api/stats and the dashboard.</summary>
     public long[] Responses(string listener) =>
-        _responseClasses.TryGetValue(listener, out var c) ? [.. c.Select(x => (long)x.Value)] : new long[5];
+        _responseClasses.TryGetValue(listener, out var c) ? [.. c.Value.Select(x => (long)x.Value)] : new long[5];
 
     public void TlsMinted(string listener, TimeSpan t) => _tlsMint.WithLabels(listener).Observe(t.TotalSeconds);
 
@@ -264,11 +271,12 @@ public sealed class GatewayMetrics
         foreach (var (k, c) in _decisionChildren)
         {
             if (k.Item1 != listener) continue;
-            if (k.Item3 == "allow") allowed += (long)c.Value;
-            else if (k.Item3 == "deny") denied += (long)c.Value;
+            if (k.Item3 == "allow") allowed += (long)c.Value.Value;
+            else if (k.Item3 == "deny") denied += (long)c.Value.Value;
         }
         if (!_perListener.TryGetValue(listener, out var l)) return new(0, 0, 0, 0, 0, allowed, denied);
-        return new((long)l.Active.Value, (long)l.Total.Value, (long)l.In.Value, (long)l.Out.Value, (long)l.Auth.Value, allowed, denied);
+        var s = l.Value;
+        return new((long)s.Active.Value, (long)s.Total.Value, (long)s.In.Value, (long)s.Out.Value, (long)s.Auth.Value, allowed, denied);
     }
 
     /// <summary>Every listener that has counted anything (including ones a reload removed).</summary>
@@ -277,7 +285,7 @@ public sealed class GatewayMetrics
 
     /// <summary>Decisions summed over every listener, by verdict and by rule.</summary>
     public IEnumerable<(string Listener, string Verdict, string Rule, long Count)> DecisionCounts =>
-        _decisionChildren.Select(kv => (kv.Key.Item1, kv.Key.Item3, kv.Key.Item4, (long)kv.Value.Value));
+        _decisionChildren.Select(kv => (kv.Key.Item1, kv.Key.Item3, kv.Key.Item4, (long)kv.Value.Value.Value));
 
     public async Task<string> ExportAsync()
     {

@@ -188,6 +188,36 @@ public sealed class ReloadTests(AdminOriginFixture f) : IClassFixture<AdminOrigi
     }
 
     [Fact]
+    public async Task Writes_to_a_file_beside_the_config_wake_nothing_and_a_config_change_reloads_once()
+    {
+        // The access log beside the config (as TestGateway puts it): every flush is an event in the watched directory.
+        await using var gw = await TestGateway.StartAsync(AdminConfigs.Proxy());
+        var diag = new StringWriter();
+        gw.Host.Diagnostics = TextWriter.Synchronized(diag);
+        // No poll during the test: only inotify events can wake the watcher.
+        using var watcher = new ConfigWatcher(gw.Host, debounce: TimeSpan.FromMilliseconds(100), poll: TimeSpan.FromHours(1));
+        Assert.Equal(Path.GetDirectoryName(gw.ConfigPath), Path.GetDirectoryName(gw.LogPath));
+        // Two files in turn: inotify merges an event with an identical one still unread, never with another file's.
+        string[] siblings = [Path.Combine(gw.Dir, "sibling-a.log"), Path.Combine(gw.Dir, "sibling-b.log")];
+        const int writes = 200;
+        for (int i = 0; i < writes; i++) await File.AppendAllTextAsync(siblings[i % 2], $"{{\"line\":{i}}}\n");
+        Assert.Equal("200", await CurlCode(gw, $"{f.Origin.Url}/100b")); // and the gateway's own log flushes
+
+        // inotify reports a directory's events in order: once the config change has reloaded, the burst was seen.
+        await File.WriteAllTextAsync(gw.ConfigPath, WithLog(gw, AdminConfigs.Proxy(switched: true)));
+        await Wait.UntilAsync(() => diag.ToString().Contains("configuration reloaded", StringComparison.Ordinal), TimeSpan.FromSeconds(10),
+            "reload after the config changed");
+        Assert.Equal(2, gw.Host.Current.Generation);
+        Assert.Equal(1, watcher.Reloads);
+        // Unfiltered, each append is an event (~204 seen); the config's own write is a handful.
+        Assert.True(watcher.Events < 10, $"{watcher.Events} file events reached the watcher for {writes} writes beside the config");
+        Assert.True(watcher.Pokes <= watcher.Events, $"{watcher.Pokes} wake-ups");
+        var lines = diag.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines); // the one reload's line
+        Assert.Contains("file change", lines[0]);
+    }
+
+    [Fact]
     public async Task Reload_reopens_a_rotated_access_log()
     {
         await using var gw = await TestGateway.StartAsync(AdminConfigs.Proxy());
