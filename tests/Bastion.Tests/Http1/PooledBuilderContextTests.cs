@@ -93,10 +93,7 @@ public sealed class PooledBuilderContextTests
         Assert.Null(seen);
     }
 
-    [Fact(Skip = "Known leak: PooledBox.MoveNext runs the continuation in the loop thread's own context and leaves what it set "
-        + "there, so the next user of the box (and any code run next on that thread) sees it. Fix (PooledBuilder.cs): "
-        + "void MoveNext() => AsyncValueTaskMethodBuilder.Create().Start(ref StateMachine); (saves and restores the thread's "
-        + "context, allocates nothing), and the same in PooledBuilder.Start. Nothing on the request path sets an AsyncLocal today; with the fix this test and AllocationTests pass.")]
+    [Fact]
     public void Pooled_builder_an_AsyncLocal_set_in_a_continuation_does_not_reach_the_next_user_of_the_box()
     {
         var (seen, left, sameBox) = TwoUsers(PooledSeeThenSet);
@@ -122,9 +119,7 @@ public sealed class PooledBuilderContextTests
         Assert.Null(inCaller);
     }
 
-    [Fact(Skip = "Known leak: PooledBuilder.Start calls MoveNext without saving and restoring the thread's context, so a value "
-        + "set before the first await is seen by the caller. Fix (PooledBuilder.cs): Start => "
-        + "AsyncValueTaskMethodBuilder.Create().Start(ref stateMachine); (as .NET's builders do).")]
+    [Fact]
     public void Pooled_builder_an_AsyncLocal_set_before_the_first_await_stays_in_the_method()
     {
         var (inCaller, done) = CallerAfterFirstAwait(PooledSetThenWait);

@@ -30,8 +30,9 @@ public struct PooledBuilder<TResult>
         : _error is not null ? ValueTask.FromException<TResult>(_error)
         : new ValueTask<TResult>(_result);
 
+    // Saves and restores the thread's execution context around the first run, as .NET's builders do.
     public readonly void Start<TStateMachine>(ref TStateMachine stateMachine) where TStateMachine : IAsyncStateMachine =>
-        stateMachine.MoveNext();
+        AsyncValueTaskMethodBuilder.Create().Start(ref stateMachine);
 
     public readonly void SetStateMachine(IAsyncStateMachine stateMachine) { }
 
@@ -81,8 +82,9 @@ public struct PooledBuilder
         : _inner.Error is { } e ? ValueTask.FromException(e)
         : ValueTask.CompletedTask;
 
+    // Saves and restores the thread's execution context around the first run, as .NET's builders do.
     public readonly void Start<TStateMachine>(ref TStateMachine stateMachine) where TStateMachine : IAsyncStateMachine =>
-        stateMachine.MoveNext();
+        AsyncValueTaskMethodBuilder.Create().Start(ref stateMachine);
 
     public readonly void SetStateMachine(IAsyncStateMachine stateMachine) { }
     public void SetResult() => _inner.SetResult(true);
@@ -168,9 +170,10 @@ sealed class PooledBox<TStateMachine, TResult> : IResultBox<TResult>, IValueTask
 
     public short Version => _core.Version;
 
-    // No execution context is captured or restored (unlike .NET's builders): nothing on the request path sets an
-    // AsyncLocal, and the socket engine's threads run in the default context. Code that needs one must not use this builder.
-    void MoveNext() => StateMachine.MoveNext();
+    // The continuation runs in the resuming thread's context and whatever it sets there is undone afterwards (no leak
+    // to the next user of the box or of the loop thread). The awaiting point's context is not flowed, unlike .NET's
+    // builders: nothing on the request path reads an AsyncLocal, and code that does must not use this builder.
+    void MoveNext() => AsyncValueTaskMethodBuilder.Create().Start(ref StateMachine);
 
     public void SetResult(TResult result) => _core.SetResult(result);
     public void SetException(Exception e) => _core.SetException(e);
