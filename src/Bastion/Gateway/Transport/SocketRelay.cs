@@ -4,7 +4,9 @@ using System.Net.Sockets;
 namespace Bastion.Gateway;
 
 /// <summary>Byte counts of a finished relay, as seen from the client: in = client → upstream.</summary>
-public readonly record struct RelayResult(long BytesFromClient, long BytesToClient, bool IdleTimedOut);
+/// <param name="Cut">The relay ended because a side reset or failed (or it was stopped), not by the data's end: the
+/// other side was only shut down, and a server that is still sending learns nothing from that.</param>
+public readonly record struct RelayResult(long BytesFromClient, long BytesToClient, bool IdleTimedOut, bool Cut = false);
 
 /// <summary>When a relay is over: when both directions have ended (a tunnel), or when the one that carries the data has (an FTP transfer).</summary>
 public enum RelayEnd
@@ -80,20 +82,22 @@ public static class SocketRelay
         using var stop = cts.Token.UnsafeRegister(static p => ((SocketPair)p!).ShutdownBoth(), pair);
         var up = Pump(client, upstream, clientPrefix, idle, onBytes, fromClient: true, pair, oneWay: end == RelayEnd.ClientDone);
         var down = Pump(upstream, client, upstreamPrefix, idle, onBytes, fromClient: false, pair, oneWay: end == RelayEnd.UpstreamDone);
+        bool cut;
         using (IdleSweeper.Register(idle))
         {
             // When one direction fails (reset, abort), stop the other too.
             var first = await Task.WhenAny(up, down).ConfigureAwait(false);
-            if (first.Result.Failed) pair.ShutdownBoth();
+            cut = first.Result.Failed;
+            if (cut) pair.ShutdownBoth();
             else if (end != RelayEnd.BothDone)
             {
                 // The data direction is what counts: once it is done, the other is not waited for.
-                await (end == RelayEnd.ClientDone ? up : down).ConfigureAwait(false);
+                cut = (await (end == RelayEnd.ClientDone ? up : down).ConfigureAwait(false)).Failed;
                 pair.ShutdownBoth();
             }
             await Task.WhenAll(up, down).ConfigureAwait(false);
         }
-        return new RelayResult(up.Result.Bytes, down.Result.Bytes, idle.TimedOut);
+        return new RelayResult(up.Result.Bytes, down.Result.Bytes, idle.TimedOut, cut || idle.TimedOut);
     }
 
     readonly record struct PumpResult(long Bytes, bool Failed);

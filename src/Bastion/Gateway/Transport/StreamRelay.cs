@@ -31,18 +31,20 @@ public static class StreamRelay
         var idle = new IdleWatch(idleTimeout, cts);
         var up = Pump(client, upstream, idle, onBytes, fromClient: true, cts.Token);
         var down = Pump(upstream, client, idle, onBytes, fromClient: false, cts.Token);
+        bool cut;
         using (IdleSweeper.Register(idle))
         {
             var first = await Task.WhenAny(up, down).ConfigureAwait(false);
-            if (first.Result.Failed) Stop(cts, client, upstream);
+            cut = first.Result.Failed;
+            if (cut) Stop(cts, client, upstream);
             else if (end != RelayEnd.BothDone)
             {
-                await (end == RelayEnd.ClientDone ? up : down).ConfigureAwait(false);
+                cut = (await (end == RelayEnd.ClientDone ? up : down).ConfigureAwait(false)).Failed;
                 Stop(cts, client, upstream);
             }
             await Task.WhenAll(up, down).ConfigureAwait(false);
         }
-        return new RelayResult(up.Result.Bytes, down.Result.Bytes, idle.TimedOut);
+        return new RelayResult(up.Result.Bytes, down.Result.Bytes, idle.TimedOut, cut || idle.TimedOut);
     }
 
     static async Task FlushAsync(Transport a, Transport b)

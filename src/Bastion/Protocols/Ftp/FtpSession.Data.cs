@@ -256,6 +256,10 @@ public sealed partial class FtpSession
             }
             var result = await relay.ConfigureAwait(false);
             if (result.IdleTimedOut) x.Reason = "data connection idle timeout";
+            else if (result.Cut && abor is null) x.Reason = "data connection cut";
+            // A cut transfer resets the server's data connection: a server still sending would otherwise wait on a
+            // socket that was only shut down, and never send the final reply read below.
+            if (result.Cut && abor is null) serverData.Abort();
             if (abor is not null)
             {
                 x.Reason = "aborted by the client (ABOR)";
