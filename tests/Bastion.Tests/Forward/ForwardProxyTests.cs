@@ -332,12 +332,15 @@ public sealed class ForwardProxyTests(OriginFixture f) : IClassFixture<OriginFix
         try
         {
             using var idle = await Sock.ConnectAsync(gw.Port("web"));
-            var slow = Proc.CurlAsync("-sS", "-w", "%{http_code}", "-o", "/dev/null", "-x", gw.Url("web"), $"{O}/slow/1500");
-            await gw.WaitForLogAsync(l => true, TimeSpan.FromSeconds(1)).ContinueWith(_ => { }, TaskScheduler.Default);
+            var hold = $"drain-{Guid.NewGuid():N}";
+            var slow = Proc.CurlAsync("-sS", "-w", "%{http_code}", "-o", "/dev/null", "-x", gw.Url("web"), $"{O}/hold/{hold}");
+            await f.Origin.Arrived(hold).WaitAsync(TimeSpan.FromSeconds(10));
             await Wait.UntilAsync(() => gw.Host.Connections.Count == 2, TimeSpan.FromSeconds(10), "both connections open");
             var stop = gw.Host.StopAsync(TimeSpan.FromSeconds(10));
             var idleResult = await Raw.ReadUntilCloseAsync(idle, TimeSpan.FromSeconds(3));
             Assert.DoesNotContain("<<timeout", idleResult);
+            // The request was in flight all along: the origin answers only now, while the gateway drains.
+            f.Origin.Release(hold);
             Assert.Equal("200", (await slow).Stdout);
             await stop;
         }

@@ -17,7 +17,8 @@ namespace Bastion.Tests.Infrastructure;
 ///   /echo                 echoes method, path, headers and the body's SHA-256 and length as JSON
 ///   /sha256               reads the body and answers its SHA-256 hex
 ///   /status/{code}        answers that status
-///   /slow/{ms}            waits, then answers
+///   /slow/{ms}            waits, then answers (a slow server, for timeouts)
+///   /hold/{name}          answers once the test calls Release(name) (a request kept in flight without a clock)
 ///   /type/{a}/{b}         answers with Content-Type a/b
 /// </summary>
 public sealed class TestOrigin : IAsyncDisposable
@@ -26,6 +27,15 @@ public sealed class TestOrigin : IAsyncDisposable
     public int Port { get; }
     public string Url => $"http://127.0.0.1:{Port}";
     public int Requests;
+    readonly System.Collections.Concurrent.ConcurrentDictionary<string, TaskCompletionSource> _holds = new();
+
+    TaskCompletionSource Hold(string name) => _holds.GetOrAdd(name, _ => new(TaskCreationOptions.RunContinuationsAsynchronously));
+
+    /// <summary>Completes when a request for /hold/{name} has reached the origin.</summary>
+    public Task Arrived(string name) => Hold("arrived:" + name).Task;
+
+    /// <summary>Lets the requests held at /hold/{name} answer.</summary>
+    public void Release(string name) => Hold(name).TrySetResult();
 
     TestOrigin(WebApplication app, int port)
     {
@@ -82,6 +92,12 @@ public sealed class TestOrigin : IAsyncDisposable
         {
             await Task.Delay(ms, ct);
             return Results.Text("slow\n");
+        });
+        app.MapGet("/hold/{name}", async (string name, CancellationToken ct) =>
+        {
+            self!.Hold("arrived:" + name).TrySetResult();
+            await self.Hold(name).Task.WaitAsync(ct);
+            return Results.Text("released\n");
         });
         app.MapGet("/type/{a}/{b}", (string a, string b) => Results.Text("typed body\n", $"{a}/{b}"));
         extra?.Invoke(app);
