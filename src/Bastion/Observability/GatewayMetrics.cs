@@ -57,6 +57,14 @@ public sealed class GatewayMetrics
         public readonly string Listener = listener, Type = type, Rule = rule;
         public readonly Configuration.Verdict Verdict = verdict;
         public readonly T Value = value;
+
+        /// <summary>
+        /// This slot, or one for the caller's string instances when they differ (a reload parses the names anew):
+        /// stored back by the caller, so the table hits again from the next call.
+        /// </summary>
+        public Slot<T> For(string listener, string type, string rule) =>
+            ReferenceEquals(Listener, listener) && ReferenceEquals(Type, type) && ReferenceEquals(Rule, rule)
+                ? this : new Slot<T>(listener, type, Verdict, rule, Value);
     }
 
     readonly Slot<ListenerSet>?[] _listenerSlots = new Slot<ListenerSet>?[8];
@@ -120,6 +128,7 @@ public sealed class GatewayMetrics
         var slot = _perListener.TryGetValue(listener, out var found) ? found : _perListener.GetOrAdd(listener, l => new Slot<ListenerSet>(l, "", default, "",
             new ListenerSet(_active.WithLabels(l), _connections.WithLabels(l), _bytes.WithLabels(l, "in"), _bytes.WithLabels(l, "out"),
                 _upstreamLatency.WithLabels(l), _authFailures.WithLabels(l))));
+        if (slot.For(listener, "", "") is var mine && mine != slot) _perListener[listener] = slot = mine;
         _listenerSlots[i] = slot;
         return slot.Value;
     }
@@ -138,6 +147,7 @@ public sealed class GatewayMetrics
         if (!_decisionChildren.TryGetValue(key, out var slot))
             slot = _decisionChildren.GetOrAdd(key, k => new Slot<Counter.Child>(k.Item1, k.Item2,
                 k.Item3 == "allow" ? Configuration.Verdict.Allow : Configuration.Verdict.Deny, k.Item4, _decisions.WithLabels(k.Item1, k.Item2, k.Item3, k.Item4)));
+        if (slot.For(listener, type, rule) is var mine && mine != slot) _decisionChildren[key] = slot = mine;
         _decisionSlots[i] = slot;
         slot.Value.Inc();
     }
@@ -174,6 +184,7 @@ public sealed class GatewayMetrics
             if (!_responseClasses.TryGetValue(listener, out var slot))
                 slot = _responseClasses.GetOrAdd(listener, l => new Slot<Counter.Child[]>(l, "", default, "",
                     [.. new[] { "1xx", "2xx", "3xx", "4xx", "5xx" }.Select(k => _responses.WithLabels(l, k))]));
+            if (slot.For(listener, "", "") is var mine && mine != slot) _responseClasses[listener] = slot = mine;
             _responseSlots[i] = slot;
             c = slot.Value;
         }
